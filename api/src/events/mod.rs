@@ -1,0 +1,1 @@
+//! Event model. Owned by the events work.

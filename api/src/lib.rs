@@ -1,0 +1,8 @@
+//! Vigil's shared API crate: pure code, no I/O, no kernel.
+//!
+//! - [`events`]: the event contract (Tetragon-compatible JSON model, flags, exec_id).
+//! - [`policy`]: TracingPolicy types, parser, validator and compiler to the IR.
+#![forbid(unsafe_code)]
+
+pub mod events;
+pub mod policy;

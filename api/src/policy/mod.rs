@@ -1,0 +1,1 @@
+//! Policy types, parser, validator, compiler. Owned by the policy work.

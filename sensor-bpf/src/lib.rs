@@ -1,0 +1,1 @@
+//! Vigil's BPF objects and the record ABI shared with the C side.
