@@ -1,0 +1,138 @@
+#!/bin/busybox sh
+# Vigil VM test harness: the guest's /init (PID 1), run by busybox sh.
+#
+# Packed into the initramfs by e2e/vm/run.sh together with /vigil/config
+# (sourced below). It prepares a minimal system, runs every test of every
+# test binary in /vigil/tests one at a time, reports to the host over the
+# second serial port (/dev/ttyS1) and powers off.
+#
+# Protocol on ttyS1, one record per line, fields separated by single spaces
+# (test names are Rust paths, they contain no spaces):
+#   @@VIGIL boot <kernel-release>
+#   @@VIGIL plan <bin> <test>             every test that is going to run
+#   @@VIGIL list-error <bin> <rc>         the binary could not list its tests
+#   @@VIGIL start <bin> <test>
+#   @@VIGIL result <bin> <test> pass|fail|timeout|skip <seconds> [rc]
+#   @@VIGIL dmesg <line>                  suspicious kernel log lines at the end
+#   @@VIGIL done
+# The full output of every test goes to the console (ttyS0) between
+# "@@VIGIL-CONSOLE begin <bin> <test>" and "@@VIGIL-CONSOLE end <bin> <test>"
+# so that kernel messages printed meanwhile are interleaved in order.
+
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/root TMPDIR=/tmp LANG=C.UTF-8 TERM=dumb
+
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /dev/shm
+mount -t devpts devpts /dev/pts
+mount -t tmpfs -o mode=1777 tmpfs /dev/shm
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+mount -t tmpfs -o mode=0755 tmpfs /run
+mount -t bpf bpffs /sys/fs/bpf
+mount -t tracefs tracefs /sys/kernel/tracing
+mount -t debugfs debugfs /sys/kernel/debug
+mount -t securityfs securityfs /sys/kernel/security
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
+ln -sf /proc/self/fd /dev/fd
+ln -sf /proc/self/fd/0 /dev/stdin
+ln -sf /proc/self/fd/1 /dev/stdout
+ln -sf /proc/self/fd/2 /dev/stderr
+hostname vigil-vm
+ip link set lo up
+
+# Results channel. Raw mode: no echo, no CR/LF translation.
+stty -F /dev/ttyS1 raw -echo 2>/dev/null
+exec 3>/dev/ttyS1
+report() { echo "@@VIGIL $*" >&3; }
+say() { echo "@@VIGIL-CONSOLE $*" >/dev/console; }
+
+# Defaults, overridden by the host's /vigil/config.
+VIGIL_FILTER=
+VIGIL_TEST_TIMEOUT=300
+VIGIL_WORKDIR=/
+VIGIL_REPO=
+. /vigil/config
+
+# The source tree, at the host path compiled into the test binaries
+# (CARGO_MANIFEST_DIR); bind-mounted because that path may be under /tmp.
+if [ -n "$VIGIL_REPO" ]; then
+    mkdir -p "$VIGIL_REPO" && mount --bind /vigil/src "$VIGIL_REPO"
+fi
+
+export VIGIL_BIN_DIR=/vigil/bin VIGIL_IN_VM=1 RUST_BACKTRACE=1
+export CARGO_MANIFEST_DIR="$VIGIL_WORKDIR" CARGO_PKG_NAME=vigil-e2e
+
+report boot "$(uname -r)" "$(cut -d' ' -f1 /proc/uptime)"
+say "kernel $(uname -r), lsm=$(cat /sys/kernel/security/lsm)"
+
+now() { cut -d' ' -f1 /proc/uptime; }
+
+# Plan: list every test binary's tests (and its ignored ones) before running
+# anything, so that the host can tell a missing result from a skipped test.
+: >/tmp/plan
+for bin in /vigil/tests/*; do
+    [ -x "$bin" ] || continue
+    name=${bin##*/}
+    (cd "$VIGIL_WORKDIR" && "$bin" --list --format terse) >/tmp/list.out 2>&1
+    rc=$?
+    if [ $rc -ne 0 ]; then
+        report list-error "$name" "$rc"
+        say "listing tests of $name failed (rc=$rc):"
+        cat /tmp/list.out >/dev/console
+        continue
+    fi
+    (cd "$VIGIL_WORKDIR" && "$bin" --list --format terse --ignored) 2>/dev/null |
+        sed -n 's/: test$//p' >"/tmp/ignored.$name"
+    sed -n 's/: test$//p' /tmp/list.out | while read -r t; do
+        case "$t" in *"$VIGIL_FILTER"*) ;; *) continue ;; esac
+        echo "$name $t" >>/tmp/plan
+        report plan "$name" "$t"
+    done
+done
+
+# Run each test alone, in the e2e package directory (like cargo test does),
+# with a hard timeout. The loop runs in PID 1 itself (no pipe into it), so
+# `kill -9 -1` after each test reaps whatever the test left behind
+# (a sensor, workloads) without killing this script.
+while read -r name t; do
+    bin=/vigil/tests/$name
+    if grep -qxF "$t" "/tmp/ignored.$name"; then
+        report result "$name" "$t" skip 0
+        continue
+    fi
+    report start "$name" "$t"
+    say "begin $name $t"
+    t0=$(now)
+    (cd "$VIGIL_WORKDIR" &&
+        exec timeout -s KILL "$VIGIL_TEST_TIMEOUT" "$bin" --exact "$t" --test-threads=1) \
+        </dev/null >/tmp/test.out 2>&1
+    rc=$?
+    t1=$(now)
+    kill -9 -1 2>/dev/null
+    secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
+    cat /tmp/test.out >/dev/console
+    # Keep the end marker on a line of its own.
+    [ -n "$(tail -c 1 /tmp/test.out)" ] && echo >/dev/console
+    if [ $rc -eq 0 ] && grep -q '^test result: ok\. 1 passed' /tmp/test.out; then
+        status=pass
+    elif [ $rc -eq 137 ] && awk -v s="$secs" -v l="$VIGIL_TEST_TIMEOUT" 'BEGIN { exit !(s + 1 >= l) }'; then
+        status=timeout
+    else
+        status=fail
+    fi
+    say "end $name $t $status rc=$rc"
+    report result "$name" "$t" "$status" "$secs" "$rc"
+done </tmp/plan
+
+# Kernel trouble that a test may not have noticed: oopses, BUGs, warnings,
+# user-space crashes (e.g. a segfaulting sensor).
+dmesg | grep -E 'BUG:|Oops|Kernel panic|WARNING:|general protection|segfault at|traps:|Call Trace' |
+    head -n 50 | while read -r line; do report dmesg "$line"; done
+
+report done
+sync
+poweroff -f
+# Not reached; should poweroff fail, PID 1 exiting panics the kernel and
+# qemu (-no-reboot, panic=-1) stops.

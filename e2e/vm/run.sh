@@ -1,0 +1,471 @@
+#!/usr/bin/env bash
+# Vigil VM test harness: runs the e2e suite (vigil-e2e's integration tests) on
+# Debian's own kernel under qemu (TCG), where kprobes, fentry/fexit, fmod_ret
+# and BPF-LSM are available. See docs/testing.md.
+#
+#   e2e/vm/run.sh [--kernel-pkg NAME] [--filter SUBSTR] [--timeout SECS]
+#                 [--test-timeout SECS] [--keep] [-h]
+#
+# Exit status: 0 all tests passed; 1 a test failed or the guest misbehaved
+# (panic, oops, crash, missing result, timeout); 2 the harness could not run
+# (packages, kernel download, build).
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+
+KERNEL_PKG=${VIGIL_VM_KERNEL_PKG:-linux-image-cloud-amd64}
+FILTER=${VIGIL_VM_FILTER:-}
+TIMEOUT=${VIGIL_VM_TIMEOUT:-900}
+TEST_TIMEOUT=${VIGIL_VM_TEST_TIMEOUT:-300}
+BOOT_TIMEOUT=${VIGIL_VM_BOOT_TIMEOUT:-120}
+MEMORY=${VIGIL_VM_MEMORY:-3G}
+CPUS=${VIGIL_VM_CPUS:-2}
+CACHE=${VIGIL_VM_CACHE:-/var/cache/vigil/vm}
+APPEND_EXTRA=${VIGIL_VM_APPEND:-}
+KEEP=0
+HOST_TOOLS=(setpriv dash)
+
+usage() {
+    cat <<EOF
+usage: $0 [options]
+  --kernel-pkg NAME    Debian kernel package or metapackage to boot
+                       (default: $KERNEL_PKG; e.g. linux-image-amd64,
+                       linux-image-6.1.0-56-amd64-unsigned)
+  --filter SUBSTR      run only tests whose name contains SUBSTR
+  --timeout SECS       whole VM run, boot to power-off (default: $TIMEOUT)
+  --test-timeout SECS  one test (default: $TEST_TIMEOUT)
+  --keep               keep the work directory (initramfs, logs)
+Environment: VIGIL_VM_KERNEL_PKG, VIGIL_VM_FILTER, VIGIL_VM_TIMEOUT,
+VIGIL_VM_TEST_TIMEOUT, VIGIL_VM_BOOT_TIMEOUT, VIGIL_VM_MEMORY ($MEMORY),
+VIGIL_VM_CPUS ($CPUS), VIGIL_VM_CACHE ($CACHE), VIGIL_VM_APPEND (extra
+kernel command line), CARGO_TARGET_DIR.
+EOF
+}
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --kernel-pkg) KERNEL_PKG=${2:?--kernel-pkg needs a value}; shift 2 ;;
+        --kernel-pkg=*) KERNEL_PKG=${1#*=}; shift ;;
+        --filter) FILTER=${2?--filter needs a value}; shift 2 ;;
+        --filter=*) FILTER=${1#*=}; shift ;;
+        --timeout) TIMEOUT=${2:?--timeout needs a value}; shift 2 ;;
+        --timeout=*) TIMEOUT=${1#*=}; shift ;;
+        --test-timeout) TEST_TIMEOUT=${2:?--test-timeout needs a value}; shift 2 ;;
+        --test-timeout=*) TEST_TIMEOUT=${1#*=}; shift ;;
+        --keep) KEEP=1; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "vm: unknown argument: $1" >&2; usage >&2; exit 2 ;;
+    esac
+done
+for n in "$TIMEOUT" "$TEST_TIMEOUT" "$BOOT_TIMEOUT" "$CPUS"; do
+    [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "vm: not a positive number: $n" >&2; exit 2; }
+done
+
+say() { echo "vm: $*"; }
+die() {
+    echo "vm: error: $*" >&2
+    echo "0 passed, 1 failed"
+    exit 2
+}
+# Print the last lines of a log file, indented.
+show_tail() { tail -n "${2:-40}" "$1" 2>/dev/null | sed 's/^/    | /' >&2 || true; }
+
+mkdir -p "$CACHE" || die "cannot create cache directory $CACHE"
+WORK=$(mktemp -d "$CACHE/run.XXXXXX")
+QEMU_PID=
+cleanup() {
+    if [ -n "$QEMU_PID" ] && kill -0 "$QEMU_PID" 2>/dev/null; then
+        kill "$QEMU_PID" 2>/dev/null || true
+    fi
+    # Keep the logs of the last run; drop the big files unless --keep.
+    if [ -d "$WORK" ]; then
+        rm -rf "$CACHE/last-run"
+        mkdir -p "$CACHE/last-run"
+        cp -f "$WORK"/*.log "$CACHE/last-run/" 2>/dev/null || true
+        if [ "$KEEP" = 1 ]; then say "work directory kept: $WORK"; else rm -rf "$WORK"; fi
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- host packages -----------------------------------------------------------
+
+APT_UPDATED=0
+apt_update() {
+    [ "$APT_UPDATED" = 1 ] && return 0
+    APT_UPDATED=1
+    DEBIAN_FRONTEND=noninteractive apt-get update -q >"$WORK/apt-update.log" 2>&1 || {
+        show_tail "$WORK/apt-update.log"
+        say "apt-get update failed (continuing with the package lists present)"
+    }
+}
+
+ensure_packages() {
+    local want=(qemu-system-x86 busybox-static cpio jq util-linux dash) missing=() p
+    for p in "${want[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    [ "$(id -u)" = 0 ] || die "missing packages ${missing[*]}; run as root or: apt-get install -y ${missing[*]}"
+    say "installing ${missing[*]}"
+    apt_update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" \
+        >"$WORK/apt-install.log" 2>&1 || {
+        show_tail "$WORK/apt-install.log"
+        die "apt-get install ${missing[*]} failed"
+    }
+}
+
+# --- kernel --------------------------------------------------------------------
+
+# Follow metapackages (linux-image-cloud-amd64 -> linux-image-6.1.0-NN-cloud-amd64)
+# to the package that ships /boot/vmlinuz-*.
+resolve_kernel_pkg() {
+    local name=$1 next i
+    for i in 1 2 3 4 5; do
+        apt-cache show --no-all-versions "$name" >/dev/null 2>&1 || return 1
+        if [[ $name =~ ^linux-image-[0-9] ]]; then
+            echo "$name"
+            return 0
+        fi
+        next=$(apt-cache depends --important "$name" 2>/dev/null |
+            awk '$1 == "Depends:" && $2 ~ /^linux-image-/ { print $2; exit }')
+        [ -n "$next" ] || return 1
+        name=$next
+    done
+    return 1
+}
+
+pkg_version() {
+    apt-cache show --no-all-versions "$1" 2>/dev/null | awk '$1 == "Version:" { print $2; exit }'
+}
+
+# Sets KERNEL_DIR (holding vmlinuz, config) and KERNEL_DESC.
+fetch_kernel() {
+    local pkg ver dir tmp
+    if ! pkg=$(resolve_kernel_pkg "$KERNEL_PKG"); then
+        apt_update
+        pkg=$(resolve_kernel_pkg "$KERNEL_PKG") ||
+            die "kernel package '$KERNEL_PKG' not found in Debian's package lists (apt-cache show/depends); is it a linux-image-* package for amd64?"
+    fi
+    ver=$(pkg_version "$pkg")
+    [ -n "$ver" ] || die "no version of $pkg available from apt"
+    dir="$CACHE/kernels/${pkg}_${ver}"
+    KERNEL_DIR=$dir
+    KERNEL_DESC="$pkg $ver"
+    [ -f "$dir/.complete" ] && return 0
+
+    mkdir -p "$CACHE/kernels"
+    exec 9>"$CACHE/kernels/.lock"
+    flock -w 600 9 || die "timed out waiting for the kernel cache lock $CACHE/kernels/.lock"
+    if [ ! -f "$dir/.complete" ]; then
+        say "downloading $pkg $ver"
+        tmp=$(mktemp -d "$CACHE/kernels/.dl.XXXXXX")
+        if ! (cd "$tmp" && timeout 600 apt-get -q -o APT::Sandbox::User=root download "$pkg=$ver") \
+            >"$WORK/apt-download.log" 2>&1; then
+            # Stale package lists (the archive moved on): refresh and retry once.
+            apt_update
+            pkg=$(resolve_kernel_pkg "$KERNEL_PKG") || pkg=
+            ver=${pkg:+$(pkg_version "$pkg")}
+            if [ -z "$pkg" ] || [ -z "$ver" ] ||
+                ! (cd "$tmp" && timeout 600 apt-get -q -o APT::Sandbox::User=root download "$pkg=$ver") \
+                    >"$WORK/apt-download.log" 2>&1; then
+                show_tail "$WORK/apt-download.log"
+                rm -rf "$tmp"
+                die "cannot download kernel package ${pkg:-$KERNEL_PKG} from Debian's package registry"
+            fi
+            dir="$CACHE/kernels/${pkg}_${ver}"
+            KERNEL_DIR=$dir
+            KERNEL_DESC="$pkg $ver"
+        fi
+        if ! dpkg-deb --fsys-tarfile "$tmp"/*.deb | tar -x -C "$tmp" ./boot 2>"$WORK/unpack.log"; then
+            show_tail "$WORK/unpack.log"
+            rm -rf "$tmp"
+            die "cannot unpack /boot from $pkg"
+        fi
+        mkdir -p "$tmp/k"
+        mv "$tmp"/boot/vmlinuz-* "$tmp/k/vmlinuz" 2>/dev/null || { rm -rf "$tmp"; die "$pkg has no /boot/vmlinuz-*"; }
+        mv "$tmp"/boot/config-* "$tmp/k/config" 2>/dev/null || true
+        echo "$pkg $ver" >"$tmp/k/package"
+        touch "$tmp/k/.complete"
+        rm -rf "$dir"
+        mv "$tmp/k" "$dir"
+        rm -rf "$tmp"
+    fi
+    flock -u 9
+}
+
+# --- build ---------------------------------------------------------------------
+
+# Fills BINS (vigil-sensor, vigil) and TESTS ("name path" lines).
+build() {
+    command -v cargo >/dev/null || die "cargo not found in PATH"
+    (cd "$REPO" && cargo build --release -p vigil-sensor -p vigil --bins \
+        --message-format=json-render-diagnostics) >"$WORK/build.json" 2>"$WORK/build.log" || {
+        show_tail "$WORK/build.log" 60
+        die "cargo build --release -p vigil-sensor -p vigil failed"
+    }
+    (cd "$REPO" && cargo test --release -p vigil-e2e --no-run \
+        --message-format=json-render-diagnostics) >"$WORK/build-tests.json" 2>>"$WORK/build.log" || {
+        show_tail "$WORK/build.log" 60
+        die "cargo test --release -p vigil-e2e --no-run failed"
+    }
+    BINS=$(jq -r 'select(.reason == "compiler-artifact" and .executable != null
+                         and .profile.test == false and (.target.kind | index("bin")))
+                  | .executable' "$WORK/build.json")
+    TESTS=$(jq -r --arg m "$REPO/e2e/Cargo.toml" \
+        'select(.reason == "compiler-artifact" and .executable != null
+                and .profile.test == true and .manifest_path == $m)
+         | "\(.target.name) \(.executable)"' "$WORK/build-tests.json" | sort -u)
+    [ -n "$TESTS" ] || die "cargo reported no test binaries for vigil-e2e"
+}
+
+# --- initramfs -------------------------------------------------------------------
+
+copy_with_libs() { # SRC DEST(in ROOT)
+    local src=$1 dst=$2 lib
+    install -D -m 0755 "$src" "$ROOT$dst"
+    # ldd exits non-zero for static binaries: nothing to copy then.
+    for lib in $(ldd "$src" 2>/dev/null |
+        awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'); do
+        [ -e "$ROOT$lib" ] && continue
+        mkdir -p "$ROOT$(dirname "$lib")"
+        cp -L "$lib" "$ROOT$lib"
+    done
+}
+
+sh_quote() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
+
+make_initramfs() {
+    ROOT="$WORK/root"
+    local bb p name path
+    mkdir -p "$ROOT"/{bin,sbin,usr/bin,usr/sbin,etc,root,tmp,proc,sys,dev,run,vigil/bin,vigil/tests}
+    bb=$(command -v busybox || true)
+    [ -x /bin/busybox ] && bb=/bin/busybox
+    [ -n "$bb" ] || die "busybox not found (package busybox-static)"
+    copy_with_libs "$bb" /bin/busybox
+    for p in $("$bb" --list-full); do
+        [ -e "$ROOT/$p" ] || [ -L "$ROOT/$p" ] || { mkdir -p "$ROOT/$(dirname "$p")"; ln -s /bin/busybox "$ROOT/$p"; }
+    done
+
+    # Host tools that replace busybox applets. busybox sh runs applets without
+    # exec (no exec events) and its setpriv lacks --reuid/--regid/...; the
+    # Debian host has dash as /bin/sh and util-linux's setpriv, so the guest
+    # gets the same.
+    for name in "${HOST_TOOLS[@]}"; do
+        path=$(command -v "$name") || die "host tool $name not found"
+        rm -f "$ROOT/bin/$name" "$ROOT/sbin/$name" "$ROOT/usr/bin/$name" "$ROOT/usr/sbin/$name"
+        copy_with_libs "$path" "/usr/bin/$name"
+        [ "$name" = dash ] && ln -sfn /usr/bin/dash "$ROOT/bin/sh"
+    done
+
+    for path in $BINS; do copy_with_libs "$path" "/vigil/bin/$(basename "$path")"; done
+    for name in vigil-sensor vigil; do
+        [ -x "$ROOT/vigil/bin/$name" ] || die "cargo did not report a $name binary"
+    done
+    while read -r name path; do
+        [ -n "$name" ] && copy_with_libs "$path" "/vigil/tests/$name"
+    done <<<"$TESTS"
+
+    # The source tree at its host path: tests may read fixtures (policies, …)
+    # through CARGO_MANIFEST_DIR, which is compiled in. The guest bind-mounts
+    # /vigil/src at $REPO.
+    mkdir -p "$ROOT/vigil/src"
+    if git -C "$REPO" rev-parse --git-dir >/dev/null 2>&1; then
+        (cd "$REPO" && git ls-files -co --exclude-standard | while IFS= read -r p; do
+            [ -f "$p" ] && printf '%s\n' "$p"; done | cpio -pdm --quiet "$ROOT/vigil/src") ||
+            die "cannot copy the source tree into the initramfs"
+    else
+        (cd "$REPO" && find . \( -name .git -o -name target \) -prune -o -type f -print |
+            cpio -pdm --quiet "$ROOT/vigil/src") || die "cannot copy the source tree into the initramfs"
+    fi
+
+    cat >"$ROOT/etc/passwd" <<'EOF'
+root:x:0:0:root:/root:/bin/sh
+nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin
+EOF
+    cat >"$ROOT/etc/group" <<'EOF'
+root:x:0:
+nogroup:x:65534:
+EOF
+    printf 'root:*:19000:0:99999:7:::\nnobody:*:19000:0:99999:7:::\n' >"$ROOT/etc/shadow"
+    chmod 0640 "$ROOT/etc/shadow"
+    printf 'passwd: files\ngroup: files\nshadow: files\nhosts: files\n' >"$ROOT/etc/nsswitch.conf"
+    printf '127.0.0.1 localhost vigil-vm\n::1 localhost ip6-localhost\n' >"$ROOT/etc/hosts"
+    echo vigil-vm >"$ROOT/etc/hostname"
+    ln -sf /proc/mounts "$ROOT/etc/mtab"
+
+    install -m 0755 "$HERE/init.sh" "$ROOT/init"
+    {
+        echo "VIGIL_FILTER=$(sh_quote "$FILTER")"
+        echo "VIGIL_TEST_TIMEOUT=$TEST_TIMEOUT"
+        echo "VIGIL_WORKDIR=$(sh_quote "$REPO/e2e")"
+        echo "VIGIL_REPO=$(sh_quote "$REPO")"
+    } >"$ROOT/vigil/config"
+
+    # Uncompressed: unpacking is faster than decompressing under TCG.
+    (cd "$ROOT" && find . -print0 | cpio -o -0 -H newc -R 0:0 --quiet) >"$WORK/initramfs.cpio" ||
+        die "cannot build the initramfs"
+}
+
+# --- boot and collect ----------------------------------------------------------------
+
+RESULTS="$WORK/results.log"
+CONSOLE="$WORK/console.log"
+declare -A STATUS=() SECS=()
+PLAN=()
+LIST_ERRORS=()
+DMESG=()
+KREL=
+BOOT_AT=
+DONE=0
+SEEN=0
+
+# Consume the complete lines of the results channel that are new since the last call.
+consume_results() {
+    local total line tag a b c d
+    [ -f "$RESULTS" ] || return 0
+    total=$(tr -cd '\n' <"$RESULTS" | wc -c)
+    [ "$total" -gt "$SEEN" ] || return 0
+    while IFS= read -r line; do
+        line=${line%$'\r'}
+        [[ $line == "@@VIGIL "* ]] || continue
+        read -r tag a b c d _ <<<"${line#@@VIGIL }"
+        case "$tag" in
+            boot) KREL=$a; BOOT_AT=$b ;;
+            plan) PLAN+=("$a::$b") ;;
+            list-error) LIST_ERRORS+=("$a (exit status $b)") ;;
+            result)
+                STATUS["$a::$b"]=$c
+                SECS["$a::$b"]=$d
+                case "$c" in
+                    pass) printf '  ok       %s (%ss)\n' "$a::$b" "$d" ;;
+                    skip) printf '  skipped  %s\n' "$a::$b" ;;
+                    timeout) printf '  TIMEOUT  %s (%ss)\n' "$a::$b" "$d" ;;
+                    *) printf '  FAILED   %s (%ss)\n' "$a::$b" "$d" ;;
+                esac ;;
+            dmesg) DMESG+=("${line#@@VIGIL dmesg }") ;;
+            done) DONE=1 ;;
+        esac
+    done < <(sed -n "$((SEEN + 1)),${total}p" "$RESULTS")
+    SEEN=$total
+}
+
+# The console output of one test (between the guest's begin/end markers).
+console_section() { # BIN TEST
+    awk -v b="@@VIGIL-CONSOLE begin $1 $2" -v e="@@VIGIL-CONSOLE end $1 $2 " '
+        { sub(/\r$/, "") }
+        index($0, b) == 1 && length($0) == length(b) { on = 1; next }
+        index($0, e) == 1 { on = 0 }
+        on' "$CONSOLE"
+}
+
+boot_and_run() {
+    local cmdline start elapsed outcome=
+    cmdline="console=ttyS0 lsm=lockdown,capability,landlock,bpf panic=-1 loglevel=5 rdinit=/init $APPEND_EXTRA"
+    : >"$RESULTS"
+    : >"$CONSOLE"
+    say "booting $KERNEL_DESC (${CPUS} vCPUs, ${MEMORY}, TCG)"
+    start=$SECONDS
+    qemu-system-x86_64 -accel tcg -cpu max -smp "$CPUS" -m "$MEMORY" \
+        -nodefaults -display none -no-reboot \
+        -kernel "$KERNEL_DIR/vmlinuz" -initrd "$WORK/initramfs.cpio" -append "$cmdline" \
+        -serial "file:$CONSOLE" -serial "file:$RESULTS" \
+        </dev/null >"$WORK/qemu.log" 2>&1 &
+    QEMU_PID=$!
+    while kill -0 "$QEMU_PID" 2>/dev/null; do
+        consume_results
+        elapsed=$((SECONDS - start))
+        if [ "$elapsed" -ge "$TIMEOUT" ]; then outcome=timeout; break; fi
+        if [ -z "$KREL" ] && [ "$elapsed" -ge "$BOOT_TIMEOUT" ]; then outcome=boot-timeout; break; fi
+        sleep 1
+    done
+    if [ -n "$outcome" ]; then
+        kill "$QEMU_PID" 2>/dev/null || true
+        for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$QEMU_PID" 2>/dev/null || break; sleep 1; done
+        kill -9 "$QEMU_PID" 2>/dev/null || true
+    fi
+    QEMU_RC=0
+    wait "$QEMU_PID" || QEMU_RC=$?
+    QEMU_PID=
+    consume_results
+    VM_SECS=$((SECONDS - start))
+    VM_OUTCOME=$outcome
+}
+
+report() {
+    local passed=0 failed=0 skipped=0 t bin name problems=() line
+    for t in "${PLAN[@]}"; do
+        case "${STATUS[$t]:-missing}" in
+            pass) passed=$((passed + 1)) ;;
+            skip) skipped=$((skipped + 1)) ;;
+            missing) failed=$((failed + 1)); problems+=("no result for $t (the guest stopped or hung during or before it)") ;;
+            *) failed=$((failed + 1)) ;;
+        esac
+    done
+
+    for line in "${LIST_ERRORS[@]}"; do problems+=("cannot list the tests of $line"); done
+    case "$VM_OUTCOME" in
+        timeout) problems+=("the VM run exceeded --timeout ${TIMEOUT}s and was killed") ;;
+        boot-timeout) problems+=("the guest did not come up within ${BOOT_TIMEOUT}s") ;;
+    esac
+    if grep -aq 'Kernel panic - not syncing' "$CONSOLE"; then
+        problems+=("guest kernel panic")
+    elif grep -aqE 'Oops|BUG:|general protection fault' "$CONSOLE"; then
+        problems+=("guest kernel oops/BUG")
+    fi
+    for line in "${DMESG[@]}"; do
+        case "$line" in
+            *vigil*segfault*|*vigil*traps:*) problems+=("crash: $line") ;;
+        esac
+    done
+    if [ "$DONE" != 1 ] && [ -z "$VM_OUTCOME" ]; then
+        problems+=("the guest stopped before finishing (qemu exit status $QEMU_RC)")
+    fi
+    if [ ${#PLAN[@]} -eq 0 ] && [ -n "$KREL" ] && [ ${#LIST_ERRORS[@]} -eq 0 ]; then
+        if [ -n "$FILTER" ]; then problems+=("no test name contains '$FILTER'")
+        else problems+=("no tests found in the test binaries"); fi
+    fi
+
+    # Failures in detail: each failed test's console section, then the rest.
+    for t in "${PLAN[@]}"; do
+        case "${STATUS[$t]:-missing}" in pass|skip) continue ;; esac
+        bin=${t%%::*}
+        name=${t#*::}
+        echo
+        case "${STATUS[$t]:-missing}" in
+            timeout) echo "---- $t: killed after --test-timeout ${TEST_TIMEOUT}s ----" ;;
+            missing) echo "---- $t: no result ----" ;;
+            *) echo "---- $t: failed ----" ;;
+        esac
+        console_section "$bin" "$name" | tail -n 150
+    done
+    if [ ${#problems[@]} -gt 0 ]; then
+        echo
+        for line in "${problems[@]}"; do echo "vm: FAILED: $line"; done
+        failed=$((failed + ${#problems[@]}))
+        echo "---- guest console (last 60 lines of $CACHE/last-run/console.log) ----"
+        tail -n 60 "$CONSOLE" | tr -d '\r'
+        if [ -s "$WORK/qemu.log" ]; then echo "---- qemu ----"; tail -n 20 "$WORK/qemu.log"; fi
+    fi
+    for line in "${DMESG[@]}"; do
+        case "$line" in *WARNING:*) echo "vm: kernel warning: $line" ;; esac
+    done
+
+    echo
+    echo "vm: kernel ${KREL:-?} ($KERNEL_DESC), booted in ${BOOT_AT:-?}s, VM ran ${VM_SECS}s${FILTER:+, filter '$FILTER'}"
+    [ "$skipped" -gt 0 ] && echo "vm: $skipped skipped"
+    for t in "${PLAN[@]}"; do
+        case "${STATUS[$t]:-missing}" in pass|skip) ;; *) echo "vm: failed: $t" ;; esac
+    done
+    echo "$passed passed, $failed failed"
+    [ "$failed" -eq 0 ]
+}
+
+ensure_packages
+fetch_kernel
+build
+make_initramfs
+boot_and_run
+if report; then exit 0; else exit 1; fi
