@@ -1,0 +1,591 @@
+//! The envelope (`GetEventsResponse`) and the event kinds it carries.
+
+use super::EventError;
+use super::args::KprobeArgument;
+use super::codec::{is_zero_u32, is_zero_u64, u64_str};
+use super::process::Process;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+/// One event line: exactly one of the `process_*` fields is set.
+///
+/// Decoding rejects a line with no event or with more than one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RawResponse")]
+pub struct GetEventsResponse {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process_exec: Option<ProcessExec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process_exit: Option<ProcessExit>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process_kprobe: Option<ProcessKprobe>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process_tracepoint: Option<ProcessTracepoint>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process_uprobe: Option<ProcessUprobe>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process_lsm: Option<ProcessLsm>,
+    /// Name of the node that observed the event.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub node_name: String,
+    /// When the event was observed, RFC 3339 with nanoseconds (see [`super::format_time_ns`]).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aggregation_info: Option<AggregationInfo>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub cluster_name: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_labels: BTreeMap<String, String>,
+}
+
+/// What the deserializer reads before the one-event check.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawResponse {
+    #[serde(default)]
+    process_exec: Option<ProcessExec>,
+    #[serde(default)]
+    process_exit: Option<ProcessExit>,
+    #[serde(default)]
+    process_kprobe: Option<ProcessKprobe>,
+    #[serde(default)]
+    process_tracepoint: Option<ProcessTracepoint>,
+    #[serde(default)]
+    process_uprobe: Option<ProcessUprobe>,
+    #[serde(default)]
+    process_lsm: Option<ProcessLsm>,
+    #[serde(default)]
+    node_name: String,
+    #[serde(default)]
+    time: String,
+    #[serde(default)]
+    aggregation_info: Option<AggregationInfo>,
+    #[serde(default)]
+    cluster_name: String,
+    #[serde(default)]
+    node_labels: BTreeMap<String, String>,
+}
+
+impl TryFrom<RawResponse> for GetEventsResponse {
+    type Error = EventError;
+
+    fn try_from(r: RawResponse) -> Result<Self, EventError> {
+        let ev = GetEventsResponse {
+            process_exec: r.process_exec,
+            process_exit: r.process_exit,
+            process_kprobe: r.process_kprobe,
+            process_tracepoint: r.process_tracepoint,
+            process_uprobe: r.process_uprobe,
+            process_lsm: r.process_lsm,
+            node_name: r.node_name,
+            time: r.time,
+            aggregation_info: r.aggregation_info,
+            cluster_name: r.cluster_name,
+            node_labels: r.node_labels,
+        };
+        ev.check_one_event()?;
+        Ok(ev)
+    }
+}
+
+impl GetEventsResponse {
+    /// An envelope around `event` with node name and time set.
+    pub fn new(
+        event: impl Into<Event>,
+        node_name: impl Into<String>,
+        time: impl Into<String>,
+    ) -> Self {
+        let mut r = GetEventsResponse {
+            node_name: node_name.into(),
+            time: time.into(),
+            ..Default::default()
+        };
+        match event.into() {
+            Event::Exec(e) => r.process_exec = Some(e),
+            Event::Exit(e) => r.process_exit = Some(e),
+            Event::Kprobe(e) => r.process_kprobe = Some(e),
+            Event::Tracepoint(e) => r.process_tracepoint = Some(e),
+            Event::Uprobe(e) => r.process_uprobe = Some(e),
+            Event::Lsm(e) => r.process_lsm = Some(e),
+        }
+        r
+    }
+
+    /// Decodes one JSON line strictly (unknown fields, no event or two events are errors).
+    pub fn from_json(line: &str) -> Result<Self, EventError> {
+        serde_json::from_str(line).map_err(|e| EventError::Decode(e.to_string()))
+    }
+
+    /// Encodes as one JSON line (no trailing newline).
+    pub fn to_json(&self) -> Result<String, EventError> {
+        serde_json::to_string(self).map_err(|e| EventError::Encode(e.to_string()))
+    }
+
+    /// The kind of the event carried, `None` when no event field is set.
+    ///
+    /// When several are set (only possible for values built in code), the first in
+    /// field order wins; [`GetEventsResponse::check_one_event`] reports that case.
+    pub fn kind(&self) -> Option<EventKind> {
+        self.kinds_set().next()
+    }
+
+    /// Errors unless exactly one event field is set.
+    pub fn check_one_event(&self) -> Result<(), EventError> {
+        let kinds: Vec<EventKind> = self.kinds_set().collect();
+        match kinds.len() {
+            0 => Err(EventError::NoEvent),
+            1 => Ok(()),
+            _ => Err(EventError::SeveralEvents(
+                kinds
+                    .iter()
+                    .map(|k| k.field_name())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )),
+        }
+    }
+
+    fn kinds_set(&self) -> impl Iterator<Item = EventKind> + '_ {
+        [
+            (self.process_exec.is_some(), EventKind::ProcessExec),
+            (self.process_exit.is_some(), EventKind::ProcessExit),
+            (self.process_kprobe.is_some(), EventKind::ProcessKprobe),
+            (
+                self.process_tracepoint.is_some(),
+                EventKind::ProcessTracepoint,
+            ),
+            (self.process_uprobe.is_some(), EventKind::ProcessUprobe),
+            (self.process_lsm.is_some(), EventKind::ProcessLsm),
+        ]
+        .into_iter()
+        .filter_map(|(set, k)| set.then_some(k))
+    }
+
+    /// The `process` of whichever event is set.
+    pub fn process(&self) -> Option<&Process> {
+        self.event_ref()?.0.as_ref()
+    }
+
+    /// The `parent` of whichever event is set.
+    pub fn parent(&self) -> Option<&Process> {
+        self.event_ref()?.1.as_ref()
+    }
+
+    fn event_ref(&self) -> Option<(&Option<Process>, &Option<Process>)> {
+        Some(match self.kind()? {
+            EventKind::ProcessExec => {
+                let e = self.process_exec.as_ref()?;
+                (&e.process, &e.parent)
+            }
+            EventKind::ProcessExit => {
+                let e = self.process_exit.as_ref()?;
+                (&e.process, &e.parent)
+            }
+            EventKind::ProcessKprobe => {
+                let e = self.process_kprobe.as_ref()?;
+                (&e.process, &e.parent)
+            }
+            EventKind::ProcessTracepoint => {
+                let e = self.process_tracepoint.as_ref()?;
+                (&e.process, &e.parent)
+            }
+            EventKind::ProcessUprobe => {
+                let e = self.process_uprobe.as_ref()?;
+                (&e.process, &e.parent)
+            }
+            EventKind::ProcessLsm => {
+                let e = self.process_lsm.as_ref()?;
+                (&e.process, &e.parent)
+            }
+        })
+    }
+}
+
+/// One event of any kind, for [`GetEventsResponse::new`].
+// Only ever a transient argument moved into the envelope, so the size spread is harmless.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Exec(ProcessExec),
+    Exit(ProcessExit),
+    Kprobe(ProcessKprobe),
+    Tracepoint(ProcessTracepoint),
+    Uprobe(ProcessUprobe),
+    Lsm(ProcessLsm),
+}
+
+impl From<ProcessExec> for Event {
+    fn from(e: ProcessExec) -> Self {
+        Event::Exec(e)
+    }
+}
+
+impl From<ProcessExit> for Event {
+    fn from(e: ProcessExit) -> Self {
+        Event::Exit(e)
+    }
+}
+
+impl From<ProcessKprobe> for Event {
+    fn from(e: ProcessKprobe) -> Self {
+        Event::Kprobe(e)
+    }
+}
+
+impl From<ProcessTracepoint> for Event {
+    fn from(e: ProcessTracepoint) -> Self {
+        Event::Tracepoint(e)
+    }
+}
+
+impl From<ProcessUprobe> for Event {
+    fn from(e: ProcessUprobe) -> Self {
+        Event::Uprobe(e)
+    }
+}
+
+impl From<ProcessLsm> for Event {
+    fn from(e: ProcessLsm) -> Self {
+        Event::Lsm(e)
+    }
+}
+
+/// The event kinds Vigil emits, named as in Tetragon's `EventType` enum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventKind {
+    ProcessExec,
+    ProcessExit,
+    ProcessKprobe,
+    ProcessTracepoint,
+    ProcessUprobe,
+    ProcessLsm,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 6] = [
+        EventKind::ProcessExec,
+        EventKind::ProcessExit,
+        EventKind::ProcessKprobe,
+        EventKind::ProcessTracepoint,
+        EventKind::ProcessUprobe,
+        EventKind::ProcessLsm,
+    ];
+
+    /// The enum name: `PROCESS_EXEC`, …
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::ProcessExec => "PROCESS_EXEC",
+            EventKind::ProcessExit => "PROCESS_EXIT",
+            EventKind::ProcessKprobe => "PROCESS_KPROBE",
+            EventKind::ProcessTracepoint => "PROCESS_TRACEPOINT",
+            EventKind::ProcessUprobe => "PROCESS_UPROBE",
+            EventKind::ProcessLsm => "PROCESS_LSM",
+        }
+    }
+
+    /// The envelope field name: `process_exec`, …
+    pub fn field_name(self) -> &'static str {
+        match self {
+            EventKind::ProcessExec => "process_exec",
+            EventKind::ProcessExit => "process_exit",
+            EventKind::ProcessKprobe => "process_kprobe",
+            EventKind::ProcessTracepoint => "process_tracepoint",
+            EventKind::ProcessUprobe => "process_uprobe",
+            EventKind::ProcessLsm => "process_lsm",
+        }
+    }
+
+    /// The number shared by the `EventType` enum and the envelope's oneof.
+    pub fn number(self) -> u32 {
+        match self {
+            EventKind::ProcessExec => 1,
+            EventKind::ProcessExit => 5,
+            EventKind::ProcessKprobe => 9,
+            EventKind::ProcessTracepoint => 10,
+            EventKind::ProcessUprobe => 12,
+            EventKind::ProcessLsm => 28,
+        }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for EventKind {
+    type Err = EventError;
+
+    /// Accepts `PROCESS_EXEC` and `process_exec` (any ASCII case).
+    fn from_str(s: &str) -> Result<Self, EventError> {
+        let t = s.trim();
+        EventKind::ALL
+            .into_iter()
+            .find(|k| k.as_str().eq_ignore_ascii_case(t))
+            .ok_or_else(|| EventError::UnknownEventKind(s.to_string()))
+    }
+}
+
+/// Action taken by a hook, as an enum name (`KPROBE_ACTION_POST`, …).
+///
+/// The numeric value is the policy action code + 1; `Unknown` (0) is omitted from JSON.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum KprobeAction {
+    #[default]
+    #[serde(rename = "KPROBE_ACTION_UNKNOWN")]
+    Unknown,
+    #[serde(rename = "KPROBE_ACTION_POST")]
+    Post,
+    #[serde(rename = "KPROBE_ACTION_FOLLOWFD")]
+    FollowFd,
+    #[serde(rename = "KPROBE_ACTION_SIGKILL")]
+    Sigkill,
+    #[serde(rename = "KPROBE_ACTION_UNFOLLOWFD")]
+    UnfollowFd,
+    #[serde(rename = "KPROBE_ACTION_OVERRIDE")]
+    Override,
+    #[serde(rename = "KPROBE_ACTION_COPYFD")]
+    CopyFd,
+    #[serde(rename = "KPROBE_ACTION_GETURL")]
+    GetUrl,
+    #[serde(rename = "KPROBE_ACTION_DNSLOOKUP")]
+    DnsLookup,
+    #[serde(rename = "KPROBE_ACTION_NOPOST")]
+    NoPost,
+    #[serde(rename = "KPROBE_ACTION_SIGNAL")]
+    Signal,
+    #[serde(rename = "KPROBE_ACTION_TRACKSOCK")]
+    TrackSock,
+    #[serde(rename = "KPROBE_ACTION_UNTRACKSOCK")]
+    UntrackSock,
+    #[serde(rename = "KPROBE_ACTION_NOTIFYENFORCER")]
+    NotifyEnforcer,
+    #[serde(rename = "KPROBE_ACTION_CLEANUPENFORCERNOTIFICATION")]
+    CleanupEnforcerNotification,
+    #[serde(rename = "KPROBE_ACTION_SET")]
+    Set,
+}
+
+impl KprobeAction {
+    const BY_NUMBER: [KprobeAction; 16] = [
+        KprobeAction::Unknown,
+        KprobeAction::Post,
+        KprobeAction::FollowFd,
+        KprobeAction::Sigkill,
+        KprobeAction::UnfollowFd,
+        KprobeAction::Override,
+        KprobeAction::CopyFd,
+        KprobeAction::GetUrl,
+        KprobeAction::DnsLookup,
+        KprobeAction::NoPost,
+        KprobeAction::Signal,
+        KprobeAction::TrackSock,
+        KprobeAction::UntrackSock,
+        KprobeAction::NotifyEnforcer,
+        KprobeAction::CleanupEnforcerNotification,
+        KprobeAction::Set,
+    ];
+
+    /// The enum number (`KPROBE_ACTION_POST` = 1).
+    pub fn number(self) -> u32 {
+        Self::BY_NUMBER.iter().position(|a| *a == self).unwrap_or(0) as u32
+    }
+
+    /// From the enum number; `None` when out of range.
+    pub fn from_number(n: u32) -> Option<Self> {
+        Self::BY_NUMBER.get(n as usize).copied()
+    }
+
+    /// From a policy action code (the enum number minus one: post = 0, sigkill = 2, …).
+    pub fn from_policy_code(code: u32) -> Option<Self> {
+        Self::from_number(code.checked_add(1)?)
+    }
+
+    pub fn is_unknown(&self) -> bool {
+        *self == KprobeAction::Unknown
+    }
+}
+
+/// `process_exec`: a process called execve (or was found running at sensor start).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessExec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<Process>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Process>,
+    /// Ancestors beyond the parent, nearest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ancestors: Vec<Process>,
+}
+
+/// `process_exit`: the last thread of a process exited.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessExit {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<Process>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Process>,
+    /// Name of the terminating signal (`SIGKILL`), empty for a normal exit.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub signal: String,
+    /// Exit code for a normal exit.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub status: u32,
+    /// When the process exited, RFC 3339 with nanoseconds.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub time: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ancestors: Vec<Process>,
+}
+
+/// `process_kprobe`: a kprobe (or its syscall-tracepoint fallback) from a policy fired.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessKprobe {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<Process>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Process>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub function_name: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<KprobeArgument>,
+    /// Return value, for hooks with `return: true`.
+    #[serde(rename = "return", default, skip_serializing_if = "Option::is_none")]
+    pub return_value: Option<KprobeArgument>,
+    #[serde(default, skip_serializing_if = "KprobeAction::is_unknown")]
+    pub action: KprobeAction,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kernel_stack_trace: Vec<StackTraceEntry>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub policy_name: String,
+    #[serde(default, skip_serializing_if = "KprobeAction::is_unknown")]
+    pub return_action: KprobeAction,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub user_stack_trace: Vec<StackTraceEntry>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ancestors: Vec<Process>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data: Vec<KprobeArgument>,
+}
+
+/// `process_tracepoint`: a tracepoint from a policy fired.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessTracepoint {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<Process>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Process>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub subsys: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub event: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<KprobeArgument>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub policy_name: String,
+    #[serde(default, skip_serializing_if = "KprobeAction::is_unknown")]
+    pub action: KprobeAction,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ancestors: Vec<Process>,
+}
+
+/// `process_uprobe`: a uprobe from a policy fired.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessUprobe {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<Process>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Process>,
+    /// Path of the probed binary or library.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub path: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub symbol: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub policy_name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<KprobeArgument>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ancestors: Vec<Process>,
+    /// Offset in the binary (instead of a symbol).
+    #[serde(default, skip_serializing_if = "is_zero_u64", with = "u64_str")]
+    pub offset: u64,
+    #[serde(default, skip_serializing_if = "is_zero_u64", with = "u64_str")]
+    pub ref_ctr_offset: u64,
+    #[serde(default, skip_serializing_if = "KprobeAction::is_unknown")]
+    pub action: KprobeAction,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data: Vec<KprobeArgument>,
+}
+
+/// `process_lsm`: an LSM hook from a policy fired.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessLsm {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<Process>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Process>,
+    /// LSM hook name without the `security_` prefix, e.g. `file_open`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub function_name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub policy_name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<KprobeArgument>,
+    #[serde(default, skip_serializing_if = "KprobeAction::is_unknown")]
+    pub action: KprobeAction,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ancestors: Vec<Process>,
+    /// IMA hash as `algorithm:hex`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ima_hash: String,
+}
+
+/// One frame of a kernel or user stack trace.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StackTraceEntry {
+    #[serde(default, skip_serializing_if = "is_zero_u64", with = "u64_str")]
+    pub address: u64,
+    #[serde(default, skip_serializing_if = "is_zero_u64", with = "u64_str")]
+    pub offset: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub symbol: String,
+    /// Module path, for user-space frames.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub module: String,
+}
+
+/// Set on aggregated responses only.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregationInfo {
+    #[serde(default, skip_serializing_if = "is_zero_u64", with = "u64_str")]
+    pub count: u64,
+}

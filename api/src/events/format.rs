@@ -1,0 +1,384 @@
+//! Helpers that produce field values: exec_id, arguments, timestamps, signals, capabilities.
+
+use super::EventError;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+
+/// `exec_id` for a process: standard base64 of `<node>:<ktime_ns>:<pid>`.
+///
+/// `ktime_ns` is the kernel (monotonic, boot-based) timestamp taken at exec; `pid` is the TGID.
+pub fn exec_id(node: &str, ktime_ns: u64, pid: u32) -> String {
+    STANDARD.encode(format!("{node}:{ktime_ns}:{pid}"))
+}
+
+/// The parts of an exec_id made by [`exec_id`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecIdParts {
+    pub node: String,
+    pub ktime_ns: u64,
+    pub pid: u32,
+}
+
+/// Decodes an exec_id back into node, ktime and pid (the node may itself contain `:`).
+pub fn parse_exec_id(id: &str) -> Result<ExecIdParts, EventError> {
+    let bad = |why: &str| EventError::BadExecId {
+        id: id.to_string(),
+        reason: why.to_string(),
+    };
+    let raw = STANDARD
+        .decode(id)
+        .map_err(|_| bad("not standard base64"))?;
+    let text = String::from_utf8(raw).map_err(|_| bad("not UTF-8"))?;
+    let mut parts = text.rsplitn(3, ':');
+    let pid = parts.next().ok_or_else(|| bad("no pid"))?;
+    let ktime = parts.next().ok_or_else(|| bad("no ktime"))?;
+    let node = parts.next().ok_or_else(|| bad("no node"))?;
+    Ok(ExecIdParts {
+        node: node.to_string(),
+        ktime_ns: ktime.parse().map_err(|_| bad("ktime is not a number"))?,
+        pid: pid.parse().map_err(|_| bad("pid is not a number"))?,
+    })
+}
+
+/// The `arguments` field from a full argv: argv[1..] joined by single spaces, each argument
+/// that contains a space wrapped in double quotes (nothing is escaped).
+///
+/// `format_arguments(&["sh", "-c", "echo hi"])` is `-c "echo hi"`.
+pub fn format_arguments(argv: &[impl AsRef<str>]) -> String {
+    let mut out = String::new();
+    for (i, arg) in argv.iter().skip(1).enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        let arg = arg.as_ref();
+        if arg.contains(' ') {
+            out.push('"');
+            out.push_str(arg);
+            out.push('"');
+        } else {
+            out.push_str(arg);
+        }
+    }
+    out
+}
+
+/// RFC 3339 UTC with exactly nine fractional digits, e.g. `2026-11-28T15:01:53.730525626Z`.
+pub fn format_time_ns(unix_ns: u64) -> String {
+    let secs = unix_ns / 1_000_000_000;
+    let nanos = unix_ns % 1_000_000_000;
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar.
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    // Shift the epoch to 0000-03-01 so leap days fall at the end of a 400-year era.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + u64::from(m <= 2);
+    (y, m, d)
+}
+
+const SIGNALS: [&str; 31] = [
+    "SIGHUP",
+    "SIGINT",
+    "SIGQUIT",
+    "SIGILL",
+    "SIGTRAP",
+    "SIGABRT",
+    "SIGBUS",
+    "SIGFPE",
+    "SIGKILL",
+    "SIGUSR1",
+    "SIGSEGV",
+    "SIGUSR2",
+    "SIGPIPE",
+    "SIGALRM",
+    "SIGTERM",
+    "SIGSTKFLT",
+    "SIGCHLD",
+    "SIGCONT",
+    "SIGSTOP",
+    "SIGTSTP",
+    "SIGTTIN",
+    "SIGTTOU",
+    "SIGURG",
+    "SIGXCPU",
+    "SIGXFSZ",
+    "SIGVTALRM",
+    "SIGPROF",
+    "SIGWINCH",
+    "SIGIO",
+    "SIGPWR",
+    "SIGSYS",
+];
+
+/// Name of a Linux signal number (`9` → `SIGKILL`), empty for 0.
+///
+/// Real-time signals are named as `kill -l` does (`SIGRTMIN`, `SIGRTMIN+1`, …, `SIGRTMAX`);
+/// any other number gives `SIG<n>`.
+pub fn signal_name(sig: i32) -> String {
+    match sig {
+        0 => String::new(),
+        1..=31 => SIGNALS[(sig - 1) as usize].to_string(),
+        34 => "SIGRTMIN".to_string(),
+        35..=49 => format!("SIGRTMIN+{}", sig - 34),
+        50..=63 => format!("SIGRTMAX-{}", 64 - sig),
+        64 => "SIGRTMAX".to_string(),
+        _ => format!("SIG{sig}"),
+    }
+}
+
+/// The inverse of [`signal_name`] for the named signals 1..=31 and the real-time names.
+pub fn signal_number(name: &str) -> Option<i32> {
+    if let Some(i) = SIGNALS.iter().position(|s| *s == name) {
+        return Some(i as i32 + 1);
+    }
+    match name {
+        "SIGRTMIN" => Some(34),
+        "SIGRTMAX" => Some(64),
+        _ => {
+            if let Some(n) = name.strip_prefix("SIGRTMIN+") {
+                let n: i32 = n.parse().ok()?;
+                (1..=15).contains(&n).then_some(34 + n)
+            } else if let Some(n) = name.strip_prefix("SIGRTMAX-") {
+                let n: i32 = n.parse().ok()?;
+                (1..=14).contains(&n).then_some(64 - n)
+            } else {
+                None
+            }
+        }
+    }
+}
+
+/// Capability names by bit number, as they appear in Tetragon's JSON.
+///
+/// Bit 1 is `DAC_OVERRIDE` without the `CAP_` prefix: that is the name Tetragon's
+/// `CapabilitiesType` enum gives it, so event consumers see exactly that string.
+pub const CAPABILITY_NAMES: [&str; 41] = [
+    "CAP_CHOWN",
+    "DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// Names of the capabilities set in `mask`, lowest bit first (bits above 40 are ignored).
+pub fn capability_names(mask: u64) -> Vec<String> {
+    CAPABILITY_NAMES
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| mask & (1u64 << bit) != 0)
+        .map(|(_, name)| (*name).to_string())
+        .collect()
+}
+
+/// Bit number of a capability name. Accepts the JSON spelling and `CAP_DAC_OVERRIDE`.
+pub fn capability_bit(name: &str) -> Option<u32> {
+    if name == "CAP_DAC_OVERRIDE" {
+        return Some(1);
+    }
+    CAPABILITY_NAMES
+        .iter()
+        .position(|n| *n == name)
+        .map(|b| b as u32)
+}
+
+/// Secure bits by bit number (`SECBIT_*` in the kernel).
+pub const SECUREBITS_NAMES: [&str; 8] = [
+    "SecBitNoRoot",
+    "SecBitNoRootLocked",
+    "SecBitNoSetUidFixup",
+    "SecBitNoSetUidFixupLocked",
+    "SecBitKeepCaps",
+    "SecBitKeepCapsLocked",
+    "SecBitNoCapAmbientRaise",
+    "SecBitNoCapAmbientRaiseLocked",
+];
+
+/// Names of the secure bits set in `bits`, lowest first.
+pub fn securebits_names(bits: u32) -> Vec<String> {
+    SECUREBITS_NAMES
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| bits & (1u32 << bit) != 0)
+        .map(|(_, n)| (*n).to_string())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_id_matches_samples() {
+        assert_eq!(exec_id("tetravm", 1, 0), "dGV0cmF2bToxOjA=");
+        assert_eq!(
+            exec_id("tetravm", 1_730_000_000, 1),
+            "dGV0cmF2bToxNzMwMDAwMDAwOjE="
+        );
+        assert_eq!(
+            exec_id("tetravm", 132_355_164_780, 120),
+            "dGV0cmF2bToxMzIzNTUxNjQ3ODA6MTIw"
+        );
+    }
+
+    #[test]
+    fn exec_id_parses_back() {
+        let p = parse_exec_id("dGV0cmF2bTo5ODAwMDAwMDAwOjEwOA==").unwrap();
+        assert_eq!(
+            p,
+            ExecIdParts {
+                node: "tetravm".into(),
+                ktime_ns: 9_800_000_000,
+                pid: 108
+            }
+        );
+        let id = exec_id("node:with:colons", u64::MAX, u32::MAX);
+        let p = parse_exec_id(&id).unwrap();
+        assert_eq!(p.node, "node:with:colons");
+        assert_eq!(p.ktime_ns, u64::MAX);
+        assert_eq!(p.pid, u32::MAX);
+        assert!(parse_exec_id("!!!").is_err());
+        // "a:b" has no pid part that parses
+        assert!(parse_exec_id(&STANDARD.encode("node:x:1")).is_err());
+        assert!(parse_exec_id(&STANDARD.encode("1:2")).is_err());
+    }
+
+    #[test]
+    fn arguments_quote_only_arguments_with_spaces() {
+        assert_eq!(format_arguments(&["sh", "/init"]), "/init");
+        assert_eq!(format_arguments(&["true"]), "");
+        assert_eq!(format_arguments(&[] as &[&str]), "");
+        assert_eq!(
+            format_arguments(&[
+                "bench",
+                "waitfor",
+                "/tmp/smoke.log",
+                "Listening for events",
+                "9.7"
+            ]),
+            "waitfor /tmp/smoke.log \"Listening for events\" 9.7"
+        );
+        // From the samples: argv `\n`, ` ` gives `\n " "`; inner quotes are not escaped.
+        assert_eq!(format_arguments(&["x", "\\n", " "]), "\\n \" \"");
+        assert_eq!(
+            format_arguments(&["sh".to_string(), "-c".into(), "echo hi > /dev/null".into()]),
+            "-c \"echo hi > /dev/null\""
+        );
+        assert_eq!(format_arguments(&["x", "a\"b"]), "a\"b");
+    }
+
+    #[test]
+    fn time_has_nine_fraction_digits() {
+        assert_eq!(
+            format_time_ns(1_795_878_113_730_525_626),
+            "2026-11-28T15:01:53.730525626Z"
+        );
+        assert_eq!(format_time_ns(0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(
+            format_time_ns(951_782_400_000_000_001),
+            "2000-02-29T00:00:00.000000001Z"
+        );
+        assert_eq!(
+            format_time_ns(946_684_799_999_999_999),
+            "1999-12-31T23:59:59.999999999Z"
+        );
+    }
+
+    #[test]
+    fn signals() {
+        assert_eq!(signal_name(0), "");
+        assert_eq!(signal_name(9), "SIGKILL");
+        assert_eq!(signal_name(15), "SIGTERM");
+        assert_eq!(signal_name(1), "SIGHUP");
+        assert_eq!(signal_name(31), "SIGSYS");
+        assert_eq!(signal_name(34), "SIGRTMIN");
+        assert_eq!(signal_name(36), "SIGRTMIN+2");
+        assert_eq!(signal_name(62), "SIGRTMAX-2");
+        assert_eq!(signal_name(64), "SIGRTMAX");
+        assert_eq!(signal_name(32), "SIG32");
+        assert_eq!(signal_name(-1), "SIG-1");
+        for n in (1..=31).chain(34..=64) {
+            assert_eq!(signal_number(&signal_name(n)), Some(n), "signal {n}");
+        }
+        assert_eq!(signal_number("SIGNOPE"), None);
+    }
+
+    #[test]
+    fn capabilities_by_bit() {
+        assert!(capability_names(0).is_empty());
+        assert_eq!(capability_names(1 << 21), vec!["CAP_SYS_ADMIN"]);
+        assert_eq!(
+            capability_names(0b111),
+            vec!["CAP_CHOWN", "DAC_OVERRIDE", "CAP_DAC_READ_SEARCH"]
+        );
+        let all = capability_names(u64::MAX);
+        assert_eq!(all.len(), 41);
+        assert_eq!(all.last().unwrap(), "CAP_CHECKPOINT_RESTORE");
+        for (bit, name) in all.iter().enumerate() {
+            assert_eq!(capability_bit(name), Some(bit as u32), "{name}");
+        }
+        assert_eq!(capability_bit("CAP_DAC_OVERRIDE"), Some(1));
+        assert_eq!(capability_bit("CAP_BPF"), Some(39));
+        assert_eq!(capability_bit("CAP_NOPE"), None);
+    }
+
+    #[test]
+    fn securebits() {
+        assert_eq!(securebits_names(0), Vec::<String>::new());
+        assert_eq!(
+            securebits_names(0b1_0001),
+            vec!["SecBitNoRoot", "SecBitKeepCaps"]
+        );
+    }
+}
