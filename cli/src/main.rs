@@ -1,8 +1,11 @@
 //! `vigil`: the user CLI.
 #![forbid(unsafe_code)]
 
+mod compact;
+mod filter;
 mod observe;
 mod policy;
+mod syscalls;
 
 use clap::{Parser, Subcommand};
 

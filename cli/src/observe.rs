@@ -1,9 +1,203 @@
-//! `vigil observe`. Owned by the events work.
-use clap::Args;
+//! `vigil observe`: print events from a JSON-lines file or stdin, compact or as JSON.
+//!
+//! Lines that do not decode are reported on stderr with their line number and skipped; the
+//! command then exits with status 1 once the input is exhausted. An input file that cannot be
+//! opened is a one-line error and status 2.
+
+use crate::compact;
+use crate::filter::Filter;
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+use regex::Regex;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::PathBuf;
+use vigil_api::events::{EventError, EventKind, GetEventsResponse};
 
 #[derive(Args, Debug)]
-pub struct ObserveArgs {}
+pub struct ObserveArgs {
+    /// Read events (JSON lines) from FILE; `-` or no --file reads stdin.
+    #[arg(long, value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Compact)]
+    output: Output,
+    /// Only events from pods in these Kubernetes namespaces (repeatable or comma-separated).
+    #[arg(long, value_name = "NS", value_delimiter = ',')]
+    namespace: Vec<String>,
+    /// Only events from pods whose name matches REGEX (repeatable: any may match).
+    #[arg(long, value_name = "REGEX", value_parser = parse_regex)]
+    pod: Vec<Regex>,
+    /// Only events whose process binary matches REGEX (repeatable: any may match).
+    #[arg(long, value_name = "REGEX", value_parser = parse_regex)]
+    process: Vec<Regex>,
+    /// Only these event types, comma-separated: process_exec, process_exit, process_kprobe,
+    /// process_tracepoint, process_uprobe, process_lsm (upper case accepted too).
+    #[arg(long = "event-types", value_name = "TYPES", value_delimiter = ',', value_parser = parse_kind)]
+    event_types: Vec<EventKind>,
+}
 
-pub fn run(_args: ObserveArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("not implemented")
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Output {
+    /// One short line per event.
+    Compact,
+    /// The event re-encoded as one JSON line.
+    Json,
+}
+
+fn parse_regex(s: &str) -> Result<Regex, String> {
+    Regex::new(s).map_err(|e| e.to_string())
+}
+
+fn parse_kind(s: &str) -> Result<EventKind, String> {
+    s.parse::<EventKind>().map_err(|e| e.to_string())
+}
+
+pub fn run(args: ObserveArgs) -> anyhow::Result<i32> {
+    let filter = Filter {
+        namespaces: args
+            .namespace
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        pods: args.pod,
+        processes: args.process,
+        kinds: args.event_types,
+    };
+    let input: Box<dyn BufRead> = match &args.file {
+        Some(path) if path.as_os_str() != "-" => {
+            match File::open(path) {
+                Ok(file) => Box::new(BufReader::new(file)),
+                Err(e) => {
+                    // One line, whatever RUST_BACKTRACE says; status 2 = no input at all.
+                    eprintln!("vigil observe: cannot open {}: {e}", path.display());
+                    return Ok(2);
+                }
+            }
+        }
+        _ => Box::new(BufReader::new(io::stdin().lock())),
+    };
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    observe(input, &mut out, &filter, args.output)
+}
+
+/// Reads every line, prints what passes the filter, returns the exit status.
+fn observe(
+    mut input: impl BufRead,
+    out: &mut impl Write,
+    filter: &Filter,
+    output: Output,
+) -> anyhow::Result<i32> {
+    let mut failed = false;
+    let mut buf = Vec::new();
+    let mut number = 0usize;
+    loop {
+        buf.clear();
+        if input
+            .read_until(b'\n', &mut buf)
+            .context("cannot read input")?
+            == 0
+        {
+            break;
+        }
+        number += 1;
+        let line = match std::str::from_utf8(&buf) {
+            Ok(l) => l.trim(),
+            Err(e) => {
+                eprintln!("vigil observe: line {number}: not UTF-8: {e}");
+                failed = true;
+                continue;
+            }
+        };
+        if line.is_empty() {
+            continue;
+        }
+        let ev = match GetEventsResponse::from_json(line) {
+            Ok(ev) => ev,
+            Err(EventError::Decode {
+                message, column, ..
+            }) => {
+                eprintln!("vigil observe: line {number}, column {column}: {message}");
+                failed = true;
+                continue;
+            }
+            Err(e) => {
+                eprintln!("vigil observe: line {number}: {e}");
+                failed = true;
+                continue;
+            }
+        };
+        if !filter.matches(&ev) {
+            continue;
+        }
+        let text = match output {
+            Output::Json => ev.to_json()?,
+            Output::Compact => match compact::render(&ev) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("vigil observe: line {number}: cannot render: {e}");
+                    failed = true;
+                    continue;
+                }
+            },
+        };
+        if let Err(e) = writeln!(out, "{text}") {
+            // A closed pipe (`vigil observe | head`) ends output quietly.
+            if e.kind() == io::ErrorKind::BrokenPipe {
+                return Ok(i32::from(failed));
+            }
+            return Err(e).context("cannot write output");
+        }
+    }
+    match out.flush() {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+            return Err(e).context("cannot write output");
+        }
+        _ => {}
+    }
+    Ok(i32::from(failed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_on(input: &str, filter: &Filter, output: Output) -> (String, i32) {
+        let mut out = Vec::new();
+        let code = observe(input.as_bytes(), &mut out, filter, output).unwrap();
+        (String::from_utf8(out).unwrap(), code)
+    }
+
+    const EXEC: &str =
+        r#"{"process_exec":{"process":{"binary":"/bin/ls","arguments":"-l /"}},"node_name":"n"}"#;
+
+    #[test]
+    fn blank_lines_are_skipped_and_bad_lines_fail_at_the_end() {
+        let input = format!("\n{EXEC}\n{{\"bogus\":1}}\n  \n{EXEC}");
+        let (out, code) = run_on(&input, &Filter::default(), Output::Compact);
+        assert_eq!(out, "🚀 process n /bin/ls \"-l /\"\n".repeat(2));
+        assert_eq!(code, 1);
+    }
+
+    #[test]
+    fn json_output_is_the_event_again() {
+        let (out, code) = run_on(EXEC, &Filter::default(), Output::Json);
+        assert_eq!(code, 0);
+        let a: serde_json::Value = serde_json::from_str(out.trim_end()).unwrap();
+        let b: serde_json::Value = serde_json::from_str(EXEC).unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn filtered_out_events_print_nothing() {
+        let f = Filter {
+            kinds: vec![EventKind::ProcessExit],
+            ..Default::default()
+        };
+        let (out, code) = run_on(EXEC, &f, Output::Compact);
+        assert_eq!(out, "");
+        assert_eq!(code, 0);
+    }
 }

@@ -116,7 +116,17 @@ impl GetEventsResponse {
 
     /// Decodes one JSON line strictly (unknown fields, no event or two events are errors).
     pub fn from_json(line: &str) -> Result<Self, EventError> {
-        serde_json::from_str(line).map_err(|e| EventError::Decode(e.to_string()))
+        serde_json::from_str(line).map_err(|e| {
+            // serde_json appends " at line L column C"; keep the reason and position apart.
+            let text = e.to_string();
+            let suffix = format!(" at line {} column {}", e.line(), e.column());
+            let message = text.strip_suffix(&suffix).unwrap_or(&text).to_string();
+            EventError::Decode {
+                message,
+                line: e.line(),
+                column: e.column(),
+            }
+        })
     }
 
     /// Encodes as one JSON line (no trailing newline).

@@ -60,9 +60,14 @@ pub const AUID_UNSET: u32 = u32::MAX;
 /// Errors of the event module.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EventError {
-    /// The JSON did not decode (syntax, type, unknown field, …).
-    #[error("{0}")]
-    Decode(String),
+    /// The JSON did not decode (syntax, type, unknown field, …); `line`/`column` are 1-based
+    /// positions inside the decoded text (0 when unknown).
+    #[error("{message} (at line {line} column {column})")]
+    Decode {
+        message: String,
+        line: usize,
+        column: usize,
+    },
     /// The value could not be encoded.
     #[error("cannot encode event: {0}")]
     Encode(String),

@@ -1,0 +1,498 @@
+//! Compact one-line rendering of events, compatible with `tetra getevents -o compact`.
+//!
+//! `<emoji> <label padded to 7> <namespace/pod or node> <binary> <details…>`, fields joined by
+//! single spaces (an empty detail still gets its separator), plus a right-aligned
+//! `🛑 CAP_SYS_ADMIN` when the process has that capability in its effective set.
+
+use crate::syscalls;
+use std::fmt;
+use vigil_api::events::{
+    ArgValue, EventKind, GetEventsResponse, KprobeArgument, KprobeSock, Process, ProcessKprobe,
+    ProcessTracepoint,
+};
+
+/// Column the capability trailer is right-aligned to (counted in bytes, as Tetragon does).
+const CAPS_COLUMN: usize = 120;
+const CAPS_TRAILER: &str = "🛑 CAP_SYS_ADMIN";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RenderError {
+    NoEvent,
+    NoProcess(EventKind),
+}
+
+impl fmt::Display for RenderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RenderError::NoEvent => f.write_str("no event set"),
+            RenderError::NoProcess(k) => write!(f, "{} has no process", k.field_name()),
+        }
+    }
+}
+
+/// Renders one event as a compact line (no trailing newline).
+pub fn render(ev: &GetEventsResponse) -> Result<String, RenderError> {
+    let kind = ev.kind().ok_or(RenderError::NoEvent)?;
+    let process = ev.process().ok_or(RenderError::NoProcess(kind))?;
+    let (head, details) = match kind {
+        EventKind::ProcessExec => (head("🚀", "process"), vec![show_arguments(process)]),
+        EventKind::ProcessExit => {
+            let exit = ev.process_exit.as_ref().ok_or(RenderError::NoEvent)?;
+            let status = if exit.signal.is_empty() {
+                exit.status.to_string()
+            } else {
+                exit.signal.clone()
+            };
+            (head("💥", "exit"), vec![show_arguments(process), status])
+        }
+        EventKind::ProcessKprobe => kprobe(ev.process_kprobe.as_ref().ok_or(RenderError::NoEvent)?),
+        EventKind::ProcessTracepoint => {
+            tracepoint(ev.process_tracepoint.as_ref().ok_or(RenderError::NoEvent)?)
+        }
+        EventKind::ProcessUprobe => {
+            let u = ev.process_uprobe.as_ref().ok_or(RenderError::NoEvent)?;
+            (head("🕵️", "uprobe"), vec![u.path.clone(), u.symbol.clone()])
+        }
+        EventKind::ProcessLsm => {
+            let l = ev.process_lsm.as_ref().ok_or(RenderError::NoEvent)?;
+            (head("🔒", "LSM"), vec![l.function_name.clone()])
+        }
+    };
+    let mut line = head;
+    for part in [source(ev, process), process.binary.clone()]
+        .into_iter()
+        .chain(details)
+    {
+        line.push(' ');
+        line.push_str(&part);
+    }
+    if process.has_effective_cap("CAP_SYS_ADMIN") {
+        line = with_caps_trailer(line);
+    }
+    Ok(line)
+}
+
+fn head(emoji: &str, label: &str) -> String {
+    format!("{emoji} {label:<7}")
+}
+
+/// `namespace/pod` for pod processes, the node name otherwise.
+fn source(ev: &GetEventsResponse, p: &Process) -> String {
+    match &p.pod {
+        Some(pod) => format!("{}/{}", pod.namespace, pod.name),
+        None => ev.node_name.clone(),
+    }
+}
+
+fn with_caps_trailer(line: String) -> String {
+    let pad = CAPS_COLUMN.saturating_sub(line.len());
+    format!("{line} {CAPS_TRAILER:>pad$}")
+}
+
+/// The arguments as printed: quoted Go-style when they contain whitespace or control characters,
+/// so that one event stays one line and word boundaries stay visible.
+fn show_arguments(p: &Process) -> String {
+    let a = &p.arguments;
+    if a.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        go_quote(a)
+    } else {
+        a.clone()
+    }
+}
+
+/// Double-quoted with backslash escapes, like Go's `strconv.Quote`.
+pub fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\x07' => out.push_str("\\a"),
+            '\x08' => out.push_str("\\b"),
+            '\x0c' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\x0b' => out.push_str("\\v"),
+            c if (c as u32) < 0x20 || c == '\x7f' => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// `sys_write` for `__x64_sys_write`, `__arm64_sys_write`, `sys_write`; other names unchanged.
+fn syscall_name(function: &str) -> &str {
+    if let Some(rest) = function.strip_prefix("__")
+        && let Some(i) = rest.find("_sys_")
+    {
+        return &rest[i + 1..];
+    }
+    function
+}
+
+fn arg(args: &[KprobeArgument], i: usize) -> Option<&KprobeArgument> {
+    args.get(i)
+}
+
+fn file_path(args: &[KprobeArgument], i: usize) -> String {
+    arg(args, i)
+        .and_then(|a| a.file())
+        .map(|f| f.path.clone())
+        .unwrap_or_default()
+}
+
+fn string_at(args: &[KprobeArgument], i: usize) -> String {
+    arg(args, i)
+        .and_then(|a| a.string())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Any integer-typed argument as a signed 128-bit value.
+fn number_at(args: &[KprobeArgument], i: usize) -> Option<i128> {
+    match &arg(args, i)?.arg {
+        Some(ArgValue::Int(v)) => Some(i128::from(*v)),
+        Some(ArgValue::Uint(v)) => Some(i128::from(*v)),
+        Some(ArgValue::Size(v)) => Some(i128::from(*v)),
+        Some(ArgValue::Long(v)) => Some(i128::from(*v)),
+        _ => None,
+    }
+}
+
+fn tuple(sock: Option<&KprobeSock>) -> String {
+    match sock {
+        Some(s) => format!("tcp {}:{} -> {}:{}", s.saddr, s.sport, s.daddr, s.dport),
+        None => String::new(),
+    }
+}
+
+fn kprobe(k: &ProcessKprobe) -> (String, Vec<String>) {
+    let a = &k.args;
+    match syscall_name(&k.function_name) {
+        name @ ("sys_write" | "sys_read") => {
+            let (emoji, label) = if name == "sys_write" {
+                ("📝", "write")
+            } else {
+                ("📚", "read")
+            };
+            let bytes = if a.len() > 2 {
+                format!("{} bytes", number_at(a, 2).unwrap_or(0))
+            } else {
+                String::new()
+            };
+            (head(emoji, label), vec![file_path(a, 0), bytes])
+        }
+        "fd_install" => (head("📬", "open"), vec![file_path(a, 1)]),
+        "sys_openat" => (head("📬", "openat"), vec![string_at(a, 1)]),
+        "sys_open" => (head("📬", "open"), vec![string_at(a, 0)]),
+        "sys_close" => (head("📪", "close"), vec![file_path(a, 0)]),
+        "sys_mount" => (head("💾", "mount"), vec![string_at(a, 0), string_at(a, 1)]),
+        "sys_setuid" => (
+            head("🔑", "setuid"),
+            vec![number_at(a, 0).map(|n| n.to_string()).unwrap_or_default()],
+        ),
+        "tcp_connect" => (
+            head("🔌", "connect"),
+            vec![tuple(arg(a, 0).and_then(|x| x.sock()))],
+        ),
+        "tcp_close" => (
+            head("🧹", "close"),
+            vec![tuple(arg(a, 0).and_then(|x| x.sock()))],
+        ),
+        "tcp_sendmsg" => (
+            head("📤", "sendmsg"),
+            vec![
+                tuple(arg(a, 0).and_then(|x| x.sock())),
+                format!("bytes {}", number_at(a, 1).unwrap_or(0)),
+            ],
+        ),
+        "security_file_permission" if a.len() > 1 => {
+            let h = match number_at(a, 1) {
+                Some(2) => head("📝", "write"),
+                Some(4) => head("📚", "read"),
+                _ => head("❓", "security_file_permission"),
+            };
+            (h, vec![file_path(a, 0)])
+        }
+        "security_mmap_file" if a.len() > 1 => {
+            let prot = number_at(a, 1).unwrap_or(0);
+            let mut tag = String::from("mmap-");
+            for (bit, c) in [(1, 'r'), (2, 'w'), (4, 'x')] {
+                if prot & bit != 0 {
+                    tag.push(c);
+                }
+            }
+            (head("📝", &tag), vec![file_path(a, 0)])
+        }
+        "security_path_truncate" if !a.is_empty() => {
+            let path = arg(a, 0)
+                .and_then(|x| x.path())
+                .map(|p| p.path.clone())
+                .unwrap_or_default();
+            (head("📝", "truncate"), vec![path])
+        }
+        _ => (head("❓", "syscall"), vec![k.function_name.clone()]),
+    }
+}
+
+fn tracepoint(t: &ProcessTracepoint) -> (String, Vec<String>) {
+    if t.subsys == "raw_syscalls" && t.event == "sys_enter" {
+        let name = match t.args.first().and_then(|a| a.arg.as_ref()) {
+            Some(ArgValue::Long(nr)) => syscalls::x86_64_name(*nr),
+            Some(ArgValue::SyscallId(id)) if id.abi.is_empty() || id.abi == "x64" => {
+                syscalls::x86_64_name(i64::from(id.id))
+            }
+            _ => None,
+        };
+        (
+            "☎  syscall".to_string(),
+            vec![name.unwrap_or("unknown").to_string()],
+        )
+    } else {
+        (
+            head("⁉️", "tracepoint"),
+            vec![t.subsys.clone(), t.event.clone()],
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_api::events::{Capabilities, Pod, ProcessExec, ProcessUprobe, capability_names};
+
+    fn exec_of(p: Process) -> GetEventsResponse {
+        GetEventsResponse::new(
+            ProcessExec {
+                process: Some(p),
+                ..Default::default()
+            },
+            "node1",
+            "t",
+        )
+    }
+
+    #[test]
+    fn pod_replaces_node_name() {
+        let p = Process {
+            binary: "/bin/ls".into(),
+            arguments: "-l".into(),
+            pod: Some(Pod {
+                namespace: "kube-system".into(),
+                name: "coredns-1".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            render(&exec_of(p)).unwrap(),
+            "🚀 process kube-system/coredns-1 /bin/ls -l"
+        );
+    }
+
+    #[test]
+    fn sys_admin_trailer_is_right_aligned_to_column_120() {
+        let p = Process {
+            binary: "/bin/ls".into(),
+            cap: Some(Capabilities {
+                effective: capability_names(1 << 21),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let line = render(&exec_of(p)).unwrap();
+        assert!(line.starts_with("🚀 process node1 /bin/ls  "), "{line}");
+        assert!(line.ends_with(" 🛑 CAP_SYS_ADMIN"), "{line}");
+        // bytes before the trailer + one space + padded trailer (in chars) = 120 columns
+        let body = "🚀 process node1 /bin/ls ";
+        let trailer_chars = line[body.len() + 1..].chars().count();
+        assert_eq!(trailer_chars, CAPS_COLUMN - body.len());
+    }
+
+    #[test]
+    fn no_trailer_without_sys_admin_in_effective() {
+        let p = Process {
+            binary: "/bin/ls".into(),
+            cap: Some(Capabilities {
+                permitted: capability_names(1 << 21),
+                effective: capability_names(1 << 12),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(render(&exec_of(p)).unwrap(), "🚀 process node1 /bin/ls ");
+    }
+
+    #[test]
+    fn long_lines_get_the_trailer_after_one_space() {
+        let p = Process {
+            binary: "/b".repeat(70),
+            cap: Some(Capabilities::from_masks(0, 1 << 21, 0)),
+            ..Default::default()
+        };
+        let line = render(&exec_of(p)).unwrap();
+        assert!(
+            line.ends_with(&format!("{} 🛑 CAP_SYS_ADMIN", "/b".repeat(70) + " ")),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn quoting_follows_go() {
+        assert_eq!(go_quote("a b"), "\"a b\"");
+        assert_eq!(go_quote("\\n \" \""), "\"\\\\n \\\" \\\"\"");
+        assert_eq!(go_quote("x\ty\n\u{1}"), "\"x\\ty\\n\\x01\"");
+        assert_eq!(go_quote("é ü"), "\"é ü\"");
+    }
+
+    #[test]
+    fn syscall_prefixes_are_cut() {
+        assert_eq!(syscall_name("__x64_sys_write"), "sys_write");
+        assert_eq!(syscall_name("__arm64_sys_openat"), "sys_openat");
+        assert_eq!(syscall_name("sys_close"), "sys_close");
+        assert_eq!(syscall_name("tcp_connect"), "tcp_connect");
+        assert_eq!(syscall_name("__fdget"), "__fdget");
+    }
+
+    fn kprobe_line(function: &str, args: Vec<ArgValue>) -> String {
+        let ev = GetEventsResponse::new(
+            ProcessKprobe {
+                process: Some(Process {
+                    binary: "/bin/x".into(),
+                    ..Default::default()
+                }),
+                function_name: function.into(),
+                args: args.into_iter().map(KprobeArgument::new).collect(),
+                ..Default::default()
+            },
+            "n",
+            "t",
+        );
+        render(&ev).unwrap()
+    }
+
+    fn file(path: &str) -> ArgValue {
+        ArgValue::File(vigil_api::events::KprobeFile {
+            path: path.into(),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn kprobe_renderings() {
+        assert_eq!(
+            kprobe_line(
+                "__x64_sys_write",
+                vec![file("/tmp/a"), ArgValue::Int(0), ArgValue::Size(12)]
+            ),
+            "📝 write   n /bin/x /tmp/a 12 bytes"
+        );
+        assert_eq!(
+            kprobe_line("__x64_sys_read", vec![file("/tmp/a")]),
+            "📚 read    n /bin/x /tmp/a "
+        );
+        assert_eq!(
+            kprobe_line("fd_install", vec![ArgValue::Int(3), file("/etc/hosts")]),
+            "📬 open    n /bin/x /etc/hosts"
+        );
+        assert_eq!(
+            kprobe_line("__x64_sys_close", vec![file("/etc/hosts")]),
+            "📪 close   n /bin/x /etc/hosts"
+        );
+        assert_eq!(
+            kprobe_line(
+                "__x64_sys_mount",
+                vec![
+                    ArgValue::String("/dev/sda1".into()),
+                    ArgValue::String("/mnt".into())
+                ]
+            ),
+            "💾 mount   n /bin/x /dev/sda1 /mnt"
+        );
+        assert_eq!(
+            kprobe_line("__x64_sys_setuid", vec![ArgValue::Int(0)]),
+            "🔑 setuid  n /bin/x 0"
+        );
+        assert_eq!(
+            kprobe_line(
+                "security_file_permission",
+                vec![file("/f"), ArgValue::Int(1)]
+            ),
+            "❓ security_file_permission n /bin/x /f"
+        );
+        assert_eq!(
+            kprobe_line(
+                "security_mmap_file",
+                vec![file("/lib.so"), ArgValue::Uint(5)]
+            ),
+            "📝 mmap-rx n /bin/x /lib.so"
+        );
+        assert_eq!(
+            kprobe_line("do_sys_open", vec![]),
+            "❓ syscall n /bin/x do_sys_open"
+        );
+    }
+
+    #[test]
+    fn tracepoint_uprobe_renderings() {
+        let tp = |subsys: &str, event: &str, nr: i64| {
+            let ev = GetEventsResponse::new(
+                ProcessTracepoint {
+                    process: Some(Process {
+                        binary: "/bin/x".into(),
+                        ..Default::default()
+                    }),
+                    subsys: subsys.into(),
+                    event: event.into(),
+                    args: vec![KprobeArgument::new(ArgValue::Long(nr))],
+                    ..Default::default()
+                },
+                "n",
+                "t",
+            );
+            render(&ev).unwrap()
+        };
+        assert_eq!(
+            tp("raw_syscalls", "sys_enter", 59),
+            "☎  syscall n /bin/x execve"
+        );
+        assert_eq!(
+            tp("raw_syscalls", "sys_enter", 9999),
+            "☎  syscall n /bin/x unknown"
+        );
+        assert_eq!(
+            tp("sched", "sched_process_fork", 0),
+            "⁉️ tracepoint n /bin/x sched sched_process_fork"
+        );
+        let ev = GetEventsResponse::new(
+            ProcessUprobe {
+                process: Some(Process {
+                    binary: "/bin/bash".into(),
+                    ..Default::default()
+                }),
+                path: "/bin/bash".into(),
+                symbol: "readline".into(),
+                ..Default::default()
+            },
+            "n",
+            "t",
+        );
+        assert_eq!(
+            render(&ev).unwrap(),
+            "🕵️ uprobe  n /bin/bash /bin/bash readline"
+        );
+    }
+
+    #[test]
+    fn event_without_process_is_an_error() {
+        let ev = GetEventsResponse::new(ProcessExec::default(), "n", "t");
+        assert_eq!(
+            render(&ev).unwrap_err().to_string(),
+            "process_exec has no process"
+        );
+    }
+}
