@@ -1,0 +1,431 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Process lifecycle: exec, new thread groups, thread-group exit.
+ *
+ * Attaches to BTF tracepoints (tp_btf), which exist on every kernel Vigil targets (5.8+ with BTF)
+ * and work where kprobes and trampolines do not. Each program keeps the kernel-side process
+ * table (vigil_procs) current, so that later hooks can attach a process identity to their
+ * records, and writes one record to the ring buffer. Nothing here allocates per event: the large
+ * buffers live in a per-CPU scratch map.
+ */
+#define __VIGIL_BPF__
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "vigil_abi.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Sizes below are defaults; the sensor sets the real ones from its configuration at load time. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 << 20);
+} vigil_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 32768);
+	__type(key, __u32);
+	__type(value, struct vigil_proc);
+} vigil_procs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, VIGIL_CNT_NUM);
+	__type(key, __u32);
+	__type(value, __u64);
+} vigil_counters SEC(".maps");
+
+/*
+ * Path assembly writes components backwards from the end of `path`. The buffer is twice
+ * VIGIL_PATH_MAX so that every masked write offset plus a NAME_MAX-sized copy stays inside it,
+ * which is what lets the verifier accept variable offsets.
+ */
+struct scratch {
+	struct vigil_exec rec;
+	char data[VIGIL_EXEC_DATA_MAX];
+	char path[VIGIL_PATH_MAX * 2];
+	struct vigil_proc proc;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct scratch);
+} vigil_scratch SEC(".maps");
+
+/* task->flags bit of kernel threads (include/linux/sched.h); they are not reported. */
+#define PF_KTHREAD 0x00200000
+
+#define NAME_MASK 255
+#define PATH_MASK (VIGIL_PATH_MAX - 1)
+
+static __always_inline void count(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&vigil_counters, &idx);
+
+	if (v)
+		*v += 1;
+}
+
+/* State of one path walk, carried through bpf_loop iterations. */
+struct path_walk {
+	struct dentry *dentry;
+	struct vfsmount *vfsmnt;
+	struct mount *mnt;
+	__u32 pos;
+	bool done;
+};
+
+static __always_inline struct scratch *get_scratch(void);
+
+/*
+ * One step of the walk: prepend the current component, or cross a mount point. Runs under
+ * bpf_loop so the verifier checks the body once instead of once per iteration (a plain bounded
+ * loop of this body exceeds the verifier's instruction budget).
+ */
+static long path_step(__u32 i, void *ctx)
+{
+	struct path_walk *w = ctx;
+	struct scratch *s = get_scratch();
+	/*
+	 * Plain copies first: BPF_CORE_READ on w's own fields would emit CO-RE relocations against
+	 * struct path_walk, which is not a kernel type and cannot be relocated.
+	 */
+	struct dentry *dentry = w->dentry;
+	struct vfsmount *vfsmnt = w->vfsmnt;
+	struct mount *mnt = w->mnt;
+	struct dentry *mnt_root, *parent;
+	struct qstr name;
+	__u32 len, pos;
+
+	if (!s)
+		return 1;
+	mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+	parent = BPF_CORE_READ(dentry, d_parent);
+	if (dentry == mnt_root) {
+		struct mount *mnt_parent = BPF_CORE_READ(mnt, mnt_parent);
+
+		if (mnt == mnt_parent) {
+			w->done = true; /* root of the namespace's mount tree */
+			return 1;
+		}
+		/* Cross to the mount point in the parent mount. */
+		w->dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
+		w->mnt = mnt_parent;
+		w->vfsmnt = &mnt_parent->mnt;
+		return 0;
+	}
+	if (dentry == parent) {
+		w->done = true; /* root of a detached tree */
+		return 1;
+	}
+	name = BPF_CORE_READ(dentry, d_name);
+	len = name.len & NAME_MASK;
+	pos = w->pos;
+	if (len + 1 > pos || pos > VIGIL_PATH_MAX)
+		return 1; /* longer than the buffer: keep the tail, flagged by !done */
+	pos -= len;
+	bpf_probe_read_kernel(&s->path[pos & PATH_MASK], len, name.name);
+	pos -= 1;
+	s->path[pos & PATH_MASK] = '/';
+	w->pos = pos;
+	w->dentry = parent;
+	return 0;
+}
+
+/*
+ * Resolve `path` to an absolute path (relative to the root of the mount namespace it lives in)
+ * written at the end of s->path[0..VIGIL_PATH_MAX). Returns the start offset; sets *cut when the
+ * path was longer or deeper than the buffer allows (the kept part is then the tail).
+ */
+static __always_inline __u32 resolve_path(struct path *path, char *buf, bool *cut)
+{
+	struct path_walk w = {};
+	__u32 pos;
+
+	w.dentry = BPF_CORE_READ(path, dentry);
+	w.vfsmnt = BPF_CORE_READ(path, mnt);
+	w.mnt = container_of(w.vfsmnt, struct mount, mnt);
+	w.pos = VIGIL_PATH_MAX;
+	bpf_loop(VIGIL_PATH_DEPTH, path_step, &w, 0);
+	if (!w.done)
+		*cut = true;
+	pos = w.pos;
+	if (pos > VIGIL_PATH_MAX)
+		pos = VIGIL_PATH_MAX;
+	if (pos == VIGIL_PATH_MAX) {
+		pos -= 1;
+		buf[pos & PATH_MASK] = '/';
+	}
+	return pos;
+}
+
+/* Copy the resolved path at buf[pos..VIGIL_PATH_MAX) to dst; returns its length. */
+static __always_inline __u32 copy_path(char *dst, char *buf, __u32 pos)
+{
+	__u32 len;
+
+	pos &= PATH_MASK;
+	len = VIGIL_PATH_MAX - pos;
+	if (len > VIGIL_PATH_MAX)
+		len = VIGIL_PATH_MAX;
+	bpf_probe_read_kernel(dst, len, &buf[pos]);
+	return len;
+}
+
+static __always_inline void read_creds(struct task_struct *task, struct vigil_creds *c)
+{
+	const struct cred *cred = BPF_CORE_READ(task, cred);
+
+	c->uid = BPF_CORE_READ(cred, uid.val);
+	c->gid = BPF_CORE_READ(cred, gid.val);
+	c->euid = BPF_CORE_READ(cred, euid.val);
+	c->egid = BPF_CORE_READ(cred, egid.val);
+	c->suid = BPF_CORE_READ(cred, suid.val);
+	c->sgid = BPF_CORE_READ(cred, sgid.val);
+	c->fsuid = BPF_CORE_READ(cred, fsuid.val);
+	c->fsgid = BPF_CORE_READ(cred, fsgid.val);
+	c->securebits = BPF_CORE_READ(cred, securebits);
+	/*
+	 * kernel_cap_t is `u64 val` since 6.3 and `u32 cap[2]` before; both are 8 bytes with the
+	 * low word first on little-endian machines, so a raw 8-byte read serves both.
+	 */
+	bpf_core_read(&c->cap_permitted, 8, &cred->cap_permitted);
+	bpf_core_read(&c->cap_effective, 8, &cred->cap_effective);
+	bpf_core_read(&c->cap_inheritable, 8, &cred->cap_inheritable);
+	c->auid = BPF_CORE_READ(task, loginuid.val);
+}
+
+static __always_inline void read_namespaces(struct task_struct *task, __u32 *ns)
+{
+	struct nsproxy *nsp = BPF_CORE_READ(task, nsproxy);
+	struct pid *tpid = BPF_CORE_READ(task, thread_pid);
+	unsigned int level = BPF_CORE_READ(tpid, level);
+
+	ns[VIGIL_NS_UTS] = BPF_CORE_READ(nsp, uts_ns, ns.inum);
+	ns[VIGIL_NS_IPC] = BPF_CORE_READ(nsp, ipc_ns, ns.inum);
+	ns[VIGIL_NS_MNT] = BPF_CORE_READ(nsp, mnt_ns, ns.inum);
+	/* The active pid namespace is the one at the task's pid level. */
+	ns[VIGIL_NS_PID] = BPF_CORE_READ(tpid, numbers[level & 31].ns, ns.inum);
+	ns[VIGIL_NS_PID_FOR_CHILDREN] = BPF_CORE_READ(nsp, pid_ns_for_children, ns.inum);
+	ns[VIGIL_NS_NET] = BPF_CORE_READ(nsp, net_ns, ns.inum);
+	if (bpf_core_field_exists(nsp->time_ns)) {
+		ns[VIGIL_NS_TIME] = BPF_CORE_READ(nsp, time_ns, ns.inum);
+		ns[VIGIL_NS_TIME_FOR_CHILDREN] = BPF_CORE_READ(nsp, time_ns_for_children, ns.inum);
+	}
+	ns[VIGIL_NS_CGROUP] = BPF_CORE_READ(nsp, cgroup_ns, ns.inum);
+	ns[VIGIL_NS_USER] = BPF_CORE_READ(task, cred, user_ns, ns.inum);
+}
+
+static __always_inline struct scratch *get_scratch(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&vigil_scratch, &zero);
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(vigil_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
+{
+	struct scratch *s = get_scratch();
+	struct vigil_exec *r;
+	struct vigil_proc *prev, *parent, *p;
+	struct task_struct *real_parent;
+	struct mm_struct *mm;
+	struct path fpath, cwd;
+	__u32 tgid, pos, off, len, kflags = 0;
+	__u64 arg_start, arg_end, total;
+	const char *cg_name;
+	bool cut = false;
+	long n;
+
+	if (!s)
+		return 0;
+	count(VIGIL_CNT_EXEC_SEEN);
+	r = &s->rec;
+	tgid = BPF_CORE_READ(task, tgid);
+	real_parent = BPF_CORE_READ(task, real_parent);
+
+	r->hdr.kind = VIGIL_MSG_EXEC;
+	r->hdr.time = bpf_ktime_get_boot_ns();
+	r->pid = tgid;
+	r->tid = BPF_CORE_READ(task, pid);
+	r->ppid = BPF_CORE_READ(real_parent, tgid);
+	r->ktime = r->hdr.time;
+	r->cgroup_id = bpf_get_current_cgroup_id();
+	read_creds(task, &r->creds);
+	read_namespaces(task, r->ns);
+
+	/* The first exec after a fork is flagged `clone`, as the process was born by one. */
+	prev = bpf_map_lookup_elem(&vigil_procs, &tgid);
+	if (prev && (prev->kflags & VIGIL_KF_CLONE))
+		kflags |= VIGIL_KF_CLONE;
+	parent = bpf_map_lookup_elem(&vigil_procs, &r->ppid);
+	r->parent_ktime = parent ? parent->ktime : 0;
+	if (!parent)
+		kflags |= VIGIL_KF_NO_PARENT;
+
+	/* Binary: the file being executed, resolved, not argv[0]. */
+	BPF_CORE_READ_INTO(&fpath, bprm, file, f_path);
+	pos = resolve_path(&fpath, s->path, &cut);
+	if (cut)
+		kflags |= VIGIL_KF_TRUNC_BINARY;
+	len = copy_path(s->data, s->path, pos);
+	r->binary_len = len;
+	off = len;
+
+	/* Arguments: the argv block of the new image, NUL-separated. */
+	mm = BPF_CORE_READ(task, mm);
+	arg_start = BPF_CORE_READ(mm, arg_start);
+	arg_end = BPF_CORE_READ(mm, arg_end);
+	total = arg_end > arg_start ? arg_end - arg_start : 0;
+	len = total > VIGIL_ARGS_MAX ? VIGIL_ARGS_MAX : total;
+	if (total > VIGIL_ARGS_MAX)
+		kflags |= VIGIL_KF_TRUNC_ARGS;
+	r->args_total = total;
+	off &= (2 * VIGIL_PATH_MAX - 1);
+	if (off > VIGIL_PATH_MAX)
+		off = VIGIL_PATH_MAX;
+	len &= (2 * VIGIL_ARGS_MAX - 1);
+	if (len > VIGIL_ARGS_MAX)
+		len = VIGIL_ARGS_MAX;
+	n = bpf_probe_read_user(&s->data[off], len, (void *)arg_start);
+	if (n < 0) {
+		kflags |= VIGIL_KF_ERR_ARGS;
+		len = 0;
+	}
+	r->args_len = len;
+	off += len;
+
+	/* Working directory. */
+	cut = false;
+	BPF_CORE_READ_INTO(&cwd, task, fs, pwd);
+	pos = resolve_path(&cwd, s->path, &cut);
+	if (cut)
+		kflags |= VIGIL_KF_TRUNC_CWD;
+	if (off > VIGIL_PATH_MAX + VIGIL_ARGS_MAX)
+		off = VIGIL_PATH_MAX + VIGIL_ARGS_MAX;
+	len = copy_path(&s->data[off], s->path, pos);
+	r->cwd_len = len;
+	off += len;
+
+	/* Last component of the task's cgroup v2 path: the container id source. */
+	if (off > 2 * VIGIL_PATH_MAX + VIGIL_ARGS_MAX)
+		off = 2 * VIGIL_PATH_MAX + VIGIL_ARGS_MAX;
+	cg_name = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, name);
+	n = bpf_probe_read_kernel_str(&s->data[off], VIGIL_CGROUP_NAME_MAX, cg_name);
+	len = n > 0 ? n - 1 : 0;
+	len &= NAME_MASK;
+	r->cgroup_name_len = len;
+	off += len;
+
+	r->kflags = kflags;
+	if (off > VIGIL_EXEC_DATA_MAX)
+		off = VIGIL_EXEC_DATA_MAX;
+	r->hdr.size = sizeof(*r) + off;
+
+	/* Table entry for later hooks; identity changes with every exec. */
+	p = &s->proc;
+	p->pid = tgid;
+	p->ppid = r->ppid;
+	p->ktime = r->ktime;
+	p->parent_ktime = r->parent_ktime;
+	p->kflags = VIGIL_KF_EXECVE;
+	p->bin_len = r->binary_len;
+	p->cap_permitted = r->creds.cap_permitted;
+	p->cap_effective = r->creds.cap_effective;
+	p->cap_inheritable = r->creds.cap_inheritable;
+	__builtin_memcpy(p->ns, r->ns, sizeof(p->ns));
+	p->cgroup_id = r->cgroup_id;
+	bpf_probe_read_kernel(p->bin, VIGIL_BIN_KEEP, s->data);
+	if (bpf_map_update_elem(&vigil_procs, &tgid, p, BPF_ANY))
+		count(VIGIL_CNT_PROC_TABLE_FULL);
+
+	len = r->hdr.size;
+	if (len > sizeof(*r) + VIGIL_EXEC_DATA_MAX)
+		len = sizeof(*r) + VIGIL_EXEC_DATA_MAX;
+	if (bpf_ringbuf_output(&vigil_events, r, len, 0))
+		count(VIGIL_CNT_RB_LOST_EXEC);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(vigil_fork, struct task_struct *parent_task, struct task_struct *child)
+{
+	struct vigil_fork r = {};
+	struct vigil_proc *parent;
+	struct scratch *s;
+	__u32 ptgid;
+
+	/* Threads are not processes: only a new thread group gets an identity. */
+	r.pid = BPF_CORE_READ(child, tgid);
+	if (r.pid != BPF_CORE_READ(child, pid))
+		return 0;
+	if (BPF_CORE_READ(child, flags) & PF_KTHREAD)
+		return 0;
+	count(VIGIL_CNT_FORK_SEEN);
+	s = get_scratch();
+	if (!s)
+		return 0;
+	ptgid = BPF_CORE_READ(parent_task, tgid);
+	r.hdr.kind = VIGIL_MSG_FORK;
+	r.hdr.size = sizeof(r);
+	r.hdr.time = bpf_ktime_get_boot_ns();
+	r.ppid = ptgid;
+	r.ktime = r.hdr.time;
+
+	parent = bpf_map_lookup_elem(&vigil_procs, &ptgid);
+	if (parent) {
+		/* A child starts as a copy of its parent: same binary, caps, namespaces. */
+		bpf_probe_read_kernel(&s->proc, sizeof(s->proc), parent);
+		r.parent_ktime = parent->ktime;
+	} else {
+		__builtin_memset(&s->proc, 0, sizeof(s->proc));
+	}
+	s->proc.pid = r.pid;
+	s->proc.ppid = ptgid;
+	s->proc.ktime = r.ktime;
+	s->proc.parent_ktime = r.parent_ktime;
+	s->proc.kflags = VIGIL_KF_CLONE;
+	if (bpf_map_update_elem(&vigil_procs, &r.pid, &s->proc, BPF_ANY))
+		count(VIGIL_CNT_PROC_TABLE_FULL);
+
+	if (bpf_ringbuf_output(&vigil_events, &r, sizeof(r), 0))
+		count(VIGIL_CNT_RB_LOST_FORK);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(vigil_exit, struct task_struct *task)
+{
+	struct vigil_exit r = {};
+	struct vigil_proc *p;
+	int live;
+
+	/*
+	 * Fires for every exiting thread; the group is gone when its live count reached zero,
+	 * which do_exit() decrements before this tracepoint on every kernel we support.
+	 */
+	live = BPF_CORE_READ(task, signal, live.counter);
+	if (live != 0)
+		return 0;
+	if (BPF_CORE_READ(task, flags) & PF_KTHREAD)
+		return 0;
+	count(VIGIL_CNT_EXIT_SEEN);
+	r.hdr.kind = VIGIL_MSG_EXIT;
+	r.hdr.size = sizeof(r);
+	r.hdr.time = bpf_ktime_get_boot_ns();
+	r.pid = BPF_CORE_READ(task, tgid);
+	r.tid = BPF_CORE_READ(task, pid);
+	r.exit_code = BPF_CORE_READ(task, exit_code);
+	p = bpf_map_lookup_elem(&vigil_procs, &r.pid);
+	if (p)
+		r.ktime = p->ktime;
+	bpf_map_delete_elem(&vigil_procs, &r.pid);
+	if (bpf_ringbuf_output(&vigil_events, &r, sizeof(r), 0))
+		count(VIGIL_CNT_RB_LOST_EXIT);
+	return 0;
+}
