@@ -1,0 +1,321 @@
+//! Sensor configuration: command-line flags, environment (`VIGIL_*`), and a YAML file
+//! (`--config`). Precedence: flag, then environment, then file, then default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use serde::Deserialize;
+
+use crate::error::SensorError;
+
+/// Command line of `vigil-sensor`. Every option is optional here so that the file can fill in
+/// what the command line and the environment leave out.
+#[derive(Parser, Debug, Default)]
+#[command(name = "vigil-sensor", version, about = "Vigil's per-node eBPF sensor")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// YAML file with options (same names as the flags, without the leading dashes).
+    #[arg(long, env = "VIGIL_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Node name used in events and exec_ids (default: env NODE_NAME, else the hostname).
+    #[arg(long, env = "VIGIL_NODE_NAME")]
+    pub node_name: Option<String>,
+
+    /// Write events as JSON lines to this file (rotated by size).
+    #[arg(long, env = "VIGIL_EXPORT_FILE", value_name = "PATH")]
+    pub export_file: Option<PathBuf>,
+
+    /// Rotate the export file when it would grow past this size in MiB [default: 10].
+    #[arg(long, env = "VIGIL_EXPORT_FILE_MAX_SIZE_MB", value_name = "MB")]
+    pub export_file_max_size_mb: Option<u64>,
+
+    /// Rotated files kept beside the export file (PATH.1 … PATH.N) [default: 5].
+    #[arg(long, env = "VIGIL_EXPORT_FILE_MAX_BACKUPS", value_name = "N")]
+    pub export_file_max_backups: Option<u32>,
+
+    /// Also write events as JSON lines to standard output.
+    #[arg(long, env = "VIGIL_EXPORT_STDOUT", num_args = 0..=1, default_missing_value = "true")]
+    pub export_stdout: Option<bool>,
+
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:2112).
+    #[arg(long, env = "VIGIL_METRICS_ADDRESS", value_name = "ADDR")]
+    pub metrics_address: Option<SocketAddr>,
+
+    /// Add `cap` and `process_credentials` to every process.
+    #[arg(long, env = "VIGIL_ENABLE_PROCESS_CRED", num_args = 0..=1, default_missing_value = "true")]
+    pub enable_process_cred: Option<bool>,
+
+    /// Add `ns` (the ten namespace inodes) to every process.
+    #[arg(long, env = "VIGIL_ENABLE_PROCESS_NS", num_args = 0..=1, default_missing_value = "true")]
+    pub enable_process_ns: Option<bool>,
+
+    /// BPF ring buffer size in bytes (a power of two, at least 4096) [default: 8388608].
+    #[arg(long, env = "VIGIL_RING_BUFFER_SIZE", value_name = "BYTES")]
+    pub ring_buffer_size: Option<u32>,
+
+    /// Capacity of the kernel process table (entries) [default: 32768].
+    #[arg(long, env = "VIGIL_PROCESS_TABLE_SIZE", value_name = "N")]
+    pub process_table_size: Option<u32>,
+
+    /// Capacity of the user-space process cache (entries) [default: 65536].
+    #[arg(long, env = "VIGIL_PROCESS_CACHE_SIZE", value_name = "N")]
+    pub process_cache_size: Option<usize>,
+
+    /// Events queued for the exporters before new ones are dropped (and counted) [default: 65536].
+    #[arg(long, env = "VIGIL_EXPORT_QUEUE_SIZE", value_name = "N")]
+    pub export_queue_size: Option<usize>,
+
+    /// Log filter (tracing-subscriber syntax) [default: info].
+    #[arg(long, env = "VIGIL_LOG_LEVEL")]
+    pub log_level: Option<String>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    /// Probe the kernel's BPF features and print them as one JSON object.
+    Probe,
+}
+
+/// The same options as a YAML file. Unknown keys are errors.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileConfig {
+    node_name: Option<String>,
+    export_file: Option<PathBuf>,
+    export_file_max_size_mb: Option<u64>,
+    export_file_max_backups: Option<u32>,
+    export_stdout: Option<bool>,
+    metrics_address: Option<String>,
+    enable_process_cred: Option<bool>,
+    enable_process_ns: Option<bool>,
+    ring_buffer_size: Option<u32>,
+    process_table_size: Option<u32>,
+    process_cache_size: Option<usize>,
+    export_queue_size: Option<usize>,
+    log_level: Option<String>,
+}
+
+/// The resolved configuration the sensor runs with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub node_name: String,
+    pub export_file: Option<PathBuf>,
+    pub export_file_max_size: u64,
+    pub export_file_max_backups: u32,
+    pub export_stdout: bool,
+    pub metrics_address: Option<SocketAddr>,
+    pub enable_process_cred: bool,
+    pub enable_process_ns: bool,
+    pub ring_buffer_size: u32,
+    pub process_table_size: u32,
+    pub process_cache_size: usize,
+    pub export_queue_size: usize,
+    pub log_level: String,
+}
+
+pub const DEFAULT_RING_BUFFER_SIZE: u32 = 8 << 20;
+pub const DEFAULT_PROCESS_TABLE_SIZE: u32 = 32768;
+pub const DEFAULT_PROCESS_CACHE_SIZE: usize = 65536;
+pub const DEFAULT_EXPORT_QUEUE_SIZE: usize = 65536;
+pub const DEFAULT_EXPORT_FILE_MAX_SIZE_MB: u64 = 10;
+pub const DEFAULT_EXPORT_FILE_MAX_BACKUPS: u32 = 5;
+
+impl Config {
+    /// Resolves the configuration from the parsed command line (flags and environment), the
+    /// optional file it names, and `NODE_NAME`/the hostname for the node name.
+    pub fn resolve(cli: &Cli, env_node_name: Option<String>) -> Result<Self, SensorError> {
+        let file = match &cli.config {
+            Some(path) => load_file(path)?,
+            None => FileConfig::default(),
+        };
+        let metrics_address = match (&cli.metrics_address, &file.metrics_address) {
+            (Some(a), _) => Some(*a),
+            (None, Some(s)) => Some(s.parse().map_err(|_| SensorError::Config {
+                option: "metrics-address".into(),
+                message: format!("{s:?} is not an address; expected HOST:PORT such as 127.0.0.1:2112"),
+            })?),
+            (None, None) => None,
+        };
+        let node_name = cli
+            .node_name
+            .clone()
+            .or(file.node_name)
+            .or(env_node_name.filter(|n| !n.is_empty()))
+            .unwrap_or_else(hostname);
+        let max_mb = cli
+            .export_file_max_size_mb
+            .or(file.export_file_max_size_mb)
+            .unwrap_or(DEFAULT_EXPORT_FILE_MAX_SIZE_MB);
+        let config = Config {
+            node_name,
+            export_file: cli.export_file.clone().or(file.export_file),
+            export_file_max_size: max_mb.saturating_mul(1 << 20),
+            export_file_max_backups: cli
+                .export_file_max_backups
+                .or(file.export_file_max_backups)
+                .unwrap_or(DEFAULT_EXPORT_FILE_MAX_BACKUPS),
+            export_stdout: cli.export_stdout.or(file.export_stdout).unwrap_or(false),
+            metrics_address,
+            enable_process_cred: cli
+                .enable_process_cred
+                .or(file.enable_process_cred)
+                .unwrap_or(false),
+            enable_process_ns: cli.enable_process_ns.or(file.enable_process_ns).unwrap_or(false),
+            ring_buffer_size: cli
+                .ring_buffer_size
+                .or(file.ring_buffer_size)
+                .unwrap_or(DEFAULT_RING_BUFFER_SIZE),
+            process_table_size: cli
+                .process_table_size
+                .or(file.process_table_size)
+                .unwrap_or(DEFAULT_PROCESS_TABLE_SIZE),
+            process_cache_size: cli
+                .process_cache_size
+                .or(file.process_cache_size)
+                .unwrap_or(DEFAULT_PROCESS_CACHE_SIZE),
+            export_queue_size: cli
+                .export_queue_size
+                .or(file.export_queue_size)
+                .unwrap_or(DEFAULT_EXPORT_QUEUE_SIZE),
+            log_level: cli.log_level.clone().or(file.log_level).unwrap_or_else(|| "info".into()),
+        };
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), SensorError> {
+        let bad = |option: &str, message: String| {
+            Err(SensorError::Config { option: option.into(), message })
+        };
+        let rb = self.ring_buffer_size;
+        if rb < 4096 || !rb.is_power_of_two() {
+            return bad("ring-buffer-size", format!("{rb} is not a power of two of at least 4096"));
+        }
+        if !(64..=4_194_304).contains(&self.process_table_size) {
+            return bad(
+                "process-table-size",
+                format!("{} is out of range; expected 64..=4194304", self.process_table_size),
+            );
+        }
+        if !(64..=16_777_216).contains(&self.process_cache_size) {
+            return bad(
+                "process-cache-size",
+                format!("{} is out of range; expected 64..=16777216", self.process_cache_size),
+            );
+        }
+        if !(16..=16_777_216).contains(&self.export_queue_size) {
+            return bad(
+                "export-queue-size",
+                format!("{} is out of range; expected 16..=16777216", self.export_queue_size),
+            );
+        }
+        if self.export_file_max_size == 0 {
+            return bad("export-file-max-size-mb", "0 is not allowed; expected at least 1".into());
+        }
+        if self.node_name.is_empty() || self.node_name.contains(':') {
+            return bad(
+                "node-name",
+                format!("{:?} is not usable; expected a non-empty name without ':'", self.node_name),
+            );
+        }
+        if let Some(path) = &self.export_file {
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            if !dir.is_dir() {
+                return bad(
+                    "export-file",
+                    format!("directory {} does not exist", dir.display()),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+fn load_file(path: &Path) -> Result<FileConfig, SensorError> {
+    let text = std::fs::read_to_string(path).map_err(|e| SensorError::Config {
+        option: "config".into(),
+        message: format!("cannot read {}: {e}", path.display()),
+    })?;
+    if text.trim().is_empty() {
+        return Ok(FileConfig::default());
+    }
+    serde_saphyr::from_str(&text).map_err(|e| SensorError::Config {
+        option: "config".into(),
+        message: format!("{}: {e}", path.display()),
+    })
+}
+
+fn hostname() -> String {
+    rustix::system::uname().nodename().to_string_lossy().into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("vigil-sensor").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn defaults_and_node_name_fallbacks() {
+        let c = Config::resolve(&parse(&[]), Some("from-env".into())).unwrap();
+        assert_eq!(c.node_name, "from-env");
+        assert_eq!(c.ring_buffer_size, DEFAULT_RING_BUFFER_SIZE);
+        assert!(!c.enable_process_cred);
+        let c = Config::resolve(&parse(&["--node-name", "flag"]), Some("env".into())).unwrap();
+        assert_eq!(c.node_name, "flag");
+        let c = Config::resolve(&parse(&[]), None).unwrap();
+        assert_eq!(c.node_name, hostname());
+    }
+
+    #[test]
+    fn file_fills_in_and_flags_win() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(f, "node-name: filenode\nenable-process-ns: true\nexport-file-max-size-mb: 3").unwrap();
+        let path = f.path().to_str().unwrap();
+        let c = Config::resolve(&parse(&["--config", path]), None).unwrap();
+        assert_eq!(c.node_name, "filenode");
+        assert!(c.enable_process_ns);
+        assert_eq!(c.export_file_max_size, 3 << 20);
+        let c = Config::resolve(&parse(&["--config", path, "--node-name", "x", "--export-file-max-size-mb", "7"]), None)
+            .unwrap();
+        assert_eq!(c.node_name, "x");
+        assert_eq!(c.export_file_max_size, 7 << 20);
+    }
+
+    #[test]
+    fn bad_file_names_the_key() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(f, "export-fiel: /tmp/x").unwrap();
+        let err = Config::resolve(&parse(&["--config", f.path().to_str().unwrap()]), None).unwrap_err();
+        assert!(err.to_string().contains("export-fiel"), "{err}");
+        let err = Config::resolve(&parse(&["--config", "/nonexistent/vigil.yaml"]), None).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/vigil.yaml"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_values_are_rejected() {
+        let err = Config::resolve(&parse(&["--ring-buffer-size", "5000"]), None).unwrap_err();
+        assert!(err.to_string().contains("ring-buffer-size"), "{err}");
+        let err = Config::resolve(&parse(&["--process-table-size", "1"]), None).unwrap_err();
+        assert!(err.to_string().contains("process-table-size"), "{err}");
+        let err = Config::resolve(&parse(&["--export-file", "/nonexistent-dir/x.json"]), None).unwrap_err();
+        assert!(err.to_string().contains("export-file"), "{err}");
+        let err = Config::resolve(&parse(&["--node-name", "a:b"]), None).unwrap_err();
+        assert!(err.to_string().contains("node-name"), "{err}");
+    }
+
+    #[test]
+    fn bad_flag_values_are_clap_errors() {
+        let err = Cli::try_parse_from(["vigil-sensor", "--metrics-address", "nope"]).unwrap_err();
+        assert!(err.to_string().contains("--metrics-address"), "{err}");
+        let err = Cli::try_parse_from(["vigil-sensor", "--bogus"]).unwrap_err();
+        assert!(err.to_string().contains("--bogus"), "{err}");
+    }
+}

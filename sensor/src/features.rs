@@ -1,0 +1,172 @@
+//! Kernel feature probe: which BPF mechanisms this kernel offers, found by loading and attaching
+//! a trivial program of each kind (`sensor-bpf/bpf/probe.bpf.c`).
+
+use std::collections::BTreeMap;
+
+use aya::programs::{BtfTracePoint, FEntry, KProbe, Lsm, RawTracePoint, TracePoint};
+use aya::{Btf, Ebpf, EbpfLoader};
+use serde::Serialize;
+
+/// What the probe found. `errors` says, for each missing feature, why.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Features {
+    pub kernel_release: String,
+    pub btf: bool,
+    pub ringbuf: bool,
+    pub tracepoint: bool,
+    pub raw_tracepoint: bool,
+    pub btf_tracepoint: bool,
+    pub kprobe: bool,
+    pub kretprobe: bool,
+    pub trampoline: bool,
+    pub fmod_ret: bool,
+    pub bpf_lsm: bool,
+    pub send_signal: bool,
+    pub override_return: bool,
+    pub errors: BTreeMap<String, String>,
+}
+
+const TARGET_FN: &str = "security_file_open";
+
+impl Features {
+    pub fn as_pairs(&self) -> Vec<(&'static str, bool)> {
+        vec![
+            ("btf", self.btf),
+            ("ringbuf", self.ringbuf),
+            ("tracepoint", self.tracepoint),
+            ("raw_tracepoint", self.raw_tracepoint),
+            ("btf_tracepoint", self.btf_tracepoint),
+            ("kprobe", self.kprobe),
+            ("kretprobe", self.kretprobe),
+            ("trampoline", self.trampoline),
+            ("fmod_ret", self.fmod_ret),
+            ("bpf_lsm", self.bpf_lsm),
+            ("send_signal", self.send_signal),
+            ("override_return", self.override_return),
+        ]
+    }
+}
+
+/// Runs every probe. Never fails: what cannot be probed is reported as absent with a reason.
+pub fn probe() -> Features {
+    let mut f = Features {
+        kernel_release: rustix::system::uname().release().to_string_lossy().into_owned(),
+        ..Default::default()
+    };
+    let btf = match Btf::from_sys_fs() {
+        Ok(b) => {
+            f.btf = true;
+            b
+        }
+        Err(e) => {
+            f.errors.insert("btf".into(), e.to_string());
+            return f;
+        }
+    };
+    let mut ebpf = match EbpfLoader::new().btf(Some(&btf)).load(vigil_sensor_bpf::PROBE_OBJ) {
+        Ok(e) => e,
+        Err(e) => {
+            f.errors.insert("ringbuf".into(), format!("probe object did not load: {e}"));
+            return f;
+        }
+    };
+    f.ringbuf = true;
+    let mut record = |name: &str, r: Result<(), String>| -> bool {
+        match r {
+            Ok(()) => true,
+            Err(e) => {
+                f.errors.insert(name.into(), e);
+                false
+            }
+        }
+    };
+    let tracepoint = record("tracepoint", try_tracepoint(&mut ebpf));
+    let raw = record("raw_tracepoint", try_raw(&mut ebpf));
+    let btf_tp = record("btf_tracepoint", try_btf_tp(&mut ebpf, &btf));
+    let send_signal = btf_tp;
+    let kprobe = record("kprobe", try_kprobe(&mut ebpf, "probe_kprobe"));
+    let kretprobe = record("kretprobe", try_kprobe(&mut ebpf, "probe_kretprobe"));
+    let trampoline = record("trampoline", try_fentry(&mut ebpf, &btf));
+    let lsm = record("bpf_lsm", try_lsm(&mut ebpf, &btf));
+    let over = record("override_return", try_override(&mut ebpf));
+    let fmod = record(
+        "fmod_ret",
+        Err("not probed: the BPF loader in use (aya 0.14) has no fmod_ret program type".into()),
+    );
+    f.tracepoint = tracepoint;
+    f.raw_tracepoint = raw;
+    f.btf_tracepoint = btf_tp;
+    f.send_signal = send_signal;
+    f.kprobe = kprobe;
+    f.kretprobe = kretprobe;
+    f.trampoline = trampoline;
+    f.bpf_lsm = lsm;
+    f.override_return = over;
+    f.fmod_ret = fmod;
+    f
+}
+
+fn prog<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, String>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or_else(|| format!("{name} missing from the probe object"))?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| e.to_string())
+}
+
+fn try_tracepoint(ebpf: &mut Ebpf) -> Result<(), String> {
+    let p: &mut TracePoint = prog(ebpf, "probe_tracepoint")?;
+    p.load().map_err(|e| format!("load: {e}"))?;
+    p.attach("syscalls", "sys_enter_getpid").map_err(|e| format!("attach: {e}"))?;
+    Ok(())
+}
+
+fn try_raw(ebpf: &mut Ebpf) -> Result<(), String> {
+    let p: &mut RawTracePoint = prog(ebpf, "probe_raw_tracepoint")?;
+    p.load().map_err(|e| format!("load: {e}"))?;
+    p.attach("sys_enter").map_err(|e| format!("attach: {e}"))?;
+    Ok(())
+}
+
+fn try_btf_tp(ebpf: &mut Ebpf, btf: &Btf) -> Result<(), String> {
+    let p: &mut BtfTracePoint = prog(ebpf, "probe_send_signal")?;
+    p.load("sched_process_free", btf).map_err(|e| format!("load: {e}"))?;
+    p.attach().map_err(|e| format!("attach: {e}"))?;
+    Ok(())
+}
+
+fn try_kprobe(ebpf: &mut Ebpf, name: &str) -> Result<(), String> {
+    let p: &mut KProbe = prog(ebpf, name)?;
+    p.load().map_err(|e| format!("load: {e}"))?;
+    p.attach(TARGET_FN, 0).map_err(|e| format!("attach to {TARGET_FN}: {e}"))?;
+    Ok(())
+}
+
+fn try_override(ebpf: &mut Ebpf) -> Result<(), String> {
+    let p: &mut KProbe = prog(ebpf, "probe_override")?;
+    p.load().map_err(|e| format!("bpf_override_return refused (kernel built without CONFIG_BPF_KPROBE_OVERRIDE?): {e}"))?;
+    Ok(())
+}
+
+fn try_fentry(ebpf: &mut Ebpf, btf: &Btf) -> Result<(), String> {
+    let p: &mut FEntry = prog(ebpf, "probe_fentry")?;
+    p.load(TARGET_FN, btf).map_err(|e| format!("load: {e}"))?;
+    p.attach().map_err(|e| format!("attach to {TARGET_FN}: {e}"))?;
+    Ok(())
+}
+
+fn try_lsm(ebpf: &mut Ebpf, btf: &Btf) -> Result<(), String> {
+    let active = std::fs::read_to_string("/sys/kernel/security/lsm").unwrap_or_default();
+    if !active.split(',').any(|l| l.trim() == "bpf") {
+        return Err(format!(
+            "bpf is not in the active LSM list ({:?}); boot with lsm=...,bpf",
+            active.trim()
+        ));
+    }
+    let p: &mut Lsm = prog(ebpf, "probe_lsm")?;
+    p.load("file_open", btf).map_err(|e| format!("load: {e}"))?;
+    p.attach().map_err(|e| format!("attach: {e}"))?;
+    Ok(())
+}

@@ -1,0 +1,19 @@
+//! Vigil's sensor: loads the BPF programs, reads their records, keeps the process cache, and
+//! exports Tetragon-compatible events.
+
+pub mod bpf;
+pub mod builder;
+pub mod clock;
+pub mod config;
+pub mod container;
+pub mod decode;
+pub mod error;
+pub mod export;
+pub mod features;
+pub mod metrics;
+pub mod pipeline;
+pub mod process_cache;
+pub mod procfs_scan;
+pub mod runtime;
+
+pub use error::SensorError;

@@ -1,0 +1,183 @@
+//! Prometheus metrics (`vigil_` prefix, Tetragon's names where the meaning is the same) and the
+//! HTTP endpoint that serves them (`/metrics`, plus `/healthz`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::error::SensorError;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TypeLabel {
+    pub r#type: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MapLabel {
+    pub map: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RecordLabel {
+    pub record: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FeatureLabel {
+    pub feature: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabel {
+    pub version: String,
+}
+
+/// Every metric the sensor keeps. Cloning a metric shares it, so the registry and the code
+/// that updates a metric see the same value.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub events: Family<TypeLabel, Counter>,
+    pub ringbuf_received: Counter,
+    pub ringbuf_lost: Family<RecordLabel, Counter>,
+    pub export_queue_lost: Counter,
+    pub exported: Counter,
+    pub export_errors: Counter,
+    pub decode_errors: Counter,
+    pub process_cache_size: Gauge,
+    pub process_cache_capacity: Gauge,
+    pub process_cache_evictions: Counter,
+    pub process_cache_misses: Counter,
+    pub process_table_insert_failures: Counter,
+    pub map_entries: Family<MapLabel, Gauge>,
+    pub map_capacity: Family<MapLabel, Gauge>,
+    pub kernel_features: Family<FeatureLabel, Gauge>,
+    pub build_info: Family<BuildLabel, Gauge>,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let m = Self::default();
+        m.build_info
+            .get_or_create(&BuildLabel { version: env!("CARGO_PKG_VERSION").into() })
+            .set(1);
+        m
+    }
+
+    pub fn registry(&self) -> Registry {
+        let mut r = Registry::with_prefix("vigil");
+        r.register("events", "Events exported, by type", self.events.clone());
+        r.register(
+            "observer_ringbuf_events_received",
+            "Records read from the BPF ring buffer",
+            self.ringbuf_received.clone(),
+        );
+        r.register(
+            "observer_ringbuf_events_lost",
+            "Records the kernel could not write because the ring buffer was full, by record kind",
+            self.ringbuf_lost.clone(),
+        );
+        r.register(
+            "observer_ringbuf_queue_events_lost",
+            "Events dropped because the export queue was full",
+            self.export_queue_lost.clone(),
+        );
+        r.register("export_events", "Events written by the exporters", self.exported.clone());
+        r.register("export_errors", "Export write failures", self.export_errors.clone());
+        r.register("decode_errors", "Ring-buffer records that failed to decode", self.decode_errors.clone());
+        r.register("process_cache_size", "Entries in the process cache", self.process_cache_size.clone());
+        r.register(
+            "process_cache_capacity",
+            "Capacity of the process cache",
+            self.process_cache_capacity.clone(),
+        );
+        r.register(
+            "process_cache_evictions",
+            "Process cache entries evicted because the cache was full",
+            self.process_cache_evictions.clone(),
+        );
+        r.register(
+            "process_cache_misses",
+            "Lookups of a process or parent that was not in the cache",
+            self.process_cache_misses.clone(),
+        );
+        r.register(
+            "process_table_insert_failures",
+            "Kernel process table inserts that failed (table full)",
+            self.process_table_insert_failures.clone(),
+        );
+        r.register("map_entries", "Entries in a BPF map", self.map_entries.clone());
+        r.register("map_capacity", "Capacity of a BPF map", self.map_capacity.clone());
+        r.register(
+            "kernel_feature",
+            "1 when the kernel offers a BPF feature the sensor probed",
+            self.kernel_features.clone(),
+        );
+        r.register("build_info", "Build information", self.build_info.clone());
+        r
+    }
+
+    pub fn count_event(&self, kind: &str) {
+        self.events.get_or_create(&TypeLabel { r#type: kind.into() }).inc();
+    }
+}
+
+/// Renders the registry in the Prometheus text format.
+pub fn render(registry: &Registry) -> String {
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, registry).expect("writing to a String");
+    out
+}
+
+/// Binds the metrics address (so that a bad or busy address fails start-up).
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, SensorError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| SensorError::io(format!("cannot listen on {addr} for metrics (--metrics-address)"), e))
+}
+
+/// Serves `/metrics` and `/healthz` until the task is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, registry: Arc<Registry>) -> Result<(), SensorError> {
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let registry = registry.clone();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        render(&registry),
+                    )
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }));
+    axum::serve(listener, app)
+        .await
+        .map_err(|e| SensorError::io("metrics server", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_carry_the_prefix() {
+        let m = Metrics::new();
+        m.count_event("process_exec");
+        m.ringbuf_lost.get_or_create(&RecordLabel { record: "exec".into() }).inc_by(2);
+        let text = render(&m.registry());
+        assert!(text.contains("vigil_events_total{type=\"process_exec\"} 1"), "{text}");
+        assert!(text.contains("vigil_observer_ringbuf_events_lost_total{record=\"exec\"} 2"), "{text}");
+        assert!(text.contains("vigil_build_info{version="), "{text}");
+        assert!(text.contains("vigil_process_cache_capacity"), "{text}");
+    }
+}

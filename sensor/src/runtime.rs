@@ -1,0 +1,166 @@
+//! The running sensor: load, scan, read the ring buffer, export, until told to stop.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use vigil_sensor_bpf::abi::counters;
+
+use crate::bpf::{self, ProcessBpf};
+use crate::builder::EventBuilder;
+use crate::clock::BootClock;
+use crate::config::Config;
+use crate::decode::decode;
+use crate::error::SensorError;
+use crate::export::{self, RotatingFile, Sinks};
+use crate::features;
+use crate::metrics::{self, FeatureLabel, MapLabel, Metrics, RecordLabel};
+use crate::pipeline::Pipeline;
+use crate::procfs_scan;
+
+/// The line written to stderr once events flow; tests and scripts wait for it.
+pub const READY_LINE: &str = "vigil-sensor: ready, listening for events";
+
+/// Runs the sensor until `shutdown` completes, then drains the ring buffer and the export queue,
+/// flushes the file, detaches the programs and returns.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), SensorError> {
+    let metrics = Arc::new(Metrics::new());
+    let registry = Arc::new(metrics.registry());
+    let listener = match config.metrics_address {
+        Some(addr) => Some(metrics::bind(addr).await?),
+        None => None,
+    };
+
+    let feats = features::probe();
+    for (name, ok) in feats.as_pairs() {
+        metrics.kernel_features.get_or_create(&FeatureLabel { feature: name.into() }).set(ok as i64);
+    }
+    tracing::info!(kernel = %feats.kernel_release, ?feats, "kernel features probed");
+
+    let file = match &config.export_file {
+        Some(path) => Some(RotatingFile::open(path, config.export_file_max_size, config.export_file_max_backups)?),
+        None => None,
+    };
+    let mut bpf = bpf::load(config.ring_buffer_size, config.process_table_size)?;
+    for (map, cap) in [("vigil_procs", config.process_table_size), ("vigil_events", config.ring_buffer_size)] {
+        metrics.map_capacity.get_or_create(&MapLabel { map: map.into() }).set(cap as i64);
+    }
+
+    let (queue, writer) =
+        export::start(Sinks { file, stdout: config.export_stdout }, config.export_queue_size, metrics.clone());
+    let builder = EventBuilder {
+        node_name: config.node_name.clone(),
+        clock: BootClock::now(),
+        enable_cred: config.enable_process_cred,
+        enable_ns: config.enable_process_ns,
+        host_ns: procfs_scan::namespaces(Path::new("/proc/1")),
+    };
+    let mut pipeline = Pipeline::new(builder, config.process_cache_size, queue, metrics.clone());
+
+    // Programs are attached: whatever starts from now on is seen by them; what ran before is
+    // found in /proc and seeded into the kernel table so later records can name their parent.
+    let scanned = procfs_scan::scan(Path::new("/proc"));
+    let starts: std::collections::HashMap<u32, u64> = scanned.iter().map(|s| (s.pid, s.start_ns)).collect();
+    for s in scanned.iter().filter(|s| !s.kernel_thread) {
+        let parent_ktime = starts.get(&s.ppid).copied().unwrap_or(0);
+        if let Err(e) = bpf.seed(&bpf::proc_entry(s, parent_ktime)) {
+            tracing::warn!("seeding the kernel process table failed for pid {}: {e}", s.pid);
+            metrics.process_table_insert_failures.inc();
+        }
+    }
+    pipeline.load_scan(&scanned);
+
+    let server = listener.map(|l| tokio::spawn(metrics::serve(l, registry.clone())));
+
+    let ring = bpf.events.take().expect("ring buffer taken once");
+    // SAFETY: the ring buffer owns its map fd, which stays open and unchanged for as long as the
+    // AsyncFd (which owns the ring buffer) lives.
+    let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+        .map_err(|e| SensorError::io("registering the ring buffer with the reactor", e.into()))?;
+    let mut poller = KernelCounters::default();
+    poller.poll(&bpf, &metrics);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut ticks = 0u64;
+    eprintln!("{READY_LINE}");
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            guard = ring.readable_mut() => {
+                let mut guard = guard.map_err(|e| SensorError::io("waiting on the ring buffer", e))?;
+                drain(guard.get_inner_mut(), &mut pipeline, &metrics);
+                guard.clear_ready();
+            }
+            _ = tick.tick() => {
+                ticks += 1;
+                poller.poll(&bpf, &metrics);
+                if ticks % 5 == 0 {
+                    metrics.map_entries.get_or_create(&MapLabel { map: "vigil_procs".into() })
+                        .set(bpf.process_table_len() as i64);
+                }
+            }
+            () = &mut shutdown => break,
+        }
+    }
+
+    tracing::info!("stopping: draining the ring buffer and the export queue");
+    drain(ring.get_mut(), &mut pipeline, &metrics);
+    poller.poll(&bpf, &metrics);
+    drop(pipeline);
+    tokio::task::spawn_blocking(move || writer.join())
+        .await
+        .ok();
+    if let Some(s) = server {
+        s.abort();
+    }
+    drop(ring);
+    drop(bpf);
+    Ok(())
+}
+
+fn drain(ring: &mut aya::maps::RingBuf<aya::maps::MapData>, pipeline: &mut Pipeline, metrics: &Metrics) {
+    while let Some(item) = ring.next() {
+        metrics.ringbuf_received.inc();
+        match decode(&item) {
+            Ok(record) => {
+                drop(item);
+                pipeline.handle(record);
+            }
+            Err(e) => {
+                metrics.decode_errors.inc();
+                tracing::warn!("{e}");
+            }
+        }
+    }
+}
+
+/// Mirrors the kernel's per-CPU counters into the metrics as deltas.
+#[derive(Default)]
+struct KernelCounters {
+    last: [u64; counters::NUM as usize],
+}
+
+impl KernelCounters {
+    fn poll(&mut self, bpf: &ProcessBpf, metrics: &Metrics) {
+        for (index, record) in [
+            (counters::RB_LOST_EXEC, Some("exec")),
+            (counters::RB_LOST_FORK, Some("fork")),
+            (counters::RB_LOST_EXIT, Some("exit")),
+            (counters::PROC_TABLE_FULL, None),
+        ] {
+            let now = bpf.counter(index);
+            let delta = now.saturating_sub(self.last[index as usize]);
+            self.last[index as usize] = now;
+            if delta == 0 {
+                continue;
+            }
+            match record {
+                Some(r) => metrics.ringbuf_lost.get_or_create(&RecordLabel { record: r.into() }).inc_by(delta),
+                None => metrics.process_table_insert_failures.inc_by(delta),
+            };
+        }
+    }
+}
