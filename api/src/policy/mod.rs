@@ -1,1 +1,285 @@
-//! Policy types, parser, validator, compiler. Owned by the policy work.
+//! TracingPolicy handling: types, strict parser, validator and compiler to the policy IR.
+//!
+//! Pure code: callers read files and pass strings in.
+//!
+//! ```text
+//! YAML ──parse_documents──► TracingPolicyDoc ──compile──► ir::PolicyIr
+//!                                        └──validate (= compile, result dropped)
+//! ```
+//!
+//! Every function reports *all* errors it finds, each with the field path, the offending
+//! value and what is accepted (see [`PolicyError`]).
+
+mod compile;
+pub mod ir;
+pub mod limits;
+mod parse;
+mod schema;
+mod types;
+mod values;
+
+use std::fmt;
+
+pub use ir::{IR_VERSION, PolicyIr, ir_to_json};
+pub use parse::{PolicyKind, PolicyMetadata, TracingPolicyDoc, parse_documents};
+pub use types::*;
+
+/// Group and version of Vigil's own CRDs.
+pub const GROUP: &str = "vigil.dev";
+pub const VERSION: &str = "v1alpha1";
+/// apiVersions accepted in manifests (Tetragon's first).
+pub const ACCEPTED_API_VERSIONS: [&str; 2] = ["cilium.io/v1alpha1", "vigil.dev/v1alpha1"];
+/// Kinds accepted in manifests.
+pub const ACCEPTED_KINDS: [&str; 2] = ["TracingPolicy", "TracingPolicyNamespaced"];
+
+/// One problem in a policy. Every variant names the field path; the display is one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// The text is not valid YAML (or not a mapping where one is required).
+    #[error("{path}: invalid YAML: {message}; accepted: YAML documents separated by `---`")]
+    Yaml { path: String, message: String },
+    /// A field that does not exist at this place.
+    #[error("{path}: unknown field `{field}`{hint}; accepted fields: {accepted}")]
+    UnknownField {
+        path: String,
+        field: String,
+        hint: String,
+        accepted: String,
+    },
+    /// A required field is absent.
+    #[error("{path}: required field is missing; accepted: {accepted}")]
+    MissingField { path: String, accepted: String },
+    /// A value of the wrong type, syntax or meaning.
+    #[error("{path}: invalid value {value}: {reason}; accepted: {accepted}")]
+    InvalidValue {
+        path: String,
+        value: String,
+        reason: String,
+        accepted: String,
+    },
+    /// A value beyond one of Vigil's limits.
+    #[error("{path}: {value} is over the limit: {limit}")]
+    OverLimit {
+        path: String,
+        value: String,
+        limit: String,
+    },
+    /// A Tetragon feature Vigil does not implement yet.
+    #[error("{path}: not supported yet: {feature}; accepted: {accepted}")]
+    NotSupported {
+        path: String,
+        feature: String,
+        accepted: String,
+    },
+    /// More errors were found than are reported.
+    #[error("{path}: {count} more errors not shown; accepted: fix the errors above first")]
+    TooMany { path: String, count: usize },
+}
+
+impl PolicyError {
+    /// The field path the error is about.
+    pub fn path(&self) -> &str {
+        match self {
+            PolicyError::Yaml { path, .. }
+            | PolicyError::UnknownField { path, .. }
+            | PolicyError::MissingField { path, .. }
+            | PolicyError::InvalidValue { path, .. }
+            | PolicyError::OverLimit { path, .. }
+            | PolicyError::NotSupported { path, .. }
+            | PolicyError::TooMany { path, .. } => path,
+        }
+    }
+
+    fn path_mut(&mut self) -> &mut String {
+        match self {
+            PolicyError::Yaml { path, .. }
+            | PolicyError::UnknownField { path, .. }
+            | PolicyError::MissingField { path, .. }
+            | PolicyError::InvalidValue { path, .. }
+            | PolicyError::OverLimit { path, .. }
+            | PolicyError::NotSupported { path, .. }
+            | PolicyError::TooMany { path, .. } => path,
+        }
+    }
+
+    /// True for `not supported yet` errors.
+    pub fn is_not_supported(&self) -> bool {
+        matches!(self, PolicyError::NotSupported { .. })
+    }
+
+    pub(crate) fn invalid(
+        path: impl Into<String>,
+        value: impl Into<String>,
+        reason: impl Into<String>,
+        accepted: impl Into<String>,
+    ) -> Self {
+        PolicyError::InvalidValue {
+            path: path.into(),
+            value: value.into(),
+            reason: reason.into(),
+            accepted: accepted.into(),
+        }
+    }
+
+    pub(crate) fn over_limit(
+        path: impl Into<String>,
+        value: impl Into<String>,
+        limit: impl Into<String>,
+    ) -> Self {
+        PolicyError::OverLimit {
+            path: path.into(),
+            value: value.into(),
+            limit: limit.into(),
+        }
+    }
+
+    pub(crate) fn not_supported(
+        path: impl Into<String>,
+        feature: impl Into<String>,
+        accepted: impl Into<String>,
+    ) -> Self {
+        PolicyError::NotSupported {
+            path: path.into(),
+            feature: feature.into(),
+            accepted: accepted.into(),
+        }
+    }
+}
+
+/// All errors found in an input, in document and field order. Displays one error per line.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PolicyErrors {
+    pub errors: Vec<PolicyError>,
+}
+
+impl PolicyErrors {
+    pub fn is_empty(&self) -> bool {
+        self.errors.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.errors.len()
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, PolicyError> {
+        self.errors.iter()
+    }
+
+    /// True when every error is a `not supported yet` error.
+    pub fn only_not_supported(&self) -> bool {
+        !self.errors.is_empty() && self.errors.iter().all(PolicyError::is_not_supported)
+    }
+
+    pub(crate) fn push(&mut self, e: PolicyError) {
+        if self.errors.len() < limits::MAX_ERRORS {
+            self.errors.push(e);
+        } else if let Some(PolicyError::TooMany { count, .. }) = self.errors.last_mut() {
+            *count += 1;
+        } else {
+            self.errors.push(PolicyError::TooMany {
+                path: e.path().to_string(),
+                count: 1,
+            });
+        }
+    }
+
+    pub(crate) fn extend(&mut self, other: PolicyErrors) {
+        for e in other.errors {
+            self.push(e);
+        }
+    }
+
+    /// Prefix every path (used to name the document in multi-document input).
+    pub fn with_prefix(self, prefix: &str) -> Self {
+        self.prefixed(prefix)
+    }
+
+    pub(crate) fn prefixed(mut self, prefix: &str) -> Self {
+        for e in &mut self.errors {
+            let p = e.path_mut();
+            *p = if p.is_empty() {
+                prefix.to_string()
+            } else {
+                format!("{prefix}.{p}")
+            };
+        }
+        self
+    }
+
+    pub(crate) fn into_result<T>(self, ok: T) -> Result<T, PolicyErrors> {
+        if self.errors.is_empty() {
+            Ok(ok)
+        } else {
+            Err(self)
+        }
+    }
+}
+
+impl fmt::Display for PolicyErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PolicyErrors {}
+
+impl From<PolicyError> for PolicyErrors {
+    fn from(e: PolicyError) -> Self {
+        PolicyErrors { errors: vec![e] }
+    }
+}
+
+impl IntoIterator for PolicyErrors {
+    type Item = PolicyError;
+    type IntoIter = std::vec::IntoIter<PolicyError>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.errors.into_iter()
+    }
+}
+
+/// Check a parsed policy completely (everything `compile` checks) without keeping the IR.
+pub fn validate(doc: &TracingPolicyDoc) -> Result<(), PolicyErrors> {
+    compile(doc).map(|_| ())
+}
+
+/// Compile a parsed policy to the IR.
+pub fn compile(doc: &TracingPolicyDoc) -> Result<PolicyIr, PolicyErrors> {
+    compile::compile(doc)
+}
+
+/// Parse, validate and compile every document of `yaml`. Errors of all documents are
+/// returned together; with several documents, paths start with `document[N]`.
+pub fn compile_yaml(yaml: &str) -> Result<Vec<PolicyIr>, PolicyErrors> {
+    let docs = parse_documents(yaml)?;
+    let multi = docs.len() > 1;
+    let mut errors = PolicyErrors::default();
+    let mut out = Vec::with_capacity(docs.len());
+    for doc in &docs {
+        match compile(doc) {
+            Ok(ir) => out.push(ir),
+            Err(e) => {
+                let e = if multi {
+                    e.prefixed(&format!("document[{}]", doc.document_index))
+                } else {
+                    e
+                };
+                errors.extend(e);
+            }
+        }
+    }
+    errors.into_result(out)
+}
+
+/// The two CustomResourceDefinitions (TracingPolicy, TracingPolicyNamespaced).
+pub fn crds()
+-> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
+{
+    use kube::CustomResourceExt;
+    vec![TracingPolicy::crd(), TracingPolicyNamespaced::crd()]
+}
