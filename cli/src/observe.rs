@@ -1,8 +1,8 @@
 //! `vigil observe`: print events from a JSON-lines file or stdin, compact or as JSON.
 //!
 //! Lines that do not decode are reported on stderr with their line number and skipped; the
-//! command then exits with status 1 once the input is exhausted. An input file that cannot be
-//! opened is a one-line error and status 2.
+//! command then exits with status 1 once the input is exhausted. Input that cannot be opened or
+//! read is a one-line error and status 2.
 
 use crate::compact;
 use crate::filter::Filter;
@@ -95,12 +95,14 @@ fn observe(
     let mut number = 0usize;
     loop {
         buf.clear();
-        if input
-            .read_until(b'\n', &mut buf)
-            .context("cannot read input")?
-            == 0
-        {
-            break;
+        match input.read_until(b'\n', &mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                // e.g. --file pointing at a directory: one line, status 2 like a missing file.
+                eprintln!("vigil observe: cannot read input: {e}");
+                return Ok(2);
+            }
         }
         number += 1;
         let line = match std::str::from_utf8(&buf) {

@@ -261,6 +261,16 @@ fn missing_file_is_a_one_line_error() {
 }
 
 #[test]
+fn unreadable_input_is_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = vigil(&["observe", "--file", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("cannot read input"), "{err}");
+}
+
+#[test]
 fn getevents_alias_works() {
     let file = samples();
     let out = vigil(&[
