@@ -53,6 +53,7 @@ VIGIL_FILTER=
 VIGIL_TEST_TIMEOUT=300
 VIGIL_WORKDIR=/
 VIGIL_REPO=
+# shellcheck disable=SC1091 # written by run.sh
 . /vigil/config
 
 # The source tree, at the host path compiled into the test binaries
@@ -86,7 +87,7 @@ for bin in /vigil/tests/*; do
     (cd "$VIGIL_WORKDIR" && "$bin" --list --format terse --ignored) 2>/dev/null |
         sed -n 's/: test$//p' >"/tmp/ignored.$name"
     sed -n 's/: test$//p' /tmp/list.out | while read -r t; do
-        case "$t" in *"$VIGIL_FILTER"*) ;; *) continue ;; esac
+        case "$name::$t" in *"$VIGIL_FILTER"*) ;; *) continue ;; esac
         echo "$name $t" >>/tmp/plan
         report plan "$name" "$t"
     done
@@ -131,7 +132,7 @@ done </tmp/plan
 dmesg | grep -E 'BUG:|Oops|Kernel panic|WARNING:|general protection|segfault at|traps:|Call Trace' |
     head -n 50 | while read -r line; do report dmesg "$line"; done
 
-report done
+report "done"
 sync
 poweroff -f
 # Not reached; should poweroff fail, PID 1 exiting panics the kernel and

@@ -14,7 +14,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 
-KERNEL_PKG=${VIGIL_VM_KERNEL_PKG:-linux-image-cloud-amd64}
+KERNEL_PKG=${VIGIL_VM_KERNEL_PKG:-linux-image-amd64}
 FILTER=${VIGIL_VM_FILTER:-}
 TIMEOUT=${VIGIL_VM_TIMEOUT:-900}
 TEST_TIMEOUT=${VIGIL_VM_TEST_TIMEOUT:-300}
@@ -30,9 +30,10 @@ usage() {
     cat <<EOF
 usage: $0 [options]
   --kernel-pkg NAME    Debian kernel package or metapackage to boot
-                       (default: $KERNEL_PKG; e.g. linux-image-amd64,
+                       (default: $KERNEL_PKG; e.g. linux-image-cloud-amd64,
                        linux-image-6.1.0-56-amd64-unsigned)
-  --filter SUBSTR      run only tests whose name contains SUBSTR
+  --filter SUBSTR      run only tests whose name, as BINARY::TEST (e.g.
+                       vm_smoke::vm_feature_probe), contains SUBSTR
   --timeout SECS       whole VM run, boot to power-off (default: $TIMEOUT)
   --test-timeout SECS  one test (default: $TEST_TIMEOUT)
   --keep               keep the work directory (initramfs, logs)
@@ -74,6 +75,7 @@ show_tail() { tail -n "${2:-40}" "$1" 2>/dev/null | sed 's/^/    | /' >&2 || tru
 mkdir -p "$CACHE" || die "cannot create cache directory $CACHE"
 WORK=$(mktemp -d "$CACHE/run.XXXXXX")
 QEMU_PID=
+# shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
     if [ -n "$QEMU_PID" ] && kill -0 "$QEMU_PID" 2>/dev/null; then
         kill "$QEMU_PID" 2>/dev/null || true
@@ -83,7 +85,7 @@ cleanup() {
         rm -rf "$CACHE/last-run"
         mkdir -p "$CACHE/last-run"
         cp -f "$WORK"/*.log "$CACHE/last-run/" 2>/dev/null || true
-        if [ "$KEEP" = 1 ]; then say "work directory kept: $WORK"; else rm -rf "$WORK"; fi
+        [ "$KEEP" = 1 ] || rm -rf "$WORK"
     fi
 }
 trap cleanup EXIT
@@ -122,8 +124,8 @@ ensure_packages() {
 # Follow metapackages (linux-image-cloud-amd64 -> linux-image-6.1.0-NN-cloud-amd64)
 # to the package that ships /boot/vmlinuz-*.
 resolve_kernel_pkg() {
-    local name=$1 next i
-    for i in 1 2 3 4 5; do
+    local name=$1 next
+    for _ in 1 2 3 4 5; do
         apt-cache show --no-all-versions "$name" >/dev/null 2>&1 || return 1
         if [[ $name =~ ^linux-image-[0-9] ]]; then
             echo "$name"
@@ -313,7 +315,7 @@ EOF
 
 RESULTS="$WORK/results.log"
 CONSOLE="$WORK/console.log"
-declare -A STATUS=() SECS=()
+declare -A STATUS=()
 PLAN=()
 LIST_ERRORS=()
 DMESG=()
@@ -338,7 +340,6 @@ consume_results() {
             list-error) LIST_ERRORS+=("$a (exit status $b)") ;;
             result)
                 STATUS["$a::$b"]=$c
-                SECS["$a::$b"]=$d
                 case "$c" in
                     pass) printf '  ok       %s (%ss)\n' "$a::$b" "$d" ;;
                     skip) printf '  skipped  %s\n' "$a::$b" ;;
@@ -395,12 +396,12 @@ boot_and_run() {
 }
 
 report() {
-    local passed=0 failed=0 skipped=0 t bin name problems=() line
+    local passed=0 failed=0 skipped=0 t bin name problems=() notes=() line
     for t in "${PLAN[@]}"; do
         case "${STATUS[$t]:-missing}" in
             pass) passed=$((passed + 1)) ;;
             skip) skipped=$((skipped + 1)) ;;
-            missing) failed=$((failed + 1)); problems+=("no result for $t (the guest stopped or hung during or before it)") ;;
+            missing) failed=$((failed + 1)); notes+=("no result for $t (the guest stopped or hung during or before it)") ;;
             *) failed=$((failed + 1)) ;;
         esac
     done
@@ -420,7 +421,7 @@ report() {
             *vigil*segfault*|*vigil*traps:*) problems+=("crash: $line") ;;
         esac
     done
-    if [ "$DONE" != 1 ] && [ -z "$VM_OUTCOME" ]; then
+    if [ "$DONE" != 1 ] && [ -z "$VM_OUTCOME" ] && [ ${#problems[@]} -eq 0 ]; then
         problems+=("the guest stopped before finishing (qemu exit status $QEMU_RC)")
     fi
     if [ ${#PLAN[@]} -eq 0 ] && [ -n "$KREL" ] && [ ${#LIST_ERRORS[@]} -eq 0 ]; then
@@ -441,8 +442,9 @@ report() {
         esac
         console_section "$bin" "$name" | tail -n 150
     done
-    if [ ${#problems[@]} -gt 0 ]; then
+    if [ ${#problems[@]} -gt 0 ] || [ ${#notes[@]} -gt 0 ]; then
         echo
+        for line in "${notes[@]}"; do echo "vm: FAILED: $line"; done
         for line in "${problems[@]}"; do echo "vm: FAILED: $line"; done
         failed=$((failed + ${#problems[@]}))
         echo "---- guest console (last 60 lines of $CACHE/last-run/console.log) ----"
@@ -454,6 +456,7 @@ report() {
     done
 
     echo
+    # shellcheck disable=SC2016 # the quotes are literal, $FILTER expands
     echo "vm: kernel ${KREL:-?} ($KERNEL_DESC), booted in ${BOOT_AT:-?}s, VM ran ${VM_SECS}s${FILTER:+, filter '$FILTER'}"
     [ "$skipped" -gt 0 ] && echo "vm: $skipped skipped"
     for t in "${PLAN[@]}"; do
@@ -463,6 +466,7 @@ report() {
     [ "$failed" -eq 0 ]
 }
 
+[ "$KEEP" = 1 ] && say "work directory (kept): $WORK"
 ensure_packages
 fetch_kernel
 build
