@@ -39,7 +39,7 @@ pub enum PolicyError {
     #[error("{path}: invalid YAML: {message}; accepted: YAML documents separated by `---`")]
     Yaml { path: String, message: String },
     /// A field that does not exist at this place.
-    #[error("{path}: unknown field `{field}`{hint}; accepted fields: {accepted}")]
+    #[error("{path}: unknown field `{field}`{hint}; accepted: {accepted}")]
     UnknownField {
         path: String,
         field: String,
@@ -58,7 +58,7 @@ pub enum PolicyError {
         accepted: String,
     },
     /// A value beyond one of Vigil's limits.
-    #[error("{path}: {value} is over the limit: {limit}")]
+    #[error("{path}: {value} is over the limit; accepted: {limit}")]
     OverLimit {
         path: String,
         value: String,
