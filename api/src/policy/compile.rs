@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::ir;
 use super::limits::*;
 use super::parse::{PolicyKind, TracingPolicyDoc};
-use super::schema::{quote, suggest};
+use super::schema::{child, escape, quote, suggest};
 use super::types::*;
 use super::values::*;
 use super::{PolicyError, PolicyErrors};
@@ -708,6 +708,9 @@ impl Cx<'_> {
                     }
                 }
             }
+            if !name_ok {
+                continue;
+            }
             self.lists.insert(
                 l.name.clone(),
                 ListInfo {
@@ -862,7 +865,7 @@ impl Cx<'_> {
 
     fn macros(&mut self) {
         for (name, m) in &self.spec.selectors_macros {
-            let path = format!("spec.selectorsMacros.{name}");
+            let path = child("spec.selectorsMacros", name);
             if !m.macros.is_empty() {
                 self.err(PolicyError::invalid(
                     format!("{path}.macros"),
@@ -1067,7 +1070,7 @@ impl Cx<'_> {
             for (k, m) in s.macros.iter().enumerate() {
                 match self.spec.selectors_macros.get(m) {
                     Some(ms) => {
-                        let mp = format!("spec.selectorsMacros.{m}");
+                        let mp = child("spec.selectorsMacros", m);
                         self.selector_unsupported(&mp, ms);
                         merged.add(&mp, ms);
                     }
@@ -1089,7 +1092,11 @@ impl Cx<'_> {
                                 "no macros are defined (add them under spec.selectorsMacros)"
                                     .to_string()
                             } else {
-                                names.join(", ")
+                                names
+                                    .iter()
+                                    .map(|n| escape(n))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
                             },
                         ));
                     }
@@ -2697,7 +2704,7 @@ impl Cx<'_> {
             self.label_key(&format!("{path}.matchLabels"), k);
             if v.len() > 63 {
                 self.err(PolicyError::over_limit(
-                    format!("{path}.matchLabels.{k}"),
+                    child(&format!("{path}.matchLabels"), k),
                     quote(v),
                     "a label value has at most 63 characters",
                 ));

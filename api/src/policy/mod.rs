@@ -21,7 +21,7 @@ mod values;
 use std::fmt;
 
 pub use ir::{IR_VERSION, PolicyIr, ir_to_json};
-pub use parse::{PolicyKind, PolicyMetadata, TracingPolicyDoc, parse_documents};
+pub use parse::{PolicyKind, PolicyMetadata, TracingPolicyDoc, parse_documents, parse_value};
 pub use types::*;
 
 /// Group and version of Vigil's own CRDs.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::limits::{MAX_DOCUMENTS, MAX_YAML_BYTES};
-use super::schema::{SchemaChecker, child, show, strip_nulls, suggest};
+use super::schema::{SchemaChecker, child, escape, show, strip_nulls, suggest};
 use super::{
     ACCEPTED_API_VERSIONS, ACCEPTED_KINDS, PolicyError, PolicyErrors, TracingPolicy,
     TracingPolicyNamespaced, TracingPolicySpec,
@@ -122,7 +122,11 @@ pub fn parse_documents(yaml: &str) -> Result<Vec<TracingPolicyDoc>, PolicyErrors
     let values: Vec<Value> = match serde_saphyr::from_multiple(yaml) {
         Ok(v) => v,
         Err(e) => {
-            let msg = e.to_string().replace('\n', " ");
+            let msg: String = e
+                .to_string()
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
             return Err(PolicyError::Yaml {
                 path: "input".into(),
                 message: super::schema::shorten(msg.trim()),
@@ -149,7 +153,7 @@ pub fn parse_documents(yaml: &str) -> Result<Vec<TracingPolicyDoc>, PolicyErrors
     let mut errors = PolicyErrors::default();
     let mut docs = Vec::with_capacity(values.len());
     for (i, v) in values.into_iter().enumerate() {
-        match parse_value(v, i) {
+        match parse_one(v, i) {
             Ok(d) => docs.push(d),
             Err(e) => errors.extend(if multi {
                 e.prefixed(&format!("document[{i}]"))
@@ -206,7 +210,13 @@ fn string_map(v: Option<&Value>, path: &str, errs: &mut PolicyErrors) -> BTreeMa
     out
 }
 
-fn parse_value(v: Value, index: usize) -> Result<TracingPolicyDoc, PolicyErrors> {
+/// Parse one manifest that is already a JSON value (e.g. an object read from the Kubernetes
+/// API as `DynamicObject`/JSON), with the same strict checks as [`parse_documents`].
+pub fn parse_value(v: Value) -> Result<TracingPolicyDoc, PolicyErrors> {
+    parse_one(v, 0)
+}
+
+fn parse_one(v: Value, index: usize) -> Result<TracingPolicyDoc, PolicyErrors> {
     let mut errs = PolicyErrors::default();
     let Value::Object(mut top) = v else {
         return Err(PolicyError::invalid(
@@ -221,7 +231,7 @@ fn parse_value(v: Value, index: usize) -> Result<TracingPolicyDoc, PolicyErrors>
         if !TOP_LEVEL_FIELDS.contains(&k.as_str()) {
             errs.push(PolicyError::UnknownField {
                 path: String::new(),
-                field: k.clone(),
+                field: escape(k),
                 hint: suggest(k, TOP_LEVEL_FIELDS),
                 accepted: TOP_LEVEL_FIELDS.join(", "),
             });
@@ -344,7 +354,7 @@ fn parse_metadata(
         if !METADATA_FIELDS.contains(&k.as_str()) {
             errs.push(PolicyError::UnknownField {
                 path: "metadata".into(),
-                field: k.clone(),
+                field: escape(k),
                 hint: suggest(k, METADATA_FIELDS),
                 accepted: METADATA_FIELDS.join(", "),
             });

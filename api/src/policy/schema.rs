@@ -48,7 +48,7 @@ pub(crate) fn suggest<'a>(input: &str, candidates: impl IntoIterator<Item = &'a 
         }
     }
     match best {
-        Some((_, c)) => format!(" (did you mean `{c}`?)"),
+        Some((_, c)) => format!(" (did you mean `{}`?)", escape(c)),
         None => String::new(),
     }
 }
@@ -68,12 +68,24 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
+/// Append a mapping key to a path: `a.key`, or `a["odd key"]` when the key is not a plain
+/// name (so that paths stay on one line and unambiguous).
 pub(crate) fn child(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}.{key}")
+    let plain = !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-/".contains(&b));
+    match (plain, path.is_empty()) {
+        (true, true) => key.to_string(),
+        (true, false) => format!("{path}.{key}"),
+        (false, _) => format!("{path}[{}]", quote(key)),
     }
+}
+
+/// A user-supplied name made safe for a one-line message.
+pub(crate) fn escape(s: &str) -> String {
+    let e: String = s.escape_debug().collect();
+    shorten(&e)
 }
 
 fn kind_name(v: &Value) -> &'static str {
@@ -357,7 +369,7 @@ impl SchemaChecker {
                                     .unwrap_or_default();
                                 errs.push(PolicyError::UnknownField {
                                     path: path.to_string(),
-                                    field: k.clone(),
+                                    field: escape(k),
                                     hint,
                                     accepted: names,
                                 });
