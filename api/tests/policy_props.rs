@@ -231,8 +231,8 @@ fn random_value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
-        any::<i64>().prop_map(|i| Value::from(i)),
-        any::<u64>().prop_map(|u| Value::from(u)),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
         proptest::sample::select(VALUES.to_vec()).prop_map(|s| Value::String(s.to_string())),
         proptest::sample::select(TOKENS.to_vec()).prop_map(|s| Value::String(s.to_string())),
     ];
@@ -316,7 +316,6 @@ fn structural_mutations_of_valid_manifests_never_panic() {
         .unwrap();
 }
 
-#[test]
-fn at_least_100_000_cases() {
+// The brief asks for at least 100 000 cases; checked at compile time.
+const _: () =
     assert!(BYTES_CASES + TOKEN_CASES + TEXT_MUTATION_CASES + STRUCTURAL_CASES >= 100_000);
-}
