@@ -1,1 +1,226 @@
-//! Shared helpers for the system tests.
+//! Shared helpers for the system tests: locating the project binaries, running a real sensor as
+//! a child process, and waiting (with timeouts) for the events it exports.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use vigil_api::events::{GetEventsResponse, Process};
+
+/// The project binary `name`: from `VIGIL_BIN_DIR` when set, else next to the test binary's
+/// target directory (`target/<profile>/`).
+pub fn bin_path(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("VIGIL_BIN_DIR") {
+        return PathBuf::from(dir).join(name);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    exe.parent().and_then(Path::parent).map(|d| d.join(name)).expect("target dir")
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, or panics with `what` after `timeout`.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A running `vigil-sensor` exporting to a file in its own temporary directory.
+pub struct Sensor {
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub export: PathBuf,
+    stderr: Arc<Mutex<String>>,
+    pub metrics_port: Option<u16>,
+}
+
+/// How long a sensor may take to load and attach (TCG emulation in the VM is slow).
+pub fn start_timeout() -> Duration {
+    Duration::from_secs(if std::env::var_os("VIGIL_SLOW").is_some() { 240 } else { 60 })
+}
+
+/// Events' timeouts, scaled for the VM.
+pub fn event_timeout() -> Duration {
+    Duration::from_secs(if std::env::var_os("VIGIL_SLOW").is_some() { 120 } else { 20 })
+}
+
+impl Sensor {
+    /// Starts the sensor with `args` (plus `--export-file` and `--node-name e2e`) and waits until
+    /// it says it is ready.
+    pub fn start(args: &[&str]) -> Sensor {
+        Self::start_with(args, true)
+    }
+
+    /// Like [`Sensor::start`], serving metrics on a free local port.
+    pub fn start_with_metrics(args: &[&str]) -> Sensor {
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--metrics-address", &addr]);
+        let mut s = Self::start_with(&all, true);
+        s.metrics_port = Some(port);
+        s
+    }
+
+    fn start_with(args: &[&str], wait_ready: bool) -> Sensor {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let export = dir.path().join("events.json");
+        let mut child = Command::new(bin_path("vigil-sensor"))
+            .args(["--node-name", "e2e", "--log-level", "warn", "--export-file"])
+            .arg(&export)
+            .args(args)
+            .env_remove("NODE_NAME")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin_path("vigil-sensor").display()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let pipe = child.stderr.take().expect("stderr");
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        let mut sensor = Sensor { child: Some(child), dir, export, stderr, metrics_port: None };
+        if wait_ready {
+            let deadline = Instant::now() + start_timeout();
+            loop {
+                if sensor.stderr().contains("ready, listening for events") {
+                    break;
+                }
+                if let Some(status) = sensor.child.as_mut().unwrap().try_wait().unwrap() {
+                    panic!("sensor exited early ({status}):\n{}", sensor.stderr());
+                }
+                assert!(Instant::now() < deadline, "sensor not ready in time:\n{}", sensor.stderr());
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        sensor
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Every event exported so far (each line must decode strictly).
+    pub fn events(&self) -> Vec<GetEventsResponse> {
+        read_events(&self.export)
+    }
+
+    /// Waits until some event satisfies `pred` and returns it.
+    pub fn wait_event(&self, what: &str, pred: impl Fn(&GetEventsResponse) -> bool) -> GetEventsResponse {
+        wait_for(event_timeout(), what, || self.events().into_iter().find(|e| pred(e)))
+    }
+
+    /// The exec event of `pid`.
+    pub fn wait_exec(&self, pid: u32) -> GetEventsResponse {
+        self.wait_event(&format!("exec of pid {pid}"), |e| {
+            e.process_exec.as_ref().and_then(|x| x.process.as_ref()).and_then(|p| p.pid) == Some(pid)
+        })
+    }
+
+    /// The exit event of `pid`.
+    pub fn wait_exit(&self, pid: u32) -> GetEventsResponse {
+        self.wait_event(&format!("exit of pid {pid}"), |e| {
+            e.process_exit.as_ref().and_then(|x| x.process.as_ref()).and_then(|p| p.pid) == Some(pid)
+        })
+    }
+
+    /// Scrapes `/metrics` (the sensor must have been started with metrics).
+    pub fn metrics(&self) -> String {
+        let port = self.metrics_port.expect("sensor started without metrics");
+        http_get(port, "/metrics")
+    }
+
+    /// Sends SIGTERM and waits for a clean exit; returns the exit status. The export file stays
+    /// until the `Sensor` is dropped.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        signal(child.id(), libc::SIGTERM);
+        let deadline = Instant::now() + start_timeout();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("sensor did not stop after SIGTERM:\n{}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Sensor {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Reads a JSON-lines export file; every line must decode strictly.
+pub fn read_events(path: &Path) -> Vec<GetEventsResponse> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| GetEventsResponse::from_json(l).unwrap_or_else(|e| panic!("bad event line ({e}): {l}")))
+        .collect()
+}
+
+/// The process of an exec or exit event.
+pub fn process_of(e: &GetEventsResponse) -> Option<&Process> {
+    e.process()
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A minimal HTTP/1.0 GET against 127.0.0.1:`port`; returns the body.
+pub fn http_get(port: u16, path: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to metrics");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
+}
+
+/// The value of a metric line `name{labels} value` (sum over label sets when `name` is given
+/// without labels).
+pub fn metric_value(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(name) && (l[name.len()..].starts_with(' ') || l[name.len()..].starts_with('{')))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Sends `sig` to `pid`.
+pub fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) takes plain integers; a stale pid at worst signals nothing or errors.
+    unsafe {
+        libc::kill(pid as i32, sig);
+    }
+}
+
+/// Runs `cmd` to completion and returns its pid and exit status.
+pub fn run(cmd: &mut Command) -> (u32, ExitStatus) {
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let pid = child.id();
+    (pid, child.wait().unwrap())
+}
