@@ -35,7 +35,9 @@ fn probe() -> Map<String, Value> {
     match serde_json::from_str::<Value>(stdout.trim()) {
         Ok(Value::Object(map)) => map,
         Ok(other) => panic!("`vigil-sensor probe` printed {other}, not a JSON object"),
-        Err(e) => panic!("`vigil-sensor probe` printed invalid JSON ({e}):\n{stdout}\nstderr:\n{stderr}"),
+        Err(e) => {
+            panic!("`vigil-sensor probe` printed invalid JSON ({e}):\n{stdout}\nstderr:\n{stderr}")
+        }
     }
 }
 
@@ -64,14 +66,21 @@ fn vm_feature_probe() {
             malformed.push(*key);
         }
     }
-    assert!(malformed.is_empty(), "probe lacks boolean keys {malformed:?}: {shown}");
+    assert!(
+        malformed.is_empty(),
+        "probe lacks boolean keys {malformed:?}: {shown}"
+    );
 
     let release = features
         .get("kernel_release")
         .and_then(Value::as_str)
         .unwrap_or_else(|| panic!("probe lacks the string key kernel_release: {shown}"));
     let running = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("read osrelease");
-    assert_eq!(release, running.trim(), "kernel_release is not the running kernel's: {shown}");
+    assert_eq!(
+        release,
+        running.trim(),
+        "kernel_release is not the running kernel's: {shown}"
+    );
 
     // Debian's kernel has all of these (checked by hand in this VM, see
     // DESIGN.md "Kernel facts"): a `false` is a probe bug or a broken VM.

@@ -76,7 +76,7 @@ now() { cut -d' ' -f1 /proc/uptime; }
 for bin in /vigil/tests/*; do
     [ -x "$bin" ] || continue
     name=${bin##*/}
-    (cd "$VIGIL_WORKDIR" && "$bin" --list --format terse) >/tmp/list.out 2>&1
+    (cd "$VIGIL_WORKDIR" && "$bin" --list --format terse) </dev/null >/tmp/list.out 2>&1 3>&-
     rc=$?
     if [ $rc -ne 0 ]; then
         report list-error "$name" "$rc"
@@ -84,7 +84,7 @@ for bin in /vigil/tests/*; do
         cat /tmp/list.out >/dev/console
         continue
     fi
-    (cd "$VIGIL_WORKDIR" && "$bin" --list --format terse --ignored) 2>/dev/null |
+    (cd "$VIGIL_WORKDIR" && "$bin" --list --format terse --ignored) </dev/null 2>/dev/null 3>&- |
         sed -n 's/: test$//p' >"/tmp/ignored.$name"
     sed -n 's/: test$//p' /tmp/list.out | while read -r t; do
         case "$name::$t" in *"$VIGIL_FILTER"*) ;; *) continue ;; esac
@@ -108,7 +108,7 @@ while read -r name t; do
     t0=$(now)
     (cd "$VIGIL_WORKDIR" &&
         exec timeout -s KILL "$VIGIL_TEST_TIMEOUT" "$bin" --exact "$t" --test-threads=1) \
-        </dev/null >/tmp/test.out 2>&1
+        </dev/null >/tmp/test.out 2>&1 3>&-
     rc=$?
     t1=$(now)
     kill -9 -1 2>/dev/null

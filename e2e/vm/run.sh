@@ -73,7 +73,7 @@ die() {
 show_tail() { tail -n "${2:-40}" "$1" 2>/dev/null | sed 's/^/    | /' >&2 || true; }
 
 mkdir -p "$CACHE" || die "cannot create cache directory $CACHE"
-WORK=$(mktemp -d "$CACHE/run.XXXXXX")
+WORK=$(mktemp -d "$CACHE/run.XXXXXX") || die "cannot create a work directory in $CACHE"
 QEMU_PID=
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
