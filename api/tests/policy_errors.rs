@@ -278,3 +278,40 @@ fn over_limit_input_is_rejected_before_parsing() {
     assert!(e.starts_with("input: "), "{e}");
     assert!(e.contains("at most 4194304 bytes"), "{e}");
 }
+
+#[test]
+fn errors_of_every_document_are_reported() {
+    // Document 0 has a structural error, document 1 a semantic one; both are reported.
+    let yaml = format!(
+        "{}---\n{}---\n{}",
+        kp(&["bogus: 1"]),
+        kp(&["args: [{index: 9, type: int}]"]),
+        kp(&[])
+    );
+    let errors = compile_yaml(&yaml).unwrap_err();
+    let text = errors.to_string();
+    assert_eq!(errors.len(), 2, "{text}");
+    assert!(
+        text.contains("document[0].spec.kprobes[0]: unknown field `bogus`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("document[1].spec.kprobes[0].args[0].index"),
+        "{text}"
+    );
+    // The valid third document still compiles on its own.
+    let each = vigil_api::policy::compile_each(&yaml).unwrap();
+    assert_eq!(each.len(), 3);
+    assert!(each[0].is_err() && each[1].is_err() && each[2].is_ok());
+}
+
+#[test]
+fn error_count_is_capped_with_a_summary() {
+    let max = vigil_api::policy::limits::MAX_ERRORS;
+    let fields: Vec<String> = (0..max + 50).map(|i| format!("bogus{i}: 1")).collect();
+    let refs: Vec<&str> = fields.iter().map(String::as_str).collect();
+    let errors = compile_yaml(&kp(&refs)).unwrap_err();
+    assert_eq!(errors.len(), max + 1);
+    let last = errors.iter().last().unwrap().to_string();
+    assert!(last.contains("50 more errors not shown"), "{last}");
+}

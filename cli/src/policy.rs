@@ -69,18 +69,17 @@ fn validate(files: &[String]) -> i32 {
                 continue;
             }
         };
-        let docs = match policy::parse_documents(&text) {
-            Ok(d) => d,
+        let results = match policy::compile_each(&text) {
+            Ok(r) => r,
             Err(errors) => {
                 print_errors(name, &errors);
                 code = code.max(EXIT_INVALID);
                 continue;
             }
         };
-        let multi = docs.len() > 1;
-        for doc in &docs {
-            match policy::compile(doc) {
-                Ok(ir) => {
+        for r in results {
+            match r {
+                Ok((doc, ir)) => {
                     let mode = if ir.mode == policy::ir::PolicyMode::Monitor as i32 {
                         "monitor"
                     } else {
@@ -102,11 +101,6 @@ fn validate(files: &[String]) -> i32 {
                     );
                 }
                 Err(errors) => {
-                    let errors = if multi {
-                        errors.with_prefix(&format!("document[{}]", doc.document_index))
-                    } else {
-                        errors
-                    };
                     print_errors(name, &errors);
                     code = code.max(EXIT_INVALID);
                 }

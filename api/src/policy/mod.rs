@@ -21,7 +21,9 @@ mod values;
 use std::fmt;
 
 pub use ir::{IR_VERSION, PolicyIr, ir_to_json};
-pub use parse::{PolicyKind, PolicyMetadata, TracingPolicyDoc, parse_documents, parse_value};
+pub use parse::{
+    PolicyKind, PolicyMetadata, TracingPolicyDoc, parse_documents, parse_each, parse_value,
+};
 pub use types::*;
 
 /// Group and version of Vigil's own CRDs.
@@ -173,12 +175,19 @@ impl PolicyErrors {
     pub(crate) fn push(&mut self, e: PolicyError) {
         if self.errors.len() < limits::MAX_ERRORS {
             self.errors.push(e);
-        } else if let Some(PolicyError::TooMany { count, .. }) = self.errors.last_mut() {
-            *count += 1;
+            return;
+        }
+        // Over the cap: count instead of keeping (a summary from a nested list adds its count).
+        let add = match &e {
+            PolicyError::TooMany { count, .. } => *count,
+            _ => 1,
+        };
+        if let Some(PolicyError::TooMany { count, .. }) = self.errors.last_mut() {
+            *count += add;
         } else {
             self.errors.push(PolicyError::TooMany {
                 path: e.path().to_string(),
-                count: 1,
+                count: add,
             });
         }
     }
@@ -190,10 +199,6 @@ impl PolicyErrors {
     }
 
     /// Prefix every path (used to name the document in multi-document input).
-    pub fn with_prefix(self, prefix: &str) -> Self {
-        self.prefixed(prefix)
-    }
-
     pub(crate) fn prefixed(mut self, prefix: &str) -> Self {
         for e in &mut self.errors {
             let p = e.path_mut();
@@ -256,24 +261,36 @@ pub fn compile(doc: &TracingPolicyDoc) -> Result<PolicyIr, PolicyErrors> {
 /// Parse, validate and compile every document of `yaml`. Errors of all documents are
 /// returned together; with several documents, paths start with `document[N]`.
 pub fn compile_yaml(yaml: &str) -> Result<Vec<PolicyIr>, PolicyErrors> {
-    let docs = parse_documents(yaml)?;
-    let multi = docs.len() > 1;
     let mut errors = PolicyErrors::default();
-    let mut out = Vec::with_capacity(docs.len());
-    for doc in &docs {
-        match compile(doc) {
-            Ok(ir) => out.push(ir),
-            Err(e) => {
-                let e = if multi {
-                    e.prefixed(&format!("document[{}]", doc.document_index))
-                } else {
-                    e
-                };
-                errors.extend(e);
-            }
+    let mut out = Vec::new();
+    for r in compile_each(yaml)? {
+        match r {
+            Ok((_, ir)) => out.push(ir),
+            Err(e) => errors.extend(e),
         }
     }
     errors.into_result(out)
+}
+
+/// Like [`compile_yaml`], but one result per document, so that a caller can report valid
+/// documents next to invalid ones. The outer error concerns the input as a whole.
+#[allow(clippy::type_complexity)]
+pub fn compile_each(
+    yaml: &str,
+) -> Result<Vec<Result<(TracingPolicyDoc, PolicyIr), PolicyErrors>>, PolicyErrors> {
+    let docs = parse_each(yaml)?;
+    let multi = docs.len() > 1;
+    Ok(docs
+        .into_iter()
+        .map(|d| {
+            let doc = d?;
+            match compile(&doc) {
+                Ok(ir) => Ok((doc, ir)),
+                Err(e) if multi => Err(e.prefixed(&format!("document[{}]", doc.document_index))),
+                Err(e) => Err(e),
+            }
+        })
+        .collect())
 }
 
 /// The two CustomResourceDefinitions (TracingPolicy, TracingPolicyNamespaced).

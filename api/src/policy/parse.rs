@@ -111,6 +111,21 @@ const METADATA_FIELDS: [&str; 15] = [
 
 /// Parse every YAML document of `yaml` (documents separated by `---`; empty ones skipped).
 pub fn parse_documents(yaml: &str) -> Result<Vec<TracingPolicyDoc>, PolicyErrors> {
+    let mut errors = PolicyErrors::default();
+    let mut docs = Vec::new();
+    for d in parse_each(yaml)? {
+        match d {
+            Ok(d) => docs.push(d),
+            Err(e) => errors.extend(e),
+        }
+    }
+    errors.into_result(docs)
+}
+
+/// Parse every document separately. The outer error is for the input as a whole (size,
+/// YAML syntax, no documents); each inner result is one document, its error paths prefixed
+/// with `document[N]` when the input has several documents.
+pub fn parse_each(yaml: &str) -> Result<Vec<Result<TracingPolicyDoc, PolicyErrors>>, PolicyErrors> {
     if yaml.len() > MAX_YAML_BYTES {
         return Err(PolicyError::over_limit(
             "input",
@@ -150,19 +165,19 @@ pub fn parse_documents(yaml: &str) -> Result<Vec<TracingPolicyDoc>, PolicyErrors
         .into());
     }
     let multi = values.len() > 1;
-    let mut errors = PolicyErrors::default();
-    let mut docs = Vec::with_capacity(values.len());
-    for (i, v) in values.into_iter().enumerate() {
-        match parse_one(v, i) {
-            Ok(d) => docs.push(d),
-            Err(e) => errors.extend(if multi {
-                e.prefixed(&format!("document[{i}]"))
-            } else {
-                e
-            }),
-        }
-    }
-    errors.into_result(docs)
+    Ok(values
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            parse_one(v, i).map_err(|e| {
+                if multi {
+                    e.prefixed(&format!("document[{i}]"))
+                } else {
+                    e
+                }
+            })
+        })
+        .collect())
 }
 
 fn is_dns_subdomain(s: &str) -> bool {
