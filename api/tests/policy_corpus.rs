@@ -1,18 +1,29 @@
 //! Every Tetragon example policy validates and compiles, or fails only with
 //! `not supported yet` errors for a feature on the documented list.
-//! The corpus directory defaults to ../shared/policies/tetragon-examples next to the repository;
-//! override with VIGIL_POLICY_CORPUS.
+//! The corpus is shared/policies/tetragon-examples next to the repository (searched upwards,
+//! then /work/shared); override with VIGIL_POLICY_CORPUS.
 
 use std::path::{Path, PathBuf};
 
 use vigil_api::policy::{compile_yaml, parse_documents, validate};
 
 fn corpus_dir() -> PathBuf {
-    match std::env::var_os("VIGIL_POLICY_CORPUS") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/policies/tetragon-examples"),
+    if let Some(p) = std::env::var_os("VIGIL_POLICY_CORPUS") {
+        return PathBuf::from(p);
     }
+    // `shared/` sits next to the repository; look upwards so a clone elsewhere finds it too.
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .map(|a| a.join("shared/policies/tetragon-examples"))
+        .chain([PathBuf::from("/work/shared/policies/tetragon-examples")])
+        .find(|p| p.is_dir())
+        .unwrap_or_else(|| {
+            panic!(
+                "Tetragon example corpus not found next to {} or in /work/shared; set VIGIL_POLICY_CORPUS",
+                manifest.display()
+            )
+        })
 }
 
 fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
