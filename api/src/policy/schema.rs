@@ -210,13 +210,15 @@ impl SchemaChecker {
     fn describe_item(&self, s: &Value) -> String {
         let d = self.describe(s);
         if d.starts_with("a mapping") {
-            "mappings".to_string()
-        } else if let Some(rest) = d.strip_prefix("a ") {
-            format!("{rest}s")
-        } else if let Some(rest) = d.strip_prefix("an ") {
-            format!("{rest}s")
-        } else {
-            format!("values ({d})")
+            return "mappings".to_string();
+        }
+        // "an integer from 0 to 9" -> "integers from 0 to 9"; "a string" -> "strings".
+        match d.strip_prefix("a ").or_else(|| d.strip_prefix("an ")) {
+            Some(rest) => match rest.split_once(' ') {
+                Some((noun, tail)) => format!("{noun}s {tail}"),
+                None => format!("{rest}s"),
+            },
+            None => format!("values ({d})"),
         }
     }
 
