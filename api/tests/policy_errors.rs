@@ -315,3 +315,22 @@ fn error_count_is_capped_with_a_summary() {
     let last = errors.iter().last().unwrap().to_string();
     assert!(last.contains("50 more errors not shown"), "{last}");
 }
+
+#[test]
+fn root_errors_name_the_document() {
+    let e = compile_yaml("just a string\n").unwrap_err().to_string();
+    assert!(
+        e.starts_with("document: invalid value \"just a string\""),
+        "{e}"
+    );
+    let e = compile_yaml(&format!(
+        "{HEAD}spec: {{kprobes: [{{call: fn_x}}]}}\nextra: 1\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(e.starts_with("document: unknown field `extra`"), "{e}");
+    assert!(
+        e.contains("accepted: apiVersion, kind, metadata, spec, status"),
+        "{e}"
+    );
+}

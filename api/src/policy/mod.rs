@@ -198,6 +198,17 @@ impl PolicyErrors {
         }
     }
 
+    /// Name errors about the document root (empty path) `name`.
+    pub(crate) fn name_root(mut self, name: &str) -> Self {
+        for e in &mut self.errors {
+            let p = e.path_mut();
+            if p.is_empty() {
+                *p = name.to_string();
+            }
+        }
+        self
+    }
+
     /// Prefix every path (used to name the document in multi-document input).
     pub(crate) fn prefixed(mut self, prefix: &str) -> Self {
         for e in &mut self.errors {

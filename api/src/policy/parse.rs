@@ -173,7 +173,7 @@ pub fn parse_each(yaml: &str) -> Result<Vec<Result<TracingPolicyDoc, PolicyError
                 if multi {
                     e.prefixed(&format!("document[{i}]"))
                 } else {
-                    e
+                    e.name_root("document")
                 }
             })
         })
