@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PKGS=(clang-19 llvm-19 libbpf-dev bpftool gcc make pkg-config busybox-static cpio zstd
-      qemu-system-x86 util-linux procps iproute2 python3)
+      qemu-system-x86 util-linux procps iproute2 python3 jq rsync)
 
 missing=()
 for p in "${PKGS[@]}"; do

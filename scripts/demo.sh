@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# `make demo`: runs vigil-sensor on this host against a short real workload and shows the event
+# stream in compact form, then stops the sensor cleanly. Needs root (BPF).
+set -euo pipefail
+BIN=${1:?usage: demo.sh BIN_DIR}
+work=$(mktemp -d /tmp/vigil-demo.XXXXXX)
+events=$work/events.json
+trap 'kill "$sensor" 2>/dev/null || true; rm -rf "$work"' EXIT
+
+echo "== starting vigil-sensor (events to $events)"
+"$BIN/vigil-sensor" --export-file "$events" --enable-process-cred --log-level warn 2>"$work/sensor.log" &
+sensor=$!
+for _ in $(seq 1 600); do
+  grep -q "ready, listening for events" "$work/sensor.log" && break
+  kill -0 "$sensor" 2>/dev/null || { cat "$work/sensor.log"; exit 1; }
+  sleep 0.1
+done
+grep -q "ready, listening for events" "$work/sensor.log" || { echo "sensor did not start"; cat "$work/sensor.log"; exit 1; }
+start=$(wc -l <"$events")
+echo "== sensor ready; $start processes found running at start (procFS)"
+
+echo "== workload"
+/bin/sh -c 'whoami'
+/bin/sh -c 'exit 3' || true
+sleep 30 & victim=$!
+sleep 0.2; kill -KILL "$victim"; wait "$victim" 2>/dev/null || true
+/bin/sh -c 'head -c0 /proc/self/status'                       # root: CAP_SYS_ADMIN in its effective set
+setpriv --inh-caps=-all --bounding-set=-all /bin/sh -c 'id -u' # every capability dropped
+
+# Give the last exit a moment to reach the file, then stop: SIGTERM drains and flushes.
+sleep 1
+kill -TERM "$sensor"
+wait "$sensor"
+sensor=
+echo "== events from the workload (vigil observe, compact)"
+tail -n +"$((start + 1))" "$events" | "$BIN/vigil" observe -o compact \
+  --process '/(sh|dash|bash|whoami|sleep|head|setpriv|id)$'
+echo "== $(wc -l <"$events") events in all; the sensor stopped cleanly"
