@@ -62,7 +62,8 @@ if [ -n "$VIGIL_REPO" ]; then
     mkdir -p "$VIGIL_REPO" && mount --bind /vigil/src "$VIGIL_REPO"
 fi
 
-export VIGIL_BIN_DIR=/vigil/bin VIGIL_IN_VM=1 RUST_BACKTRACE=1
+# VIGIL_SLOW: tests scale their timeouts (and workload sizes) for TCG.
+export VIGIL_BIN_DIR=/vigil/bin VIGIL_IN_VM=1 VIGIL_SLOW=1 RUST_BACKTRACE=1
 export CARGO_MANIFEST_DIR="$VIGIL_WORKDIR" CARGO_PKG_NAME=vigil-e2e
 
 report boot "$(uname -r)" "$(cut -d' ' -f1 /proc/uptime)"

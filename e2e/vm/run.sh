@@ -24,7 +24,8 @@ CPUS=${VIGIL_VM_CPUS:-2}
 CACHE=${VIGIL_VM_CACHE:-/var/cache/vigil/vm}
 APPEND_EXTRA=${VIGIL_VM_APPEND:-}
 KEEP=0
-HOST_TOOLS=(setpriv dash)
+HOST_PACKAGES=(coreutils dash)
+HOST_TOOLS=(setpriv)
 
 usage() {
     cat <<EOF
@@ -104,7 +105,7 @@ apt_update() {
 }
 
 ensure_packages() {
-    local want=(qemu-system-x86 busybox-static cpio jq util-linux dash) missing=() p
+    local want=(qemu-system-x86 busybox-static cpio jq coreutils util-linux dash) missing=() p
     for p in "${want[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
     done
@@ -203,10 +204,10 @@ fetch_kernel() {
 # Fills BINS (vigil-sensor, vigil) and TESTS ("name path" lines).
 build() {
     command -v cargo >/dev/null || die "cargo not found in PATH"
-    (cd "$REPO" && cargo build --release -p vigil-sensor -p vigil --bins \
+    (cd "$REPO" && cargo build --release --workspace --bins \
         --message-format=json-render-diagnostics) >"$WORK/build.json" 2>"$WORK/build.log" || {
         show_tail "$WORK/build.log" 60
-        die "cargo build --release -p vigil-sensor -p vigil failed"
+        die "cargo build --release --workspace --bins failed"
     }
     (cd "$REPO" && cargo test --release -p vigil-e2e --no-run \
         --message-format=json-render-diagnostics) >"$WORK/build-tests.json" 2>>"$WORK/build.log" || {
@@ -215,7 +216,7 @@ build() {
     }
     BINS=$(jq -r 'select(.reason == "compiler-artifact" and .executable != null
                          and .profile.test == false and (.target.kind | index("bin")))
-                  | .executable' "$WORK/build.json")
+                  | .executable' "$WORK/build.json" "$WORK/build-tests.json" | sort -u)
     TESTS=$(jq -r --arg m "$REPO/e2e/Cargo.toml" \
         'select(.reason == "compiler-artifact" and .executable != null
                 and .profile.test == true and .manifest_path == $m)
@@ -251,16 +252,26 @@ make_initramfs() {
         [ -e "$ROOT/$p" ] || [ -L "$ROOT/$p" ] || { mkdir -p "$ROOT/$(dirname "$p")"; ln -s /bin/busybox "$ROOT/$p"; }
     done
 
-    # Host tools that replace busybox applets. busybox sh runs applets without
-    # exec (no exec events) and its setpriv lacks --reuid/--regid/...; the
-    # Debian host has dash as /bin/sh and util-linux's setpriv, so the guest
-    # gets the same.
+    # Real host binaries over the busybox applets, at their host paths, so that
+    # the same tests pass on the host and in the guest: all of coreutils
+    # (a copy of /bin/true must still be `true`, /proc/PID/exe of `sleep` must
+    # be sleep), dash as /bin/sh (busybox sh runs applets without exec, so no
+    # exec events) and util-linux's setpriv (busybox's lacks --reuid/--regid).
+    local files=() dash
     for name in "${HOST_TOOLS[@]}"; do
         path=$(command -v "$name") || die "host tool $name not found"
-        rm -f "$ROOT/bin/$name" "$ROOT/sbin/$name" "$ROOT/usr/bin/$name" "$ROOT/usr/sbin/$name"
-        copy_with_libs "$path" "/usr/bin/$name"
-        [ "$name" = dash ] && ln -sfn /usr/bin/dash "$ROOT/bin/sh"
+        files+=("$path")
     done
+    mapfile -t -O "${#files[@]}" files < <(dpkg -L "${HOST_PACKAGES[@]}" | grep -E '^(/usr)?/s?bin/[^/]+$')
+    for path in "${files[@]}"; do
+        [ -f "$path" ] || continue
+        name=${path##*/}
+        rm -f "$ROOT/bin/$name" "$ROOT/sbin/$name" "$ROOT/usr/bin/$name" "$ROOT/usr/sbin/$name"
+        copy_with_libs "$path" "$path"
+    done
+    for dash in /bin/dash /usr/bin/dash ""; do [ -x "$ROOT$dash" ] && break; done
+    [ -n "$dash" ] || die "dash was not copied (package dash)"
+    ln -sfn "$dash" "$ROOT/bin/sh"
 
     for path in $BINS; do copy_with_libs "$path" "/vigil/bin/$(basename "$path")"; done
     for name in vigil-sensor vigil; do
