@@ -28,7 +28,9 @@ fn main() {
             .arg("-g")
             .arg(&obj)
             .status()
-            .unwrap_or_else(|e| panic!("cannot run {strip} ({e}): install llvm-19 or set VIGIL_LLVM_STRIP"));
+            .unwrap_or_else(|e| {
+                panic!("cannot run {strip} ({e}): install llvm-19 or set VIGIL_LLVM_STRIP")
+            });
         assert!(status.success(), "{strip} failed on {}", obj.display());
     }
 }

@@ -10,7 +10,11 @@ mod syscalls;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "vigil", version, about = "Vigil: eBPF security observability and enforcement")]
+#[command(
+    name = "vigil",
+    version,
+    about = "Vigil: eBPF security observability and enforcement"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

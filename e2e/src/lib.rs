@@ -18,7 +18,10 @@ pub fn bin_path(name: &str) -> PathBuf {
     }
     let exe = std::env::current_exe().expect("current_exe");
     // target/<profile>/deps/<test> → target/<profile>/<name>
-    exe.parent().and_then(Path::parent).map(|d| d.join(name)).expect("target dir")
+    exe.parent()
+        .and_then(Path::parent)
+        .map(|d| d.join(name))
+        .expect("target dir")
 }
 
 /// Polls `f` every 50 ms until it returns `Some`, or panics with `what` after `timeout`.
@@ -28,7 +31,10 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -42,14 +48,19 @@ pub struct Sensor {
     pub metrics_port: Option<u16>,
 }
 
-/// How long a sensor may take to load and attach (TCG emulation in the VM is slow).
-pub fn start_timeout() -> Duration {
-    Duration::from_secs(if std::env::var_os("VIGIL_SLOW").is_some() { 240 } else { 60 })
+/// True inside the VM harness (software-emulated CPU: everything is slower), or when asked.
+pub fn slow_machine() -> bool {
+    std::env::var_os("VIGIL_IN_VM").is_some() || std::env::var_os("VIGIL_SLOW").is_some()
 }
 
-/// Events' timeouts, scaled for the VM.
+/// How long a sensor may take to load and attach.
+pub fn start_timeout() -> Duration {
+    Duration::from_secs(if slow_machine() { 240 } else { 60 })
+}
+
+/// Events' timeouts.
 pub fn event_timeout() -> Duration {
-    Duration::from_secs(if std::env::var_os("VIGIL_SLOW").is_some() { 120 } else { 20 })
+    Duration::from_secs(if slow_machine() { 120 } else { 20 })
 }
 
 impl Sensor {
@@ -92,7 +103,13 @@ impl Sensor {
                 s.push('\n');
             }
         });
-        let mut sensor = Sensor { child: Some(child), dir, export, stderr, metrics_port: None };
+        let mut sensor = Sensor {
+            child: Some(child),
+            dir,
+            export,
+            stderr,
+            metrics_port: None,
+        };
         if wait_ready {
             let deadline = Instant::now() + start_timeout();
             loop {
@@ -102,7 +119,11 @@ impl Sensor {
                 if let Some(status) = sensor.child.as_mut().unwrap().try_wait().unwrap() {
                     panic!("sensor exited early ({status}):\n{}", sensor.stderr());
                 }
-                assert!(Instant::now() < deadline, "sensor not ready in time:\n{}", sensor.stderr());
+                assert!(
+                    Instant::now() < deadline,
+                    "sensor not ready in time:\n{}",
+                    sensor.stderr()
+                );
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
@@ -119,21 +140,35 @@ impl Sensor {
     }
 
     /// Waits until some event satisfies `pred` and returns it.
-    pub fn wait_event(&self, what: &str, pred: impl Fn(&GetEventsResponse) -> bool) -> GetEventsResponse {
-        wait_for(event_timeout(), what, || self.events().into_iter().find(|e| pred(e)))
+    pub fn wait_event(
+        &self,
+        what: &str,
+        pred: impl Fn(&GetEventsResponse) -> bool,
+    ) -> GetEventsResponse {
+        wait_for(event_timeout(), what, || {
+            self.events().into_iter().find(|e| pred(e))
+        })
     }
 
     /// The exec event of `pid`.
     pub fn wait_exec(&self, pid: u32) -> GetEventsResponse {
         self.wait_event(&format!("exec of pid {pid}"), |e| {
-            e.process_exec.as_ref().and_then(|x| x.process.as_ref()).and_then(|p| p.pid) == Some(pid)
+            e.process_exec
+                .as_ref()
+                .and_then(|x| x.process.as_ref())
+                .and_then(|p| p.pid)
+                == Some(pid)
         })
     }
 
     /// The exit event of `pid`.
     pub fn wait_exit(&self, pid: u32) -> GetEventsResponse {
         self.wait_event(&format!("exit of pid {pid}"), |e| {
-            e.process_exit.as_ref().and_then(|x| x.process.as_ref()).and_then(|p| p.pid) == Some(pid)
+            e.process_exit
+                .as_ref()
+                .and_then(|x| x.process.as_ref())
+                .and_then(|p| p.pid)
+                == Some(pid)
         })
     }
 
@@ -176,7 +211,9 @@ pub fn read_events(path: &Path) -> Vec<GetEventsResponse> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     text.lines()
         .filter(|l| !l.is_empty())
-        .map(|l| GetEventsResponse::from_json(l).unwrap_or_else(|e| panic!("bad event line ({e}): {l}")))
+        .map(|l| {
+            GetEventsResponse::from_json(l).unwrap_or_else(|e| panic!("bad event line ({e}): {l}"))
+        })
         .collect()
 }
 
@@ -187,7 +224,11 @@ pub fn process_of(e: &GetEventsResponse) -> Option<&Process> {
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A minimal HTTP/1.0 GET against 127.0.0.1:`port`; returns the body.
@@ -197,7 +238,9 @@ pub fn http_get(port: u16, path: &str) -> String {
     write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
-    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
 }
 
 /// The value of a metric line `name{labels} value` (sum over label sets when `name` is given
@@ -205,7 +248,10 @@ pub fn http_get(port: u16, path: &str) -> String {
 pub fn metric_value(text: &str, name: &str) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.starts_with(name) && (l[name.len()..].starts_with(' ') || l[name.len()..].starts_with('{')))
+        .filter(|l| {
+            l.starts_with(name)
+                && (l[name.len()..].starts_with(' ') || l[name.len()..].starts_with('{'))
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
@@ -220,7 +266,9 @@ pub fn signal(pid: u32, sig: i32) {
 
 /// Runs `cmd` to completion and returns its pid and exit status.
 pub fn run(cmd: &mut Command) -> (u32, ExitStatus) {
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     let pid = child.id();
     (pid, child.wait().unwrap())
 }

@@ -414,17 +414,26 @@ int BPF_PROG(vigil_exit, struct task_struct *task)
 		return 0;
 	if (BPF_CORE_READ(task, flags) & PF_KTHREAD)
 		return 0;
-	count(VIGIL_CNT_EXIT_SEEN);
 	r.hdr.kind = VIGIL_MSG_EXIT;
 	r.hdr.size = sizeof(r);
 	r.hdr.time = bpf_ktime_get_boot_ns();
 	r.pid = BPF_CORE_READ(task, tgid);
 	r.tid = BPF_CORE_READ(task, pid);
 	r.exit_code = BPF_CORE_READ(task, exit_code);
+	/*
+	 * Two threads exiting together can both read a live count of zero (the count drops well
+	 * before this tracepoint). Whoever removes the table entry reports the exit; a process that
+	 * was never in the table is reported by its leader thread only.
+	 */
 	p = bpf_map_lookup_elem(&vigil_procs, &r.pid);
-	if (p)
+	if (p) {
 		r.ktime = p->ktime;
-	bpf_map_delete_elem(&vigil_procs, &r.pid);
+		if (bpf_map_delete_elem(&vigil_procs, &r.pid))
+			return 0;
+	} else if (r.pid != r.tid) {
+		return 0;
+	}
+	count(VIGIL_CNT_EXIT_SEEN);
 	if (bpf_ringbuf_output(&vigil_events, &r, sizeof(r), 0))
 		count(VIGIL_CNT_RB_LOST_EXIT);
 	return 0;

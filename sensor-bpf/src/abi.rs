@@ -201,19 +201,85 @@ mod tests {
             };
         }
         check!("vigil_msg_header", MsgHeader, [kind, size, time]);
-        check!("vigil_creds", Creds, [uid, gid, euid, egid, suid, sgid, fsuid, fsgid, securebits, auid, cap_permitted, cap_effective, cap_inheritable]);
-        check!("vigil_exec", Exec, [hdr, pid, tid, ppid, kflags, ktime, parent_ktime, creds, ns, cgroup_id, args_total, binary_len, args_len, cwd_len, cgroup_name_len, pad]);
+        check!(
+            "vigil_creds",
+            Creds,
+            [
+                uid,
+                gid,
+                euid,
+                egid,
+                suid,
+                sgid,
+                fsuid,
+                fsgid,
+                securebits,
+                auid,
+                cap_permitted,
+                cap_effective,
+                cap_inheritable
+            ]
+        );
+        check!(
+            "vigil_exec",
+            Exec,
+            [
+                hdr,
+                pid,
+                tid,
+                ppid,
+                kflags,
+                ktime,
+                parent_ktime,
+                creds,
+                ns,
+                cgroup_id,
+                args_total,
+                binary_len,
+                args_len,
+                cwd_len,
+                cgroup_name_len,
+                pad
+            ]
+        );
         check!("vigil_fork", Fork, [hdr, pid, ppid, ktime, parent_ktime]);
         check!("vigil_exit", Exit, [hdr, pid, tid, ktime, exit_code, pad]);
-        check!("vigil_proc", Proc, [pid, ppid, ktime, parent_ktime, kflags, bin_len, pad, cap_permitted, cap_effective, cap_inheritable, ns, cgroup_id, bin]);
+        check!(
+            "vigil_proc",
+            Proc,
+            [
+                pid,
+                ppid,
+                ktime,
+                parent_ktime,
+                kflags,
+                bin_len,
+                pad,
+                cap_permitted,
+                cap_effective,
+                cap_inheritable,
+                ns,
+                cgroup_id,
+                bin
+            ]
+        );
         c.push_str("return 0; }\n");
         let src = dir.join("layout.c");
         let bin = dir.join("layout");
         std::fs::write(&src, c).unwrap();
-        let status = Command::new("cc").arg(&src).arg("-o").arg(&bin).status().expect("run cc");
+        let status = Command::new("cc")
+            .arg(&src)
+            .arg("-o")
+            .arg(&bin)
+            .status()
+            .expect("run cc");
         assert!(status.success(), "cc failed on the layout program");
         let out = Command::new(&bin).output().expect("run layout program");
-        let got: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(str::to_owned).collect();
+        let got: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
         assert_eq!(got, expected, "bpf/vigil_abi.h and src/abi.rs disagree");
         std::fs::remove_dir_all(&dir).ok();
     }

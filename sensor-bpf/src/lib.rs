@@ -6,7 +6,8 @@
 pub mod abi;
 
 /// Process lifecycle programs (exec, fork, exit), the process table and the ring buffer.
-pub static PROCESS_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/process.bpf.o"));
+pub static PROCESS_OBJ: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/process.bpf.o"));
 
 /// Feature-probe programs: one trivial program per mechanism the hook engine may use.
 pub static PROBE_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/probe.bpf.o"));

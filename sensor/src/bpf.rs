@@ -27,7 +27,8 @@ impl std::fmt::Debug for ProcessBpf {
 /// Loads the process object with the kernel's BTF, sizes its maps, and attaches exec, fork and
 /// exit. Any failure is an error naming the program or map.
 pub fn load(ring_buffer_size: u32, process_table_size: u32) -> Result<ProcessBpf, SensorError> {
-    let btf = Btf::from_sys_fs().map_err(|e| SensorError::bpf("reading /sys/kernel/btf/vmlinux", e))?;
+    let btf =
+        Btf::from_sys_fs().map_err(|e| SensorError::bpf("reading /sys/kernel/btf/vmlinux", e))?;
     let mut ebpf = EbpfLoader::new()
         .btf(Some(&btf))
         .map_max_entries(names::EVENTS_MAP, ring_buffer_size)
@@ -44,11 +45,14 @@ pub fn load(ring_buffer_size: u32, process_table_size: u32) -> Result<ProcessBpf
             .ok_or_else(|| SensorError::bpf(prog, "program missing from the object"))?
             .try_into()
             .map_err(|e| SensorError::bpf(prog, e))?;
-        p.load(tracepoint, &btf).map_err(|e| SensorError::bpf(format!("loading {prog}"), verifier_detail(e)))?;
-        p.attach().map_err(|e| SensorError::bpf(format!("attaching {prog} to {tracepoint}"), e))?;
+        p.load(tracepoint, &btf)
+            .map_err(|e| SensorError::bpf(format!("loading {prog}"), verifier_detail(e)))?;
+        p.attach()
+            .map_err(|e| SensorError::bpf(format!("attaching {prog} to {tracepoint}"), e))?;
     }
     let take = |ebpf: &mut Ebpf, name: &str| {
-        ebpf.take_map(name).ok_or_else(|| SensorError::bpf(name, "map missing from the object"))
+        ebpf.take_map(name)
+            .ok_or_else(|| SensorError::bpf(name, "map missing from the object"))
     };
     let events = RingBuf::try_from(take(&mut ebpf, names::EVENTS_MAP)?)
         .map_err(|e| SensorError::bpf(names::EVENTS_MAP, e))?;
@@ -56,20 +60,35 @@ pub fn load(ring_buffer_size: u32, process_table_size: u32) -> Result<ProcessBpf
         .map_err(|e| SensorError::bpf(names::PROCS_MAP, e))?;
     let counters = PerCpuArray::try_from(take(&mut ebpf, names::COUNTERS_MAP)?)
         .map_err(|e| SensorError::bpf(names::COUNTERS_MAP, e))?;
-    Ok(ProcessBpf { _ebpf: ebpf, procs, counters, events: Some(events) })
+    Ok(ProcessBpf {
+        _ebpf: ebpf,
+        procs,
+        counters,
+        events: Some(events),
+    })
 }
 
 /// The verifier log is in the error's source chain; keep its tail, which says why.
 fn verifier_detail(e: aya::programs::ProgramError) -> String {
     let text = format!("{e:?}");
-    let tail: String = text.chars().rev().take(2000).collect::<Vec<_>>().into_iter().rev().collect();
+    let tail: String = text
+        .chars()
+        .rev()
+        .take(2000)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     format!("{e}: …{tail}")
 }
 
 impl ProcessBpf {
     /// Sum over CPUs of one kernel counter.
     pub fn counter(&self, index: u32) -> u64 {
-        self.counters.get(&index, 0).map(|v| v.iter().sum()).unwrap_or(0)
+        self.counters
+            .get(&index, 0)
+            .map(|v| v.iter().sum())
+            .unwrap_or(0)
     }
 
     /// Entries in the kernel process table (walks the keys).
@@ -83,7 +102,11 @@ impl ProcessBpf {
         const BPF_NOEXIST: u64 = 1;
         match self.procs.insert(entry.pid, *entry, BPF_NOEXIST) {
             Ok(()) => Ok(()),
-            Err(aya::maps::MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+            Err(aya::maps::MapError::SyscallError(e))
+                if e.io_error.raw_os_error() == Some(libc::EEXIST) =>
+            {
+                Ok(())
+            }
             Err(e) => Err(SensorError::bpf(names::PROCS_MAP, e)),
         }
     }

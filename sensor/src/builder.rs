@@ -1,9 +1,9 @@
 //! Builds the event contract's `Process` values and events from kernel records and /proc.
 
 use vigil_api::events::{
-    AUID_UNSET, Capabilities, GetEventsResponse, Namespace, Namespaces, Process, ProcessCredentials,
-    ProcessExec, ProcessExit, ProcessFlags, exec_id, format_arguments, format_time_ns,
-    securebits_names, signal_name,
+    AUID_UNSET, Capabilities, GetEventsResponse, Namespace, Namespaces, Process,
+    ProcessCredentials, ProcessExec, ProcessExit, ProcessFlags, exec_id, format_arguments,
+    format_time_ns, securebits_names, signal_name,
 };
 use vigil_sensor_bpf::abi::{self, NS_COUNT, kflags};
 
@@ -40,7 +40,10 @@ impl EventBuilder {
             return None;
         }
         let one = |i: usize| {
-            Some(Namespace { inum: ns[i], is_host: ns[i] != 0 && ns[i] == self.host_ns[i] })
+            Some(Namespace {
+                inum: ns[i],
+                is_host: ns[i] != 0 && ns[i] == self.host_ns[i],
+            })
         };
         Some(Namespaces {
             uts: one(abi_ns::UTS),
@@ -205,8 +208,17 @@ impl EventBuilder {
         }
     }
 
-    pub fn exec_event(&self, process: Process, parent: Option<Process>, boot_ns: u64) -> GetEventsResponse {
-        let exec = ProcessExec { process: Some(process), parent, ..Default::default() };
+    pub fn exec_event(
+        &self,
+        process: Process,
+        parent: Option<Process>,
+        boot_ns: u64,
+    ) -> GetEventsResponse {
+        let exec = ProcessExec {
+            process: Some(process),
+            parent,
+            ..Default::default()
+        };
         GetEventsResponse::new(exec, self.node_name.clone(), self.time(boot_ns))
     }
 
@@ -222,7 +234,11 @@ impl EventBuilder {
         let exit = ProcessExit {
             process: Some(process),
             parent,
-            signal: if sig != 0 { signal_name(sig) } else { String::new() },
+            signal: if sig != 0 {
+                signal_name(sig)
+            } else {
+                String::new()
+            },
             status: if sig != 0 { 0 } else { (exit_code >> 8) & 0xff },
             time: self.time(boot_ns),
             ..Default::default()
@@ -267,7 +283,12 @@ mod tests {
             kflags: kflags::CLONE,
             ktime: 1234,
             parent_ktime: 99,
-            creds: abi::Creds { euid: 1000, auid: 1000, cap_effective: 1 << 21, ..Default::default() },
+            creds: abi::Creds {
+                euid: 1000,
+                auid: 1000,
+                cap_effective: 1 << 21,
+                ..Default::default()
+            },
             ns: [7, 7, 7, 8, 8, 7, 7, 7, 7, 7],
             cgroup_id: 1,
             binary: "/usr/bin/echo".into(),

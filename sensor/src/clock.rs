@@ -10,7 +10,9 @@ impl BootClock {
     pub fn now() -> Self {
         let real = clock_ns(rustix::time::ClockId::Realtime);
         let boot = clock_ns(rustix::time::ClockId::Boottime);
-        Self { boot_wall_ns: real.saturating_sub(boot) }
+        Self {
+            boot_wall_ns: real.saturating_sub(boot),
+        }
     }
 
     /// Wall-clock nanoseconds since the Unix epoch for a boot-clock timestamp.
@@ -26,7 +28,9 @@ impl BootClock {
 
 fn clock_ns(id: rustix::time::ClockId) -> u64 {
     let ts = rustix::time::clock_gettime(id);
-    (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
 }
 
 #[cfg(test)]
@@ -38,6 +42,9 @@ mod tests {
         let c = BootClock::now();
         let wall = c.wall_ns(BootClock::boot_now());
         let real = clock_ns(rustix::time::ClockId::Realtime);
-        assert!(wall.abs_diff(real) < 1_000_000_000, "wall {wall} real {real}");
+        assert!(
+            wall.abs_diff(real) < 1_000_000_000,
+            "wall {wall} real {real}"
+        );
     }
 }

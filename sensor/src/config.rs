@@ -136,7 +136,9 @@ impl Config {
             (Some(a), _) => Some(*a),
             (None, Some(s)) => Some(s.parse().map_err(|_| SensorError::Config {
                 option: "metrics-address".into(),
-                message: format!("{s:?} is not an address; expected HOST:PORT such as 127.0.0.1:2112"),
+                message: format!(
+                    "{s:?} is not an address; expected HOST:PORT such as 127.0.0.1:2112"
+                ),
             })?),
             (None, None) => None,
         };
@@ -164,7 +166,10 @@ impl Config {
                 .enable_process_cred
                 .or(file.enable_process_cred)
                 .unwrap_or(false),
-            enable_process_ns: cli.enable_process_ns.or(file.enable_process_ns).unwrap_or(false),
+            enable_process_ns: cli
+                .enable_process_ns
+                .or(file.enable_process_ns)
+                .unwrap_or(false),
             ring_buffer_size: cli
                 .ring_buffer_size
                 .or(file.ring_buffer_size)
@@ -181,7 +186,11 @@ impl Config {
                 .export_queue_size
                 .or(file.export_queue_size)
                 .unwrap_or(DEFAULT_EXPORT_QUEUE_SIZE),
-            log_level: cli.log_level.clone().or(file.log_level).unwrap_or_else(|| "info".into()),
+            log_level: cli
+                .log_level
+                .clone()
+                .or(file.log_level)
+                .unwrap_or_else(|| "info".into()),
         };
         config.check()?;
         Ok(config)
@@ -189,41 +198,65 @@ impl Config {
 
     fn check(&self) -> Result<(), SensorError> {
         let bad = |option: &str, message: String| {
-            Err(SensorError::Config { option: option.into(), message })
+            Err(SensorError::Config {
+                option: option.into(),
+                message,
+            })
         };
         let rb = self.ring_buffer_size;
         if rb < 4096 || !rb.is_power_of_two() {
-            return bad("ring-buffer-size", format!("{rb} is not a power of two of at least 4096"));
+            return bad(
+                "ring-buffer-size",
+                format!("{rb} is not a power of two of at least 4096"),
+            );
         }
         if !(64..=4_194_304).contains(&self.process_table_size) {
             return bad(
                 "process-table-size",
-                format!("{} is out of range; expected 64..=4194304", self.process_table_size),
+                format!(
+                    "{} is out of range; expected 64..=4194304",
+                    self.process_table_size
+                ),
             );
         }
         if !(64..=16_777_216).contains(&self.process_cache_size) {
             return bad(
                 "process-cache-size",
-                format!("{} is out of range; expected 64..=16777216", self.process_cache_size),
+                format!(
+                    "{} is out of range; expected 64..=16777216",
+                    self.process_cache_size
+                ),
             );
         }
         if !(16..=16_777_216).contains(&self.export_queue_size) {
             return bad(
                 "export-queue-size",
-                format!("{} is out of range; expected 16..=16777216", self.export_queue_size),
+                format!(
+                    "{} is out of range; expected 16..=16777216",
+                    self.export_queue_size
+                ),
             );
         }
         if self.export_file_max_size == 0 {
-            return bad("export-file-max-size-mb", "0 is not allowed; expected at least 1".into());
+            return bad(
+                "export-file-max-size-mb",
+                "0 is not allowed; expected at least 1".into(),
+            );
         }
         if self.node_name.is_empty() || self.node_name.contains(':') {
             return bad(
                 "node-name",
-                format!("{:?} is not usable; expected a non-empty name without ':'", self.node_name),
+                format!(
+                    "{:?} is not usable; expected a non-empty name without ':'",
+                    self.node_name
+                ),
             );
         }
         if let Some(path) = &self.export_file {
-            let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let dir = path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
             if !dir.is_dir() {
                 return bad(
                     "export-file",
@@ -250,7 +283,10 @@ fn load_file(path: &Path) -> Result<FileConfig, SensorError> {
 }
 
 fn hostname() -> String {
-    rustix::system::uname().nodename().to_string_lossy().into_owned()
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
 }
 
 #[cfg(test)]
@@ -277,14 +313,28 @@ mod tests {
     #[test]
     fn file_fills_in_and_flags_win() {
         let mut f = tempfile::NamedTempFile::new().unwrap();
-        writeln!(f, "node-name: filenode\nenable-process-ns: true\nexport-file-max-size-mb: 3").unwrap();
+        writeln!(
+            f,
+            "node-name: filenode\nenable-process-ns: true\nexport-file-max-size-mb: 3"
+        )
+        .unwrap();
         let path = f.path().to_str().unwrap();
         let c = Config::resolve(&parse(&["--config", path]), None).unwrap();
         assert_eq!(c.node_name, "filenode");
         assert!(c.enable_process_ns);
         assert_eq!(c.export_file_max_size, 3 << 20);
-        let c = Config::resolve(&parse(&["--config", path, "--node-name", "x", "--export-file-max-size-mb", "7"]), None)
-            .unwrap();
+        let c = Config::resolve(
+            &parse(&[
+                "--config",
+                path,
+                "--node-name",
+                "x",
+                "--export-file-max-size-mb",
+                "7",
+            ]),
+            None,
+        )
+        .unwrap();
         assert_eq!(c.node_name, "x");
         assert_eq!(c.export_file_max_size, 7 << 20);
     }
@@ -293,9 +343,11 @@ mod tests {
     fn bad_file_names_the_key() {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         writeln!(f, "export-fiel: /tmp/x").unwrap();
-        let err = Config::resolve(&parse(&["--config", f.path().to_str().unwrap()]), None).unwrap_err();
+        let err =
+            Config::resolve(&parse(&["--config", f.path().to_str().unwrap()]), None).unwrap_err();
         assert!(err.to_string().contains("export-fiel"), "{err}");
-        let err = Config::resolve(&parse(&["--config", "/nonexistent/vigil.yaml"]), None).unwrap_err();
+        let err =
+            Config::resolve(&parse(&["--config", "/nonexistent/vigil.yaml"]), None).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/vigil.yaml"), "{err}");
     }
 
@@ -305,7 +357,8 @@ mod tests {
         assert!(err.to_string().contains("ring-buffer-size"), "{err}");
         let err = Config::resolve(&parse(&["--process-table-size", "1"]), None).unwrap_err();
         assert!(err.to_string().contains("process-table-size"), "{err}");
-        let err = Config::resolve(&parse(&["--export-file", "/nonexistent-dir/x.json"]), None).unwrap_err();
+        let err = Config::resolve(&parse(&["--export-file", "/nonexistent-dir/x.json"]), None)
+            .unwrap_err();
         assert!(err.to_string().contains("export-file"), "{err}");
         let err = Config::resolve(&parse(&["--node-name", "a:b"]), None).unwrap_err();
         assert!(err.to_string().contains("node-name"), "{err}");

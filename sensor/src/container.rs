@@ -21,7 +21,9 @@ pub fn container_id(cgroup_name: &str) -> Option<&str> {
 
 /// The value of the event's `docker` field for a cgroup name ("" when not a container).
 pub fn docker_field(cgroup_name: &str) -> String {
-    container_id(cgroup_name).map(|id| id[..DOCKER_ID_LEN].to_string()).unwrap_or_default()
+    container_id(cgroup_name)
+        .map(|id| id[..DOCKER_ID_LEN].to_string())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -46,7 +48,14 @@ mod tests {
 
     #[test]
     fn ignores_non_containers() {
-        for name in ["", "session-3.scope", "user@0.service", "init.scope", &ID[..63], "crio-xyz.scope"] {
+        for name in [
+            "",
+            "session-3.scope",
+            "user@0.service",
+            "init.scope",
+            &ID[..63],
+            "crio-xyz.scope",
+        ] {
             assert_eq!(container_id(name), None, "{name}");
             assert_eq!(docker_field(name), "");
         }

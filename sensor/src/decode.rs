@@ -35,8 +35,9 @@ pub enum Record {
 /// Decodes one record. Sizes are checked against the header so a corrupt record is an error,
 /// never an out-of-bounds read.
 pub fn decode(bytes: &[u8]) -> Result<Record, SensorError> {
-    let hdr: MsgHeader = read_record(bytes)
-        .ok_or_else(|| SensorError::Decode(format!("{} bytes: shorter than a header", bytes.len())))?;
+    let hdr: MsgHeader = read_record(bytes).ok_or_else(|| {
+        SensorError::Decode(format!("{} bytes: shorter than a header", bytes.len()))
+    })?;
     if hdr.size as usize > bytes.len() {
         return Err(SensorError::Decode(format!(
             "header says {} bytes, record has {}",
@@ -146,8 +147,15 @@ mod tests {
 
     #[test]
     fn decodes_exec_parts() {
-        let b = exec_bytes("/usr/bin/echo", b"echo\0hello world\0x\0", "/tmp", "session-3.scope");
-        let Record::Exec(e) = decode(&b).unwrap() else { panic!("not exec") };
+        let b = exec_bytes(
+            "/usr/bin/echo",
+            b"echo\0hello world\0x\0",
+            "/tmp",
+            "session-3.scope",
+        );
+        let Record::Exec(e) = decode(&b).unwrap() else {
+            panic!("not exec")
+        };
         assert_eq!(e.binary, "/usr/bin/echo");
         assert_eq!(e.argv, vec!["echo", "hello world", "x"]);
         assert_eq!(e.cwd, "/tmp");
@@ -169,7 +177,12 @@ mod tests {
         assert!(decode(&[1, 2, 3]).is_err());
         let mut b = exec_bytes("/bin/true", b"", "/", "");
         b[0] = 99;
-        assert!(decode(&b).unwrap_err().to_string().contains("unknown record kind 99"));
+        assert!(
+            decode(&b)
+                .unwrap_err()
+                .to_string()
+                .contains("unknown record kind 99")
+        );
     }
 
     #[test]

@@ -23,10 +23,16 @@ pub enum SensorError {
 
 impl SensorError {
     pub fn bpf(what: impl Into<String>, err: impl std::fmt::Display) -> Self {
-        SensorError::Bpf { what: what.into(), message: err.to_string() }
+        SensorError::Bpf {
+            what: what.into(),
+            message: err.to_string(),
+        }
     }
 
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        SensorError::Io { context: context.into(), source }
+        SensorError::Io {
+            context: context.into(),
+            source,
+        }
     }
 }

@@ -32,7 +32,9 @@ impl RotatingFile {
             .create(true)
             .append(true)
             .open(path)
-            .map_err(|e| SensorError::io(format!("cannot open export file {}", path.display()), e))?;
+            .map_err(|e| {
+                SensorError::io(format!("cannot open export file {}", path.display()), e)
+            })?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
         Ok(Self {
             path: path.to_path_buf(),
@@ -76,7 +78,10 @@ impl RotatingFile {
             }
             fs::rename(&self.path, self.backup(1))?;
         }
-        let file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
         self.out = BufWriter::with_capacity(256 * 1024, file);
         self.size = 0;
         Ok(())
@@ -84,7 +89,11 @@ impl RotatingFile {
 }
 
 fn ignore_missing(e: io::Error) -> io::Result<()> {
-    if e.kind() == io::ErrorKind::NotFound { Ok(()) } else { Err(e) }
+    if e.kind() == io::ErrorKind::NotFound {
+        Ok(())
+    } else {
+        Err(e)
+    }
 }
 
 /// Where events go.
@@ -161,7 +170,11 @@ fn write(sinks: &mut Sinks, stdout: &io::Stdout, line: &str, metrics: &Metrics) 
     }
     if sinks.stdout {
         let mut out = stdout.lock();
-        if out.write_all(line.as_bytes()).and_then(|()| out.write_all(b"\n")).is_err() {
+        if out
+            .write_all(line.as_bytes())
+            .and_then(|()| out.write_all(b"\n"))
+            .is_err()
+        {
             metrics.export_errors.inc();
         }
     }
@@ -184,7 +197,11 @@ mod tests {
     use super::*;
 
     fn lines_of(path: &Path) -> Vec<String> {
-        fs::read_to_string(path).unwrap_or_default().lines().map(str::to_owned).collect()
+        fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
     }
 
     #[test]
@@ -202,7 +219,10 @@ mod tests {
         let b1 = path.with_extension("json.1");
         let b2 = path.with_extension("json.2");
         assert!(b1.exists() && b2.exists());
-        assert!(!path.with_extension("json.3").exists(), "only two backups are kept");
+        assert!(
+            !path.with_extension("json.3").exists(),
+            "only two backups are kept"
+        );
         for p in [&path, &b1, &b2] {
             let size = fs::metadata(p).unwrap().len();
             assert!(size <= 1000, "{} is {size} bytes", p.display());
@@ -229,7 +249,10 @@ mod tests {
     fn full_queue_drops_and_counts() {
         let metrics = Arc::new(Metrics::new());
         let (tx, _rx) = mpsc::sync_channel(2);
-        let q = ExportQueue { tx, metrics: metrics.clone() };
+        let q = ExportQueue {
+            tx,
+            metrics: metrics.clone(),
+        };
         for i in 0..5 {
             q.push(format!("{i}"));
         }
@@ -241,7 +264,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.json");
         let metrics = Arc::new(Metrics::new());
-        let sinks = Sinks { file: Some(RotatingFile::open(&path, 1 << 20, 1).unwrap()), stdout: false };
+        let sinks = Sinks {
+            file: Some(RotatingFile::open(&path, 1 << 20, 1).unwrap()),
+            stdout: false,
+        };
         let (q, handle) = start(sinks, 1000, metrics.clone());
         for i in 0..500 {
             q.push(format!("{{\"i\":{i}}}"));

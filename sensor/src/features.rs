@@ -47,10 +47,45 @@ impl Features {
     }
 }
 
+/// Mounts tracefs and securityfs where the kernel has them but nobody mounted them (as a
+/// minimal host or an initramfs may leave them): tracepoints attach through tracefs and the
+/// active LSM list is read from securityfs. Failures are left to the probes to report.
+pub fn ensure_kernel_filesystems() {
+    for (fstype, target, probe) in [
+        (
+            "tracefs",
+            "/sys/kernel/tracing",
+            "/sys/kernel/tracing/events",
+        ),
+        (
+            "securityfs",
+            "/sys/kernel/security",
+            "/sys/kernel/security/lsm",
+        ),
+    ] {
+        if std::path::Path::new(probe).exists() || !std::path::Path::new(target).is_dir() {
+            continue;
+        }
+        if let Err(e) = rustix::mount::mount(
+            fstype,
+            target,
+            fstype,
+            rustix::mount::MountFlags::empty(),
+            None::<&std::ffi::CStr>,
+        ) {
+            tracing::debug!("mounting {fstype} at {target} failed: {e}");
+        }
+    }
+}
+
 /// Runs every probe. Never fails: what cannot be probed is reported as absent with a reason.
 pub fn probe() -> Features {
+    ensure_kernel_filesystems();
     let mut f = Features {
-        kernel_release: rustix::system::uname().release().to_string_lossy().into_owned(),
+        kernel_release: rustix::system::uname()
+            .release()
+            .to_string_lossy()
+            .into_owned(),
         ..Default::default()
     };
     let btf = match Btf::from_sys_fs() {
@@ -63,10 +98,14 @@ pub fn probe() -> Features {
             return f;
         }
     };
-    let mut ebpf = match EbpfLoader::new().btf(Some(&btf)).load(vigil_sensor_bpf::PROBE_OBJ) {
+    let mut ebpf = match EbpfLoader::new()
+        .btf(Some(&btf))
+        .load(vigil_sensor_bpf::PROBE_OBJ)
+    {
         Ok(e) => e,
         Err(e) => {
-            f.errors.insert("ringbuf".into(), format!("probe object did not load: {e}"));
+            f.errors
+                .insert("ringbuf".into(), format!("probe object did not load: {e}"));
             return f;
         }
     };
@@ -119,7 +158,8 @@ where
 fn try_tracepoint(ebpf: &mut Ebpf) -> Result<(), String> {
     let p: &mut TracePoint = prog(ebpf, "probe_tracepoint")?;
     p.load().map_err(|e| format!("load: {e}"))?;
-    p.attach("syscalls", "sys_enter_getpid").map_err(|e| format!("attach: {e}"))?;
+    p.attach("syscalls", "sys_enter_getpid")
+        .map_err(|e| format!("attach: {e}"))?;
     Ok(())
 }
 
@@ -132,7 +172,8 @@ fn try_raw(ebpf: &mut Ebpf) -> Result<(), String> {
 
 fn try_btf_tp(ebpf: &mut Ebpf, btf: &Btf) -> Result<(), String> {
     let p: &mut BtfTracePoint = prog(ebpf, "probe_send_signal")?;
-    p.load("sched_process_free", btf).map_err(|e| format!("load: {e}"))?;
+    p.load("sched_process_free", btf)
+        .map_err(|e| format!("load: {e}"))?;
     p.attach().map_err(|e| format!("attach: {e}"))?;
     Ok(())
 }
@@ -140,20 +181,26 @@ fn try_btf_tp(ebpf: &mut Ebpf, btf: &Btf) -> Result<(), String> {
 fn try_kprobe(ebpf: &mut Ebpf, name: &str) -> Result<(), String> {
     let p: &mut KProbe = prog(ebpf, name)?;
     p.load().map_err(|e| format!("load: {e}"))?;
-    p.attach(TARGET_FN, 0).map_err(|e| format!("attach to {TARGET_FN}: {e}"))?;
+    p.attach(TARGET_FN, 0)
+        .map_err(|e| format!("attach to {TARGET_FN}: {e}"))?;
     Ok(())
 }
 
 fn try_override(ebpf: &mut Ebpf) -> Result<(), String> {
     let p: &mut KProbe = prog(ebpf, "probe_override")?;
-    p.load().map_err(|e| format!("bpf_override_return refused (kernel built without CONFIG_BPF_KPROBE_OVERRIDE?): {e}"))?;
+    p.load().map_err(|e| {
+        format!(
+            "bpf_override_return refused (kernel built without CONFIG_BPF_KPROBE_OVERRIDE?): {e}"
+        )
+    })?;
     Ok(())
 }
 
 fn try_fentry(ebpf: &mut Ebpf, btf: &Btf) -> Result<(), String> {
     let p: &mut FEntry = prog(ebpf, "probe_fentry")?;
     p.load(TARGET_FN, btf).map_err(|e| format!("load: {e}"))?;
-    p.attach().map_err(|e| format!("attach to {TARGET_FN}: {e}"))?;
+    p.attach()
+        .map_err(|e| format!("attach to {TARGET_FN}: {e}"))?;
     Ok(())
 }
 

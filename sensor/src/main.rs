@@ -15,13 +15,19 @@ fn main() {
 fn real_main(cli: Cli) -> anyhow::Result<()> {
     if let Some(Command::Probe) = cli.command {
         let f = vigil_sensor::features::probe();
-        println!("{}", serde_json::to_string(&f).context("encoding features")?);
+        println!(
+            "{}",
+            serde_json::to_string(&f).context("encoding features")?
+        );
         return Ok(());
     }
     let config = Config::resolve(&cli, std::env::var("NODE_NAME").ok())?;
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
         .with_context(|| format!("invalid option --log-level: {:?}", config.log_level))?;
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -63,7 +63,9 @@ impl Metrics {
     pub fn new() -> Self {
         let m = Self::default();
         m.build_info
-            .get_or_create(&BuildLabel { version: env!("CARGO_PKG_VERSION").into() })
+            .get_or_create(&BuildLabel {
+                version: env!("CARGO_PKG_VERSION").into(),
+            })
             .set(1);
         m
     }
@@ -86,10 +88,26 @@ impl Metrics {
             "Events dropped because the export queue was full",
             self.export_queue_lost.clone(),
         );
-        r.register("export_events", "Events written by the exporters", self.exported.clone());
-        r.register("export_errors", "Export write failures", self.export_errors.clone());
-        r.register("decode_errors", "Ring-buffer records that failed to decode", self.decode_errors.clone());
-        r.register("process_cache_size", "Entries in the process cache", self.process_cache_size.clone());
+        r.register(
+            "export_events",
+            "Events written by the exporters",
+            self.exported.clone(),
+        );
+        r.register(
+            "export_errors",
+            "Export write failures",
+            self.export_errors.clone(),
+        );
+        r.register(
+            "decode_errors",
+            "Ring-buffer records that failed to decode",
+            self.decode_errors.clone(),
+        );
+        r.register(
+            "process_cache_size",
+            "Entries in the process cache",
+            self.process_cache_size.clone(),
+        );
         r.register(
             "process_cache_capacity",
             "Capacity of the process cache",
@@ -110,8 +128,16 @@ impl Metrics {
             "Kernel process table inserts that failed (table full)",
             self.process_table_insert_failures.clone(),
         );
-        r.register("map_entries", "Entries in a BPF map", self.map_entries.clone());
-        r.register("map_capacity", "Capacity of a BPF map", self.map_capacity.clone());
+        r.register(
+            "map_entries",
+            "Entries in a BPF map",
+            self.map_entries.clone(),
+        );
+        r.register(
+            "map_capacity",
+            "Capacity of a BPF map",
+            self.map_capacity.clone(),
+        );
         r.register(
             "kernel_feature",
             "1 when the kernel offers a BPF feature the sensor probed",
@@ -122,7 +148,11 @@ impl Metrics {
     }
 
     pub fn count_event(&self, kind: &str) {
-        self.events.get_or_create(&TypeLabel { r#type: kind.into() }).inc();
+        self.events
+            .get_or_create(&TypeLabel {
+                r#type: kind.into(),
+            })
+            .inc();
     }
 }
 
@@ -135,13 +165,19 @@ pub fn render(registry: &Registry) -> String {
 
 /// Binds the metrics address (so that a bad or busy address fails start-up).
 pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, SensorError> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| SensorError::io(format!("cannot listen on {addr} for metrics (--metrics-address)"), e))
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        SensorError::io(
+            format!("cannot listen on {addr} for metrics (--metrics-address)"),
+            e,
+        )
+    })
 }
 
 /// Serves `/metrics` and `/healthz` until the task is dropped.
-pub async fn serve(listener: tokio::net::TcpListener, registry: Arc<Registry>) -> Result<(), SensorError> {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    registry: Arc<Registry>,
+) -> Result<(), SensorError> {
     use axum::routing::get;
     let app = axum::Router::new()
         .route(
@@ -173,10 +209,20 @@ mod tests {
     fn names_carry_the_prefix() {
         let m = Metrics::new();
         m.count_event("process_exec");
-        m.ringbuf_lost.get_or_create(&RecordLabel { record: "exec".into() }).inc_by(2);
+        m.ringbuf_lost
+            .get_or_create(&RecordLabel {
+                record: "exec".into(),
+            })
+            .inc_by(2);
         let text = render(&m.registry());
-        assert!(text.contains("vigil_events_total{type=\"process_exec\"} 1"), "{text}");
-        assert!(text.contains("vigil_observer_ringbuf_events_lost_total{record=\"exec\"} 2"), "{text}");
+        assert!(
+            text.contains("vigil_events_total{type=\"process_exec\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("vigil_observer_ringbuf_events_lost_total{record=\"exec\"} 2"),
+            "{text}"
+        );
         assert!(text.contains("vigil_build_info{version="), "{text}");
         assert!(text.contains("vigil_process_cache_capacity"), "{text}");
     }

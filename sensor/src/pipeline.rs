@@ -22,23 +22,42 @@ pub struct Pipeline {
 
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pipeline").field("cache_len", &self.cache.len()).finish_non_exhaustive()
+        f.debug_struct("Pipeline")
+            .field("cache_len", &self.cache.len())
+            .finish_non_exhaustive()
     }
 }
 
 impl Pipeline {
-    pub fn new(builder: EventBuilder, cache_capacity: usize, queue: ExportQueue, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        builder: EventBuilder,
+        cache_capacity: usize,
+        queue: ExportQueue,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         metrics.process_cache_capacity.set(cache_capacity as i64);
         let mut cache = ProcessCache::new(cache_capacity);
-        let kernel_key = ProcKey { pid: 0, ktime: KERNEL_KTIME };
+        let kernel_key = ProcKey {
+            pid: 0,
+            ktime: KERNEL_KTIME,
+        };
         cache.insert(kernel_key, Arc::new(builder.kernel_process()), None);
-        Self { builder, cache, queue, metrics, kernel_key }
+        Self {
+            builder,
+            cache,
+            queue,
+            metrics,
+            kernel_key,
+        }
     }
 
     /// Reports the processes found in /proc (oldest first), each with its parent, as `procFS`
     /// exec events, starting with the `<kernel>` root. Kernel threads are not reported.
     pub fn load_scan(&mut self, procs: &[ScannedProc]) {
-        let kernel = self.cache.get(&self.kernel_key).map(|e| (*e.process).clone());
+        let kernel = self
+            .cache
+            .get(&self.kernel_key)
+            .map(|e| (*e.process).clone());
         if let Some(k) = kernel {
             let ev = self.builder.exec_event(k.clone(), Some(k), 0);
             self.emit(&ev);
@@ -46,11 +65,20 @@ impl Pipeline {
         for s in procs.iter().filter(|s| !s.kernel_thread) {
             let parent_key = self.cache.live(s.ppid).unwrap_or(self.kernel_key);
             let parent = self.cache.get(&parent_key).map(|e| e.process.clone());
-            let parent_id = parent.as_ref().map(|p| p.exec_id.clone()).unwrap_or_default();
+            let parent_id = parent
+                .as_ref()
+                .map(|p| p.exec_id.clone())
+                .unwrap_or_default();
             let process = self.builder.scanned_process(s, parent_id);
-            let key = ProcKey { pid: s.pid, ktime: s.start_ns };
-            self.cache.insert(key, Arc::new(process.clone()), Some(parent_key));
-            let ev = self.builder.exec_event(process, parent.map(|p| (*p).clone()), s.start_ns);
+            let key = ProcKey {
+                pid: s.pid,
+                ktime: s.start_ns,
+            };
+            self.cache
+                .insert(key, Arc::new(process.clone()), Some(parent_key));
+            let ev = self
+                .builder
+                .exec_event(process, parent.map(|p| (*p).clone()), s.start_ns);
             self.emit(&ev);
         }
         self.update_cache_metrics();
@@ -66,7 +94,11 @@ impl Pipeline {
     }
 
     fn parent_of(&mut self, ppid: u32, parent_ktime: u64) -> Option<(ProcKey, Arc<Process>)> {
-        let key = if ppid == 0 { Some(self.kernel_key) } else { self.cache.resolve(ppid, parent_ktime) };
+        let key = if ppid == 0 {
+            Some(self.kernel_key)
+        } else {
+            self.cache.resolve(ppid, parent_ktime)
+        };
         match key.and_then(|k| self.cache.get(&k).map(|e| (k, e.process.clone()))) {
             Some(found) => Some(found),
             None => {
@@ -78,10 +110,21 @@ impl Pipeline {
 
     fn on_exec(&mut self, r: &ExecRecord) {
         let parent = self.parent_of(r.ppid, r.parent_ktime);
-        let process = self.builder.exec_process(r, parent.as_ref().map(|(_, p)| p.exec_id.clone()));
-        let key = ProcKey { pid: r.pid, ktime: r.ktime };
-        self.cache.insert(key, Arc::new(process.clone()), parent.as_ref().map(|(k, _)| *k));
-        let ev = self.builder.exec_event(process, parent.map(|(_, p)| (*p).clone()), r.ktime);
+        let process = self
+            .builder
+            .exec_process(r, parent.as_ref().map(|(_, p)| p.exec_id.clone()));
+        let key = ProcKey {
+            pid: r.pid,
+            ktime: r.ktime,
+        };
+        self.cache.insert(
+            key,
+            Arc::new(process.clone()),
+            parent.as_ref().map(|(k, _)| *k),
+        );
+        let ev = self
+            .builder
+            .exec_event(process, parent.map(|(_, p)| (*p).clone()), r.ktime);
         self.emit(&ev);
     }
 
@@ -91,7 +134,8 @@ impl Pipeline {
             return;
         };
         let child = self.builder.forked_process(&parent, pid, ktime);
-        self.cache.insert(ProcKey { pid, ktime }, Arc::new(child), Some(pkey));
+        self.cache
+            .insert(ProcKey { pid, ktime }, Arc::new(child), Some(pkey));
     }
 
     fn on_exit(&mut self, pid: u32, ktime: u64, exit_code: u32, time: u64) {
@@ -99,14 +143,23 @@ impl Pipeline {
         let entry = key.and_then(|k| self.cache.get(&k).map(|e| (k, e.process.clone(), e.parent)));
         let ev = match entry {
             Some((key, process, parent_key)) => {
-                let parent = parent_key.and_then(|pk| self.cache.get(&pk)).map(|e| (*e.process).clone());
-                let ev = self.builder.exit_event((*process).clone(), parent, exit_code, time);
+                let parent = parent_key
+                    .and_then(|pk| self.cache.get(&pk))
+                    .map(|e| (*e.process).clone());
+                let ev = self
+                    .builder
+                    .exit_event((*process).clone(), parent, exit_code, time);
                 self.cache.exit(key);
                 ev
             }
             None => {
                 self.metrics.process_cache_misses.inc();
-                self.builder.exit_event(self.builder.unknown_process(pid, ktime), None, exit_code, time)
+                self.builder.exit_event(
+                    self.builder.unknown_process(pid, ktime),
+                    None,
+                    exit_code,
+                    time,
+                )
             }
         };
         self.emit(&ev);
@@ -173,23 +226,52 @@ mod tests {
     }
 
     fn events(rx: &std::sync::mpsc::Receiver<String>) -> Vec<GetEventsResponse> {
-        rx.try_iter().map(|l| GetEventsResponse::from_json(&l).unwrap()).collect()
+        rx.try_iter()
+            .map(|l| GetEventsResponse::from_json(&l).unwrap())
+            .collect()
     }
 
     #[test]
     fn fork_exec_exit_chain() {
         let (mut p, rx, _) = pipeline();
         p.handle(exec(100, 0, 10, 0));
-        p.handle(Record::Fork(abi::Fork { pid: 101, ppid: 100, ktime: 20, parent_ktime: 10, ..Default::default() }));
-        p.handle(Record::Exit(abi::Exit { pid: 101, ktime: 20, exit_code: 9, ..Default::default() }));
+        p.handle(Record::Fork(abi::Fork {
+            pid: 101,
+            ppid: 100,
+            ktime: 20,
+            parent_ktime: 10,
+            ..Default::default()
+        }));
+        p.handle(Record::Exit(abi::Exit {
+            pid: 101,
+            ktime: 20,
+            exit_code: 9,
+            ..Default::default()
+        }));
         p.handle(exec(102, 100, 30, 10));
-        p.handle(Record::Exit(abi::Exit { pid: 102, ktime: 30, exit_code: 3 << 8, ..Default::default() }));
+        p.handle(Record::Exit(abi::Exit {
+            pid: 102,
+            ktime: 30,
+            exit_code: 3 << 8,
+            ..Default::default()
+        }));
         let ev = events(&rx);
         assert_eq!(ev.len(), 4, "{ev:?}");
-        let parent_exec = ev[0].process_exec.as_ref().unwrap().process.as_ref().unwrap().exec_id.clone();
+        let parent_exec = ev[0]
+            .process_exec
+            .as_ref()
+            .unwrap()
+            .process
+            .as_ref()
+            .unwrap()
+            .exec_id
+            .clone();
         let clone_exit = ev[1].process_exit.as_ref().unwrap();
         assert_eq!(clone_exit.process.as_ref().unwrap().flags, "clone");
-        assert_eq!(clone_exit.process.as_ref().unwrap().parent_exec_id, parent_exec);
+        assert_eq!(
+            clone_exit.process.as_ref().unwrap().parent_exec_id,
+            parent_exec
+        );
         assert_eq!(clone_exit.signal, "SIGKILL");
         let child = ev[2].process_exec.as_ref().unwrap();
         assert_eq!(child.process.as_ref().unwrap().parent_exec_id, parent_exec);
@@ -201,9 +283,23 @@ mod tests {
     #[test]
     fn unknown_exit_is_reported_with_miss() {
         let (mut p, rx, m) = pipeline();
-        p.handle(Record::Exit(abi::Exit { pid: 555, ktime: 0, ..Default::default() }));
+        p.handle(Record::Exit(abi::Exit {
+            pid: 555,
+            ktime: 0,
+            ..Default::default()
+        }));
         let ev = events(&rx);
-        assert_eq!(ev[0].process_exit.as_ref().unwrap().process.as_ref().unwrap().flags, "miss");
+        assert_eq!(
+            ev[0]
+                .process_exit
+                .as_ref()
+                .unwrap()
+                .process
+                .as_ref()
+                .unwrap()
+                .flags,
+            "miss"
+        );
         assert_eq!(m.process_cache_misses.get(), 1);
     }
 
@@ -221,7 +317,10 @@ mod tests {
         p.load_scan(&[mk(1, 0, 5), mk(50, 1, 6), mk(51, 50, 7)]);
         let ev = events(&rx);
         assert_eq!(ev.len(), 4);
-        let procs: Vec<&Process> = ev.iter().map(|e| e.process_exec.as_ref().unwrap().process.as_ref().unwrap()).collect();
+        let procs: Vec<&Process> = ev
+            .iter()
+            .map(|e| e.process_exec.as_ref().unwrap().process.as_ref().unwrap())
+            .collect();
         assert_eq!(procs[0].binary, "<kernel>");
         assert_eq!(procs[1].parent_exec_id, procs[0].exec_id);
         assert_eq!(procs[3].parent_exec_id, procs[2].exec_id);

@@ -112,7 +112,16 @@ impl ProcessCache {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.order.insert(seq, key);
-        self.entries.insert(key, Entry { process, parent, live: true, children: 0, seq });
+        self.entries.insert(
+            key,
+            Entry {
+                process,
+                parent,
+                live: true,
+                children: 0,
+                seq,
+            },
+        );
         while self.entries.len() > self.capacity {
             self.evict_one();
         }
@@ -139,7 +148,9 @@ impl ProcessCache {
     /// Removes `key` and then its ancestors for as long as they are exited and childless.
     fn release(&mut self, mut key: ProcKey) {
         loop {
-            let Some(e) = self.entries.get(&key) else { return };
+            let Some(e) = self.entries.get(&key) else {
+                return;
+            };
             if e.live || e.children > 0 {
                 return;
             }
@@ -194,7 +205,10 @@ mod tests {
     use super::*;
 
     fn p(pid: u32) -> Arc<Process> {
-        Arc::new(Process { pid: Some(pid), ..Default::default() })
+        Arc::new(Process {
+            pid: Some(pid),
+            ..Default::default()
+        })
     }
 
     fn k(pid: u32, ktime: u64) -> ProcKey {
@@ -207,7 +221,10 @@ mod tests {
         c.insert(k(1, 10), p(1), None);
         c.insert(k(2, 20), p(2), Some(k(1, 10)));
         c.exit(k(1, 10));
-        assert!(c.get(&k(1, 10)).is_some(), "parent must stay for its live child");
+        assert!(
+            c.get(&k(1, 10)).is_some(),
+            "parent must stay for its live child"
+        );
         assert_eq!(c.live(1), None);
         c.exit(k(2, 20));
         assert!(c.is_empty(), "both released once the child exited: {c:?}");
@@ -220,8 +237,15 @@ mod tests {
         c.insert(k(5, 50), p(5), Some(k(1, 10))); // fork
         c.insert(k(5, 60), p(5), Some(k(1, 10))); // exec
         assert_eq!(c.live(5), Some(k(5, 60)));
-        assert!(c.get(&k(5, 50)).is_none(), "the fork incarnation had no children: released");
-        assert_eq!(c.resolve(5, 50), Some(k(5, 60)), "unknown ktime falls back to the live one");
+        assert!(
+            c.get(&k(5, 50)).is_none(),
+            "the fork incarnation had no children: released"
+        );
+        assert_eq!(
+            c.resolve(5, 50),
+            Some(k(5, 60)),
+            "unknown ktime falls back to the live one"
+        );
         assert_eq!(c.resolve(5, 0), Some(k(5, 60)));
         c.exit(k(5, 60));
         assert_eq!(c.len(), 1);

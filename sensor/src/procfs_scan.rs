@@ -83,11 +83,15 @@ fn read_proc(dir: &Path, pid: u32, ticks: u64) -> Option<ScannedProc> {
     if kernel_thread {
         return Some(p);
     }
-    p.binary = fs::read_link(dir.join("exe")).map(|l| l.to_string_lossy().into_owned()).unwrap_or_default();
+    p.binary = fs::read_link(dir.join("exe"))
+        .map(|l| l.to_string_lossy().into_owned())
+        .unwrap_or_default();
     if let Ok(cmdline) = fs::read(dir.join("cmdline")) {
         p.argv = crate::decode::split_argv(&cmdline);
     }
-    p.cwd = fs::read_link(dir.join("cwd")).map(|l| l.to_string_lossy().into_owned()).unwrap_or_default();
+    p.cwd = fs::read_link(dir.join("cwd"))
+        .map(|l| l.to_string_lossy().into_owned())
+        .unwrap_or_default();
     if let Ok(status) = fs::read_to_string(dir.join("status")) {
         parse_status(&status, &mut p);
     }
@@ -107,12 +111,18 @@ pub fn parse_stat(stat: &str) -> Option<(u32, u64, u64)> {
     let rest = &stat[stat.rfind(')')? + 1..];
     let f: Vec<&str> = rest.split_whitespace().collect();
     // After the comm: state(0) ppid(1) … flags(6) … starttime(19).
-    Some((f.get(1)?.parse().ok()?, f.get(6)?.parse().ok()?, f.get(19)?.parse().ok()?))
+    Some((
+        f.get(1)?.parse().ok()?,
+        f.get(6)?.parse().ok()?,
+        f.get(19)?.parse().ok()?,
+    ))
 }
 
 fn parse_status(status: &str, p: &mut ScannedProc) {
     for line in status.lines() {
-        let Some((key, value)) = line.split_once(':') else { continue };
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
         let ids = || -> [u32; 4] {
             let mut out = [0u32; 4];
             for (i, v) in value.split_whitespace().take(4).enumerate() {
@@ -151,7 +161,8 @@ mod tests {
 
     #[test]
     fn stat_with_awkward_comm() {
-        let stat = "1234 (a) b (c) S 77 1234 1234 0 -1 4194560 0 0 0 0 1 2 0 0 20 0 1 0 98765 1000 10";
+        let stat =
+            "1234 (a) b (c) S 77 1234 1234 0 -1 4194560 0 0 0 0 1 2 0 0 20 0 1 0 98765 1000 10";
         assert_eq!(parse_stat(stat), Some((77, 4194560, 98765)));
         assert_eq!(parse_stat("garbage"), None);
     }
@@ -159,7 +170,10 @@ mod tests {
     #[test]
     fn status_ids_and_caps() {
         let mut p = ScannedProc::default();
-        parse_status("Name:\tx\nUid:\t1\t2\t3\t4\nGid:\t5\t6\t7\t8\nCapInh:\t0000000000000000\nCapPrm:\t000001ffffffffff\nCapEff:\t0000000000200000\n", &mut p);
+        parse_status(
+            "Name:\tx\nUid:\t1\t2\t3\t4\nGid:\t5\t6\t7\t8\nCapInh:\t0000000000000000\nCapPrm:\t000001ffffffffff\nCapEff:\t0000000000200000\n",
+            &mut p,
+        );
         assert_eq!(p.uid, [1, 2, 3, 4]);
         assert_eq!(p.gid, [5, 6, 7, 8]);
         assert_eq!(p.cap_permitted, 0x1ff_ffff_ffff);
@@ -168,7 +182,10 @@ mod tests {
 
     #[test]
     fn cgroup_and_ns_parsing() {
-        assert_eq!(parse_cgroup_v2_name("0::/system.slice/ssh.service\n"), "ssh.service");
+        assert_eq!(
+            parse_cgroup_v2_name("0::/system.slice/ssh.service\n"),
+            "ssh.service"
+        );
         assert_eq!(parse_cgroup_v2_name("0::/\n"), "");
         assert_eq!(parse_cgroup_v2_name("12:cpu:/x\n"), "");
         assert_eq!(parse_ns_link("uts:[4026531838]"), Some(4026531838));

@@ -36,21 +36,42 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 
     let feats = features::probe();
     for (name, ok) in feats.as_pairs() {
-        metrics.kernel_features.get_or_create(&FeatureLabel { feature: name.into() }).set(ok as i64);
+        metrics
+            .kernel_features
+            .get_or_create(&FeatureLabel {
+                feature: name.into(),
+            })
+            .set(ok as i64);
     }
     tracing::info!(kernel = %feats.kernel_release, ?feats, "kernel features probed");
 
     let file = match &config.export_file {
-        Some(path) => Some(RotatingFile::open(path, config.export_file_max_size, config.export_file_max_backups)?),
+        Some(path) => Some(RotatingFile::open(
+            path,
+            config.export_file_max_size,
+            config.export_file_max_backups,
+        )?),
         None => None,
     };
     let mut bpf = bpf::load(config.ring_buffer_size, config.process_table_size)?;
-    for (map, cap) in [("vigil_procs", config.process_table_size), ("vigil_events", config.ring_buffer_size)] {
-        metrics.map_capacity.get_or_create(&MapLabel { map: map.into() }).set(cap as i64);
+    for (map, cap) in [
+        ("vigil_procs", config.process_table_size),
+        ("vigil_events", config.ring_buffer_size),
+    ] {
+        metrics
+            .map_capacity
+            .get_or_create(&MapLabel { map: map.into() })
+            .set(cap as i64);
     }
 
-    let (queue, writer) =
-        export::start(Sinks { file, stdout: config.export_stdout }, config.export_queue_size, metrics.clone());
+    let (queue, writer) = export::start(
+        Sinks {
+            file,
+            stdout: config.export_stdout,
+        },
+        config.export_queue_size,
+        metrics.clone(),
+    );
     let builder = EventBuilder {
         node_name: config.node_name.clone(),
         clock: BootClock::now(),
@@ -63,11 +84,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     // Programs are attached: whatever starts from now on is seen by them; what ran before is
     // found in /proc and seeded into the kernel table so later records can name their parent.
     let scanned = procfs_scan::scan(Path::new("/proc"));
-    let starts: std::collections::HashMap<u32, u64> = scanned.iter().map(|s| (s.pid, s.start_ns)).collect();
+    let starts: std::collections::HashMap<u32, u64> =
+        scanned.iter().map(|s| (s.pid, s.start_ns)).collect();
     for s in scanned.iter().filter(|s| !s.kernel_thread) {
         let parent_ktime = starts.get(&s.ppid).copied().unwrap_or(0);
         if let Err(e) = bpf.seed(&bpf::proc_entry(s, parent_ktime)) {
-            tracing::warn!("seeding the kernel process table failed for pid {}: {e}", s.pid);
+            tracing::warn!(
+                "seeding the kernel process table failed for pid {}: {e}",
+                s.pid
+            );
             metrics.process_table_insert_failures.inc();
         }
     }
@@ -97,7 +122,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             _ = tick.tick() => {
                 ticks += 1;
                 poller.poll(&bpf, &metrics);
-                if ticks % 5 == 0 {
+                if ticks.is_multiple_of(5) {
                     metrics.map_entries.get_or_create(&MapLabel { map: "vigil_procs".into() })
                         .set(bpf.process_table_len() as i64);
                 }
@@ -121,7 +146,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     Ok(())
 }
 
-fn drain(ring: &mut aya::maps::RingBuf<aya::maps::MapData>, pipeline: &mut Pipeline, metrics: &Metrics) {
+fn drain(
+    ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
+    pipeline: &mut Pipeline,
+    metrics: &Metrics,
+) {
     while let Some(item) = ring.next() {
         metrics.ringbuf_received.inc();
         match decode(&item) {
@@ -158,7 +187,10 @@ impl KernelCounters {
                 continue;
             }
             match record {
-                Some(r) => metrics.ringbuf_lost.get_or_create(&RecordLabel { record: r.into() }).inc_by(delta),
+                Some(r) => metrics
+                    .ringbuf_lost
+                    .get_or_create(&RecordLabel { record: r.into() })
+                    .inc_by(delta),
                 None => metrics.process_table_insert_failures.inc_by(delta),
             };
         }

@@ -10,13 +10,19 @@ fn main() {
     match arg(0) {
         "fork-exit" => fork_exit(arg(1).parse().unwrap_or_else(|_| usage())),
         "threads" => threads(arg(1).parse().unwrap_or_else(|_| usage())),
-        "exec-storm" => exec_storm(arg(1).parse().unwrap_or_else(|_| usage()), arg(2), &args[3..]),
+        "exec-storm" => exec_storm(
+            arg(1).parse().unwrap_or_else(|_| usage()),
+            arg(2),
+            &args[3..],
+        ),
         _ => usage(),
     }
 }
 
 fn usage() -> ! {
-    eprintln!("usage: vigil-e2e-workload fork-exit CODE | threads N | exec-storm N PROGRAM [ARGS…]");
+    eprintln!(
+        "usage: vigil-e2e-workload fork-exit CODE | threads N | exec-storm N PROGRAM [ARGS…]"
+    );
     std::process::exit(2)
 }
 
