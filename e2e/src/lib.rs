@@ -206,10 +206,13 @@ impl Drop for Sensor {
     }
 }
 
-/// Reads a JSON-lines export file; every line must decode strictly.
+/// Reads a JSON-lines export file; every complete line must decode strictly. A last line
+/// without its newline is still being written (the exporter flushes in blocks) and is skipped.
 pub fn read_events(path: &Path) -> Vec<GetEventsResponse> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
+    let complete = text.rfind('\n').map(|i| &text[..=i]).unwrap_or("");
+    complete
+        .lines()
         .filter(|l| !l.is_empty())
         .map(|l| {
             GetEventsResponse::from_json(l).unwrap_or_else(|e| panic!("bad event line ({e}): {l}"))
