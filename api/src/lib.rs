@@ -4,5 +4,6 @@
 //! - [`policy`]: TracingPolicy types, parser, validator and compiler to the IR.
 #![forbid(unsafe_code)]
 
+pub mod capabilities;
 pub mod events;
 pub mod policy;

@@ -1,5 +1,7 @@
 //! Helpers that produce field values: exec_id, arguments, timestamps, signals, capabilities.
 
+use crate::capabilities::CAPABILITIES;
+
 use super::EventError;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -164,70 +166,33 @@ pub fn signal_number(name: &str) -> Option<i32> {
     }
 }
 
-/// Capability names by bit number, as they appear in Tetragon's JSON.
-///
-/// Bit 1 is `DAC_OVERRIDE` without the `CAP_` prefix: that is the name Tetragon's
-/// `CapabilitiesType` enum gives it, so event consumers see exactly that string.
-pub const CAPABILITY_NAMES: [&str; 41] = [
-    "CAP_CHOWN",
-    "DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",
-    "CAP_NET_RAW",
-    "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG",
-    "CAP_MKNOD",
-    "CAP_LEASE",
-    "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN",
-    "CAP_SYSLOG",
-    "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ",
-    "CAP_PERFMON",
-    "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-];
+/// Bit 1's name in events: Tetragon's `CapabilitiesType` enum calls it `DAC_OVERRIDE`, without the
+/// `CAP_` prefix, so event consumers see exactly that string.
+const DAC_OVERRIDE_EVENT_NAME: &str = "DAC_OVERRIDE";
+
+/// The event spelling of capability `bit` (see [`CAPABILITIES`] for the kernel names).
+pub fn capability_event_name(bit: usize) -> Option<&'static str> {
+    match bit {
+        1 => Some(DAC_OVERRIDE_EVENT_NAME),
+        _ => CAPABILITIES.get(bit).copied(),
+    }
+}
 
 /// Names of the capabilities set in `mask`, lowest bit first (bits above 40 are ignored).
 pub fn capability_names(mask: u64) -> Vec<String> {
-    CAPABILITY_NAMES
-        .iter()
-        .enumerate()
-        .filter(|(bit, _)| mask & (1u64 << bit) != 0)
-        .map(|(_, name)| (*name).to_string())
+    (0..CAPABILITIES.len())
+        .filter(|bit| mask & (1u64 << bit) != 0)
+        .filter_map(capability_event_name)
+        .map(str::to_string)
         .collect()
 }
 
 /// Bit number of a capability name. Accepts the JSON spelling and `CAP_DAC_OVERRIDE`.
 pub fn capability_bit(name: &str) -> Option<u32> {
-    if name == "CAP_DAC_OVERRIDE" {
+    if name == DAC_OVERRIDE_EVENT_NAME {
         return Some(1);
     }
-    CAPABILITY_NAMES
+    CAPABILITIES
         .iter()
         .position(|n| *n == name)
         .map(|b| b as u32)

@@ -45,8 +45,9 @@ pub use event::{
 };
 pub use flags::ProcessFlags;
 pub use format::{
-    CAPABILITY_NAMES, ExecIdParts, SECUREBITS_NAMES, capability_bit, capability_names, exec_id,
-    format_arguments, format_time_ns, parse_exec_id, securebits_names, signal_name, signal_number,
+    ExecIdParts, SECUREBITS_NAMES, capability_bit, capability_event_name, capability_names,
+    exec_id, format_arguments, format_time_ns, parse_exec_id, securebits_names, signal_name,
+    signal_number,
 };
 pub use process::{
     BinaryProperties, Capabilities, Container, EnvVar, FileProperties, Image, InodeProperties,
