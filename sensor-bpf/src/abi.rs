@@ -39,6 +39,20 @@ pub mod counters {
 
 pub const NS_COUNT: usize = 10;
 
+/// Slots of the namespace array (`VIGIL_NS_*`), in the order of the event's `ns` object.
+pub mod ns_slot {
+    pub const UTS: usize = 0;
+    pub const IPC: usize = 1;
+    pub const MNT: usize = 2;
+    pub const PID: usize = 3;
+    pub const PID_FOR_CHILDREN: usize = 4;
+    pub const NET: usize = 5;
+    pub const TIME: usize = 6;
+    pub const TIME_FOR_CHILDREN: usize = 7;
+    pub const CGROUP: usize = 8;
+    pub const USER: usize = 9;
+}
+
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MsgHeader {
@@ -297,6 +311,16 @@ mod tests {
             ("VIGIL_BIN_KEEP", BIN_KEEP),
             ("VIGIL_PATH_DEPTH", PATH_DEPTH),
             ("VIGIL_NS_COUNT", NS_COUNT),
+            ("VIGIL_NS_UTS", ns_slot::UTS),
+            ("VIGIL_NS_IPC", ns_slot::IPC),
+            ("VIGIL_NS_MNT", ns_slot::MNT),
+            ("VIGIL_NS_PID", ns_slot::PID),
+            ("VIGIL_NS_PID_FOR_CHILDREN", ns_slot::PID_FOR_CHILDREN),
+            ("VIGIL_NS_NET", ns_slot::NET),
+            ("VIGIL_NS_TIME", ns_slot::TIME),
+            ("VIGIL_NS_TIME_FOR_CHILDREN", ns_slot::TIME_FOR_CHILDREN),
+            ("VIGIL_NS_CGROUP", ns_slot::CGROUP),
+            ("VIGIL_NS_USER", ns_slot::USER),
             ("VIGIL_CNT_NUM", counters::NUM as usize),
         ] {
             let line = header

@@ -5,7 +5,7 @@ use vigil_api::events::{
     ProcessCredentials, ProcessExec, ProcessExit, ProcessFlags, exec_id, format_arguments,
     format_time_ns, securebits_names, signal_name,
 };
-use vigil_sensor_bpf::abi::{self, NS_COUNT, kflags};
+use vigil_sensor_bpf::abi::{self, NS_COUNT, kflags, ns_slot as abi_ns};
 
 use crate::clock::BootClock;
 use crate::container::docker_field;
@@ -245,20 +245,6 @@ impl EventBuilder {
         };
         GetEventsResponse::new(exit, self.node_name.clone(), self.time(boot_ns))
     }
-}
-
-/// Namespace slots of the ABI (see `VIGIL_NS_*` in vigil_abi.h).
-mod abi_ns {
-    pub const UTS: usize = 0;
-    pub const IPC: usize = 1;
-    pub const MNT: usize = 2;
-    pub const PID: usize = 3;
-    pub const PID_FOR_CHILDREN: usize = 4;
-    pub const NET: usize = 5;
-    pub const TIME: usize = 6;
-    pub const TIME_FOR_CHILDREN: usize = 7;
-    pub const CGROUP: usize = 8;
-    pub const USER: usize = 9;
 }
 
 #[cfg(test)]

@@ -193,6 +193,25 @@ mod tests {
     }
 
     #[test]
+    fn ns_names_follow_the_abi_slots() {
+        use vigil_sensor_bpf::abi::ns_slot;
+        for (slot, name) in [
+            (ns_slot::UTS, "uts"),
+            (ns_slot::IPC, "ipc"),
+            (ns_slot::MNT, "mnt"),
+            (ns_slot::PID, "pid"),
+            (ns_slot::PID_FOR_CHILDREN, "pid_for_children"),
+            (ns_slot::NET, "net"),
+            (ns_slot::TIME, "time"),
+            (ns_slot::TIME_FOR_CHILDREN, "time_for_children"),
+            (ns_slot::CGROUP, "cgroup"),
+            (ns_slot::USER, "user"),
+        ] {
+            assert_eq!(NS_NAMES[slot], name);
+        }
+    }
+
+    #[test]
     fn scan_sees_this_process() {
         let me = std::process::id();
         let all = scan(Path::new("/proc"));
