@@ -25,9 +25,3 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "install-deps: cargo not found; install a Rust toolchain (rustup, 1.95 or newer)" >&2
   exit 1
 fi
-if ! cargo nextest --version >/dev/null 2>&1; then
-  echo "install-deps: installing cargo-nextest"
-  cargo install --locked cargo-nextest >/dev/null 2>&1 || {
-    echo "install-deps: cargo-nextest could not be installed; tests will run with cargo test" >&2
-  }
-fi
