@@ -84,13 +84,12 @@ fn vm_feature_probe() {
 
     // Debian's kernel has all of these (checked by hand in this VM, see
     // DESIGN.md "Kernel facts"): a `false` is a probe bug or a broken VM.
-    // (`fmod_ret` is not required: the kernel has it, but whether the sensor
-    // can use it depends on the BPF loader, and the probe says so.)
     let expected_true = [
         "kprobe",
         "kretprobe",
         "bpf_lsm",
         "trampoline",
+        "fmod_ret",
         "tracepoint",
         "raw_tracepoint",
         "btf_tracepoint",

@@ -128,10 +128,7 @@ pub fn probe() -> Features {
     let trampoline = record("trampoline", try_fentry(&mut ebpf, &btf));
     let lsm = record("bpf_lsm", try_lsm(&mut ebpf, &btf));
     let over = record("override_return", try_override(&mut ebpf));
-    let fmod = record(
-        "fmod_ret",
-        Err("not probed: the BPF loader in use (aya 0.14) has no fmod_ret program type".into()),
-    );
+    let fmod = record("fmod_ret", crate::fmod_ret::probe(&btf, TARGET_FN));
     f.tracepoint = tracepoint;
     f.raw_tracepoint = raw;
     f.btf_tracepoint = btf_tp;

@@ -10,6 +10,7 @@ pub mod decode;
 pub mod error;
 pub mod export;
 pub mod features;
+pub mod fmod_ret;
 pub mod metrics;
 pub mod pipeline;
 pub mod process_cache;
