@@ -27,8 +27,8 @@ sleep 0.2; kill -KILL "$victim"; wait "$victim" 2>/dev/null || true
 /bin/sh -c 'head -c0 /proc/self/status'                       # root: CAP_SYS_ADMIN in its effective set
 setpriv --inh-caps=-all --bounding-set=-all /bin/sh -c 'id -u' # every capability dropped
 
-# Give the last exit a moment to reach the file, then stop: SIGTERM drains and flushes.
-sleep 1
+# Every workload process has exited, so its records are in the ring buffer; SIGTERM makes the
+# sensor drain the ring buffer and the export queue and flush the file before it exits.
 kill -TERM "$sensor"
 wait "$sensor"
 sensor=
