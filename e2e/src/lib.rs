@@ -67,7 +67,12 @@ impl Sensor {
     /// Starts the sensor with `args` (plus `--export-file` and `--node-name e2e`) and waits until
     /// it says it is ready.
     pub fn start(args: &[&str]) -> Sensor {
-        Self::start_with(args, true)
+        Self::start_with(args, &[], true)
+    }
+
+    /// Like [`Sensor::start`], with extra environment variables.
+    pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Sensor {
+        Self::start_with(args, env, true)
     }
 
     /// Like [`Sensor::start`], serving metrics on a free local port.
@@ -76,19 +81,24 @@ impl Sensor {
         let addr = format!("127.0.0.1:{port}");
         let mut all: Vec<&str> = args.to_vec();
         all.extend(["--metrics-address", &addr]);
-        let mut s = Self::start_with(&all, true);
+        let mut s = Self::start_with(&all, &[], true);
         s.metrics_port = Some(port);
         s
     }
 
-    fn start_with(args: &[&str], wait_ready: bool) -> Sensor {
+    fn start_with(args: &[&str], env: &[(&str, &str)], wait_ready: bool) -> Sensor {
         let dir = tempfile::tempdir().expect("tempdir");
         let export = dir.path().join("events.json");
-        let mut child = Command::new(bin_path("vigil-sensor"))
-            .args(["--node-name", "e2e", "--log-level", "warn", "--export-file"])
+        let mut cmd = Command::new(bin_path("vigil-sensor"));
+        if !args.contains(&"--node-name") && !env.iter().any(|(k, _)| *k == "VIGIL_NODE_NAME") {
+            cmd.args(["--node-name", "e2e"]);
+        }
+        let mut child = cmd
+            .args(["--log-level", "warn", "--export-file"])
             .arg(&export)
             .args(args)
             .env_remove("NODE_NAME")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -397,6 +397,42 @@ fn export_file_rotation() {
     }
 }
 
+/// Options from the environment and a config file apply; a flag wins over both.
+#[test]
+fn environment_and_config_file_with_flags_winning() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("vigil.yaml");
+    std::fs::write(&cfg, "enable-process-ns: true\nnode-name: from-file\n").unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let env = [
+        ("VIGIL_ENABLE_PROCESS_CRED", "true"),
+        ("VIGIL_NODE_NAME", "from-env"),
+    ];
+    let mut sensor = Sensor::start_env(&["--config", cfg], &env);
+    let (pid, _) = run(&mut Command::new("/bin/true"));
+    let ev = sensor.wait_exec(pid);
+    let p = exec_process(&ev);
+    assert!(
+        p.cap.is_some(),
+        "VIGIL_ENABLE_PROCESS_CRED from the environment applies"
+    );
+    assert!(p.ns.is_some(), "enable-process-ns from the file applies");
+    assert_eq!(
+        ev.node_name, "from-env",
+        "the environment wins over the file"
+    );
+    assert!(sensor.stop().success());
+
+    let mut sensor = Sensor::start_env(&["--config", cfg, "--node-name", "from-flag"], &env);
+    let (pid, _) = run(&mut Command::new("/bin/true"));
+    let ev = sensor.wait_exec(pid);
+    assert_eq!(
+        ev.node_name, "from-flag",
+        "the flag wins over environment and file"
+    );
+    assert!(sensor.stop().success());
+}
+
 /// Bad flags and config files: a message naming the option, a non-zero exit, nothing started.
 #[test]
 fn bad_options_are_rejected_clearly() {
