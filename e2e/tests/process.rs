@@ -498,3 +498,48 @@ fn metrics_endpoint_counts_events() {
     assert_eq!(metric_value(&text, "vigil_process_cache_capacity"), 65536.0);
     assert!(sensor.stop().success());
 }
+
+/// The cgroup v2 mount point, from /proc/self/mounts.
+fn cgroup2_root() -> std::path::PathBuf {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    mounts
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(2) == Some(&"cgroup2")).then(|| std::path::PathBuf::from(f[1]))
+        })
+        .expect("a cgroup2 mount")
+}
+
+/// A process in a cgroup named the way containerd names a container's scope carries the
+/// container id in `docker` (31 characters, as Tetragon); a process outside carries none.
+#[test]
+fn container_id_from_the_cgroup_name() {
+    let id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let cgroup = cgroup2_root().join(format!("cri-containerd-{id}.scope"));
+    let _ = std::fs::remove_dir(&cgroup);
+    std::fs::create_dir(&cgroup).unwrap();
+    let mut sensor = Sensor::start(&[]);
+    let script = format!(
+        "echo $$ > {}/cgroup.procs && exec /bin/true vigil-in-container",
+        cgroup.display()
+    );
+    let (pid, status) = run(Command::new("/bin/sh").args(["-c", &script]));
+    assert!(status.success(), "could not enter the cgroup");
+    let ev = sensor.wait_event("exec inside the container cgroup", |e| {
+        e.process_exec
+            .as_ref()
+            .and_then(|x| x.process.as_ref())
+            .is_some_and(|p| p.pid == Some(pid) && p.arguments == "vigil-in-container")
+    });
+    assert_eq!(exec_process(&ev).docker, &id[..31]);
+    let (pid, _) = run(Command::new("/bin/true").arg("vigil-outside"));
+    let ev = sensor.wait_exec(pid);
+    assert_eq!(exec_process(&ev).docker, "");
+    assert!(sensor.stop().success());
+    wait_for(
+        Duration::from_secs(10),
+        "the container cgroup to empty",
+        || std::fs::remove_dir(&cgroup).ok(),
+    );
+}
