@@ -62,6 +62,19 @@ struct {
 #define NAME_MASK 255
 #define PATH_MASK (VIGIL_PATH_MAX - 1)
 
+/*
+ * Wake the reader only once a batch has built up: a wakeup per record costs the workload a
+ * context switch per exec. The sensor also drains on a short timer (VIGIL_DRAIN_INTERVAL_MS on
+ * the Rust side), which bounds the delay of records below the threshold.
+ */
+#define WAKEUP_BYTES (64 * 1024)
+
+static __always_inline __u64 wakeup_flag(void)
+{
+	return bpf_ringbuf_query(&vigil_events, BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP
+										     : BPF_RB_NO_WAKEUP;
+}
+
 static __always_inline void count(__u32 idx)
 {
 	__u64 *v = bpf_map_lookup_elem(&vigil_counters, &idx);
@@ -347,7 +360,7 @@ int BPF_PROG(vigil_exec, struct task_struct *task, pid_t old_pid, struct linux_b
 	len = r->hdr.size;
 	if (len > sizeof(*r) + VIGIL_EXEC_DATA_MAX)
 		len = sizeof(*r) + VIGIL_EXEC_DATA_MAX;
-	if (bpf_ringbuf_output(&vigil_events, r, len, 0))
+	if (bpf_ringbuf_output(&vigil_events, r, len, wakeup_flag()))
 		count(VIGIL_CNT_RB_LOST_EXEC);
 	return 0;
 }
@@ -393,7 +406,7 @@ int BPF_PROG(vigil_fork, struct task_struct *parent_task, struct task_struct *ch
 	if (bpf_map_update_elem(&vigil_procs, &r.pid, &s->proc, BPF_ANY))
 		count(VIGIL_CNT_PROC_TABLE_FULL);
 
-	if (bpf_ringbuf_output(&vigil_events, &r, sizeof(r), 0))
+	if (bpf_ringbuf_output(&vigil_events, &r, sizeof(r), wakeup_flag()))
 		count(VIGIL_CNT_RB_LOST_FORK);
 	return 0;
 }
@@ -434,7 +447,7 @@ int BPF_PROG(vigil_exit, struct task_struct *task)
 		return 0;
 	}
 	count(VIGIL_CNT_EXIT_SEEN);
-	if (bpf_ringbuf_output(&vigil_events, &r, sizeof(r), 0))
+	if (bpf_ringbuf_output(&vigil_events, &r, sizeof(r), wakeup_flag()))
 		count(VIGIL_CNT_RB_LOST_EXIT);
 	return 0;
 }

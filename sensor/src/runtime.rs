@@ -21,6 +21,9 @@ use crate::metrics::{self, FeatureLabel, MapLabel, Metrics, RecordLabel};
 use crate::pipeline::Pipeline;
 use crate::procfs_scan;
 
+/// Longest time a record waits in the ring buffer when the kernel did not wake the reader.
+pub const DRAIN_INTERVAL_MS: u64 = 20;
+
 /// The line written to stderr once events flow; tests and scripts wait for it.
 pub const READY_LINE: &str = "vigil-sensor: ready, listening for events";
 
@@ -110,6 +113,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut ticks = 0u64;
+    // The kernel wakes the reader only once 64 KiB are pending (see process.bpf.c); this timer
+    // picks up smaller batches, so no record waits longer than this.
+    let mut drain_tick = tokio::time::interval(Duration::from_millis(DRAIN_INTERVAL_MS));
+    drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     eprintln!("{READY_LINE}");
     tokio::pin!(shutdown);
     loop {
@@ -119,6 +126,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 drain(guard.get_inner_mut(), &mut pipeline, &metrics);
                 guard.clear_ready();
             }
+            _ = drain_tick.tick() => drain(ring.get_mut(), &mut pipeline, &metrics),
             _ = tick.tick() => {
                 ticks += 1;
                 poller.poll(&bpf, &metrics);
