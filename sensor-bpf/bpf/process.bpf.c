@@ -38,6 +38,18 @@ struct {
 } vigil_counters SEC(".maps");
 
 /*
+ * TGIDs whose exit was reported: two threads exiting together can both see the group's live
+ * count at zero, and only the first to insert here reports. A fork deletes the child's TGID, so
+ * a reused pid starts clean. LRU: an old key only matters for the microseconds of that race.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u32);
+	__type(value, __u8);
+} vigil_exited SEC(".maps");
+
+/*
  * Path assembly writes components backwards from the end of `path`. The buffer is twice
  * VIGIL_PATH_MAX so that every masked write offset plus a NAME_MAX-sized copy stays inside it,
  * which is what lets the verifier accept variable offsets.
@@ -379,6 +391,7 @@ int BPF_PROG(vigil_fork, struct task_struct *parent_task, struct task_struct *ch
 		return 0;
 	if (BPF_CORE_READ(child, flags) & PF_KTHREAD)
 		return 0;
+	bpf_map_delete_elem(&vigil_exited, &r.pid);
 	count(VIGIL_CNT_FORK_SEEN);
 	s = get_scratch();
 	if (!s)
@@ -416,6 +429,7 @@ int BPF_PROG(vigil_exit, struct task_struct *task)
 {
 	struct vigil_exit r = {};
 	struct vigil_proc *p;
+	__u8 one = 1;
 	int live;
 
 	/*
@@ -433,18 +447,13 @@ int BPF_PROG(vigil_exit, struct task_struct *task)
 	r.pid = BPF_CORE_READ(task, tgid);
 	r.tid = BPF_CORE_READ(task, pid);
 	r.exit_code = BPF_CORE_READ(task, exit_code);
-	/*
-	 * Two threads exiting together can both read a live count of zero (the count drops well
-	 * before this tracepoint). Whoever removes the table entry reports the exit; a process that
-	 * was never in the table is reported by its leader thread only.
-	 */
+	/* Two threads exiting together can both read a zero live count: the first one reports. */
+	if (bpf_map_update_elem(&vigil_exited, &r.pid, &one, BPF_NOEXIST))
+		return 0;
 	p = bpf_map_lookup_elem(&vigil_procs, &r.pid);
 	if (p) {
 		r.ktime = p->ktime;
-		if (bpf_map_delete_elem(&vigil_procs, &r.pid))
-			return 0;
-	} else if (r.pid != r.tid) {
-		return 0;
+		bpf_map_delete_elem(&vigil_procs, &r.pid);
 	}
 	count(VIGIL_CNT_EXIT_SEEN);
 	if (bpf_ringbuf_output(&vigil_events, &r, sizeof(r), wakeup_flag()))
