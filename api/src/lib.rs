@@ -7,3 +7,4 @@
 pub mod capabilities;
 pub mod events;
 pub mod policy;
+pub mod wire;
