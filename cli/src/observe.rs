@@ -1,4 +1,10 @@
-//! `vigil observe`: print events from a JSON-lines file or stdin, compact or as JSON.
+//! `vigil observe`: print events from a running sensor, a JSON-lines file or stdin, compact or
+//! as JSON.
+//!
+//! Source rule: `--server ADDR` reads the sensor's GetEvents stream (filters applied by the
+//! sensor); `--file` reads that file (`-` = stdin); with neither, a terminal on stdin means
+//! "the local sensor" (the default socket) and anything else (a pipe, a file) is read as
+//! JSON lines.
 //!
 //! Lines that do not decode are reported on stderr with their line number and skipped; the
 //! command then exits with status 1 once the input is exhausted. Input that cannot be opened or
@@ -6,6 +12,7 @@
 
 use crate::compact;
 use crate::filter::Filter;
+use crate::remote;
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use regex::Regex;
@@ -16,9 +23,34 @@ use vigil_api::events::{EventError, EventKind, GetEventsResponse};
 
 #[derive(Args, Debug)]
 pub struct ObserveArgs {
-    /// Read events (JSON lines) from FILE; `-` or no --file reads stdin.
+    /// Read events from a running sensor: a unix socket path, unix://PATH or http://HOST:PORT.
+    /// Default when neither --server nor --file is given and stdin is a terminal:
+    /// /var/run/vigil/vigil.sock.
+    #[arg(long, value_name = "ADDR", conflicts_with = "file")]
+    server: Option<String>,
+    /// Read events (JSON lines) from FILE; `-` reads stdin (also the default when stdin is not
+    /// a terminal).
     #[arg(long, value_name = "FILE")]
     file: Option<PathBuf>,
+    /// With --server: when the stream ends or the sensor is unreachable, retry every second.
+    #[arg(long)]
+    reconnect: bool,
+    /// With --server: only events of these process ids (repeatable or comma-separated).
+    #[arg(long, value_name = "PID", value_delimiter = ',')]
+    pid: Vec<u32>,
+    /// With --server: only events of these process ids and their descendants (comma-separated).
+    #[arg(long = "pid-set", value_name = "PID", value_delimiter = ',')]
+    pid_set: Vec<u32>,
+    /// With --server: keep only these fields of each event, as paths inside the event
+    /// (e.g. `process.binary,process.pid`); node_name and time are always kept.
+    #[arg(long = "include-fields", value_name = "PATHS", value_delimiter = ',')]
+    include_fields: Vec<String>,
+    /// With --server: remove these fields of each event (e.g. `parent,process.arguments`).
+    #[arg(long = "exclude-fields", value_name = "PATHS", value_delimiter = ',')]
+    exclude_fields: Vec<String>,
+    /// With --server: only events of these policies (repeatable or comma-separated).
+    #[arg(long = "policy-names", value_name = "NAMES", value_delimiter = ',')]
+    policy_names: Vec<String>,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = Output::Compact)]
     output: Output,
@@ -54,6 +86,52 @@ fn parse_kind(s: &str) -> Result<EventKind, String> {
 }
 
 pub fn run(args: ObserveArgs) -> anyhow::Result<i32> {
+    use std::io::IsTerminal;
+    let server = match (&args.server, &args.file) {
+        (Some(s), _) => Some(s.clone()),
+        (None, None) if io::stdin().is_terminal() => Some(remote::DEFAULT_SOCKET.to_string()),
+        _ => None,
+    };
+    if let Some(server) = server {
+        let filter = remote::RemoteFilter {
+            namespaces: args
+                .namespace
+                .iter()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            pods: args.pod.iter().map(|r| r.as_str().to_string()).collect(),
+            processes: args
+                .process
+                .iter()
+                .map(|r| r.as_str().to_string())
+                .collect(),
+            kinds: args.event_types.clone(),
+            pids: args.pid.clone(),
+            pid_set: args.pid_set.clone(),
+            policy_names: args.policy_names.clone(),
+            include_fields: args.include_fields.clone(),
+            exclude_fields: args.exclude_fields.clone(),
+        };
+        return remote::observe(
+            &remote::Target::parse(&server),
+            &filter,
+            args.output == Output::Json,
+            args.reconnect,
+        );
+    }
+    if !args.pid.is_empty()
+        || !args.pid_set.is_empty()
+        || !args.policy_names.is_empty()
+        || !args.include_fields.is_empty()
+        || !args.exclude_fields.is_empty()
+        || args.reconnect
+    {
+        eprintln!(
+            "vigil observe: --pid, --pid-set, --policy-names, --include-fields, --exclude-fields and --reconnect need --server"
+        );
+        return Ok(2);
+    }
     let filter = Filter {
         namespaces: args
             .namespace

@@ -44,6 +44,8 @@ pub struct Sensor {
     child: Option<Child>,
     pub dir: tempfile::TempDir,
     pub export: PathBuf,
+    /// The gRPC unix socket (in `dir`, unless the test passed its own `--grpc-socket`).
+    pub socket: PathBuf,
     stderr: Arc<Mutex<String>>,
     pub metrics_port: Option<u16>,
 }
@@ -89,13 +91,21 @@ impl Sensor {
     fn start_with(args: &[&str], env: &[(&str, &str)], wait_ready: bool) -> Sensor {
         let dir = tempfile::tempdir().expect("tempdir");
         let export = dir.path().join("events.json");
+        // Never the default socket: tests must not meet each other (or a real sensor).
+        let socket = match args.iter().position(|a| *a == "--grpc-socket") {
+            Some(i) => PathBuf::from(args.get(i + 1).copied().unwrap_or("")),
+            None => dir.path().join("vigil.sock"),
+        };
         let mut cmd = Command::new(bin_path("vigil-sensor"));
         if !args.contains(&"--node-name") && !env.iter().any(|(k, _)| *k == "VIGIL_NODE_NAME") {
             cmd.args(["--node-name", "e2e"]);
         }
+        cmd.args(["--log-level", "warn", "--export-file"])
+            .arg(&export);
+        if !args.contains(&"--grpc-socket") {
+            cmd.arg("--grpc-socket").arg(&socket);
+        }
         let mut child = cmd
-            .args(["--log-level", "warn", "--export-file"])
-            .arg(&export)
             .args(args)
             .env_remove("NODE_NAME")
             .envs(env.iter().copied())
@@ -117,6 +127,7 @@ impl Sensor {
             child: Some(child),
             dir,
             export,
+            socket,
             stderr,
             metrics_port: None,
         };

@@ -45,6 +45,20 @@ pub struct Cli {
     #[arg(long, env = "VIGIL_METRICS_ADDRESS", value_name = "ADDR")]
     pub metrics_address: Option<SocketAddr>,
 
+    /// Serve the gRPC API on this unix socket ("" disables it) [default: /var/run/vigil/vigil.sock].
+    // A String, not a PathBuf: clap refuses an empty path, and "" is how it is disabled.
+    #[arg(long, env = "VIGIL_GRPC_SOCKET", value_name = "PATH")]
+    pub grpc_socket: Option<String>,
+
+    /// Also serve the gRPC API on this TCP address (e.g. 127.0.0.1:54321).
+    #[arg(long, env = "VIGIL_GRPC_ADDRESS", value_name = "ADDR")]
+    pub grpc_address: Option<SocketAddr>,
+
+    /// Events queued per GetEvents client before new ones are dropped for it (and reported to
+    /// it) [default: 4096].
+    #[arg(long, env = "VIGIL_GRPC_CLIENT_QUEUE_SIZE", value_name = "N")]
+    pub grpc_client_queue_size: Option<usize>,
+
     /// Add `cap` and `process_credentials` to every process.
     #[arg(long, env = "VIGIL_ENABLE_PROCESS_CRED", num_args = 0..=1, default_missing_value = "true")]
     pub enable_process_cred: Option<bool>,
@@ -90,6 +104,9 @@ struct FileConfig {
     export_file_max_backups: Option<u32>,
     export_stdout: Option<bool>,
     metrics_address: Option<String>,
+    grpc_socket: Option<String>,
+    grpc_address: Option<String>,
+    grpc_client_queue_size: Option<usize>,
     enable_process_cred: Option<bool>,
     enable_process_ns: Option<bool>,
     ring_buffer_size: Option<u32>,
@@ -108,6 +125,10 @@ pub struct Config {
     pub export_file_max_backups: u32,
     pub export_stdout: bool,
     pub metrics_address: Option<SocketAddr>,
+    /// `None` when disabled (`--grpc-socket ""`).
+    pub grpc_socket: Option<PathBuf>,
+    pub grpc_address: Option<SocketAddr>,
+    pub grpc_client_queue_size: usize,
     pub enable_process_cred: bool,
     pub enable_process_ns: bool,
     pub ring_buffer_size: u32,
@@ -123,6 +144,8 @@ pub const DEFAULT_PROCESS_CACHE_SIZE: usize = 65536;
 pub const DEFAULT_EXPORT_QUEUE_SIZE: usize = 65536;
 pub const DEFAULT_EXPORT_FILE_MAX_SIZE_MB: u64 = 10;
 pub const DEFAULT_EXPORT_FILE_MAX_BACKUPS: u32 = 5;
+pub const DEFAULT_GRPC_SOCKET: &str = "/var/run/vigil/vigil.sock";
+pub const DEFAULT_GRPC_CLIENT_QUEUE_SIZE: usize = 4096;
 
 impl Config {
     /// Resolves the configuration from the parsed command line (flags and environment), the
@@ -142,6 +165,22 @@ impl Config {
             })?),
             (None, None) => None,
         };
+        let grpc_address = match (&cli.grpc_address, &file.grpc_address) {
+            (Some(a), _) => Some(*a),
+            (None, Some(s)) => Some(s.parse().map_err(|_| SensorError::Config {
+                option: "grpc-address".into(),
+                message: format!(
+                    "{s:?} is not an address; expected HOST:PORT such as 127.0.0.1:54321"
+                ),
+            })?),
+            (None, None) => None,
+        };
+        let grpc_socket = cli
+            .grpc_socket
+            .clone()
+            .or(file.grpc_socket)
+            .unwrap_or_else(|| DEFAULT_GRPC_SOCKET.to_string());
+        let grpc_socket = (!grpc_socket.is_empty()).then(|| PathBuf::from(grpc_socket));
         let node_name = cli
             .node_name
             .clone()
@@ -162,6 +201,12 @@ impl Config {
                 .unwrap_or(DEFAULT_EXPORT_FILE_MAX_BACKUPS),
             export_stdout: cli.export_stdout.or(file.export_stdout).unwrap_or(false),
             metrics_address,
+            grpc_socket,
+            grpc_address,
+            grpc_client_queue_size: cli
+                .grpc_client_queue_size
+                .or(file.grpc_client_queue_size)
+                .unwrap_or(DEFAULT_GRPC_CLIENT_QUEUE_SIZE),
             enable_process_cred: cli
                 .enable_process_cred
                 .or(file.enable_process_cred)
@@ -237,6 +282,15 @@ impl Config {
                 ),
             );
         }
+        if !(1..=16_777_216).contains(&self.grpc_client_queue_size) {
+            return bad(
+                "grpc-client-queue-size",
+                format!(
+                    "{} is out of range; expected 1..=16777216",
+                    self.grpc_client_queue_size
+                ),
+            );
+        }
         if self.export_file_max_size == 0 {
             return bad(
                 "export-file-max-size-mb",
@@ -296,6 +350,30 @@ mod tests {
 
     fn parse(args: &[&str]) -> Cli {
         Cli::try_parse_from(std::iter::once("vigil-sensor").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn grpc_socket_default_and_empty_disables() {
+        let c = Config::resolve(&parse(&[]), None).unwrap();
+        assert_eq!(c.grpc_socket, Some(PathBuf::from(DEFAULT_GRPC_SOCKET)));
+        assert_eq!(c.grpc_address, None);
+        assert_eq!(c.grpc_client_queue_size, DEFAULT_GRPC_CLIENT_QUEUE_SIZE);
+        let c = Config::resolve(&parse(&["--grpc-socket", ""]), None).unwrap();
+        assert_eq!(c.grpc_socket, None);
+        let c = Config::resolve(
+            &parse(&[
+                "--grpc-address",
+                "127.0.0.1:54321",
+                "--grpc-client-queue-size",
+                "8",
+            ]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.grpc_address, Some("127.0.0.1:54321".parse().unwrap()));
+        assert_eq!(c.grpc_client_queue_size, 8);
+        let e = Config::resolve(&parse(&["--grpc-client-queue-size", "0"]), None).unwrap_err();
+        assert!(e.to_string().contains("grpc-client-queue-size"), "{e}");
     }
 
     #[test]

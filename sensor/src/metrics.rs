@@ -33,6 +33,12 @@ pub struct FeatureLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClientLabel {
+    /// `<sequence>:<peer>` of a GetEvents stream.
+    pub client: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabel {
     pub version: String,
 }
@@ -57,6 +63,8 @@ pub struct Metrics {
     pub map_capacity: Family<MapLabel, Gauge>,
     pub kernel_features: Family<FeatureLabel, Gauge>,
     pub build_info: Family<BuildLabel, Gauge>,
+    pub grpc_clients: Gauge,
+    pub grpc_client_dropped: Family<ClientLabel, Counter>,
 }
 
 impl Metrics {
@@ -144,6 +152,16 @@ impl Metrics {
             self.kernel_features.clone(),
         );
         r.register("build_info", "Build information", self.build_info.clone());
+        r.register(
+            "grpc_clients",
+            "Open GetEvents streams",
+            self.grpc_clients.clone(),
+        );
+        r.register(
+            "grpc_client_events_dropped",
+            "Events dropped for a GetEvents client because its queue was full, by client",
+            self.grpc_client_dropped.clone(),
+        );
         r
     }
 

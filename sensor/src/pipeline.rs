@@ -8,6 +8,7 @@ use vigil_api::events::{GetEventsResponse, Process};
 use crate::builder::{EventBuilder, KERNEL_KTIME};
 use crate::decode::{ExecRecord, Record};
 use crate::export::ExportQueue;
+use crate::grpc::Broadcaster;
 use crate::metrics::Metrics;
 use crate::process_cache::{ProcKey, ProcessCache};
 use crate::procfs_scan::ScannedProc;
@@ -18,6 +19,7 @@ pub struct Pipeline {
     queue: ExportQueue,
     metrics: Arc<Metrics>,
     kernel_key: ProcKey,
+    broadcaster: Option<Arc<Broadcaster>>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -48,7 +50,14 @@ impl Pipeline {
             queue,
             metrics,
             kernel_key,
+            broadcaster: None,
         }
+    }
+
+    /// Also offers every event to gRPC clients.
+    pub fn with_broadcaster(mut self, broadcaster: Arc<Broadcaster>) -> Self {
+        self.broadcaster = Some(broadcaster);
+        self
     }
 
     /// Reports the processes found in /proc (oldest first), each with its parent, as `procFS`
@@ -170,6 +179,10 @@ impl Pipeline {
             Ok(line) => {
                 if let Some(kind) = ev.kind() {
                     self.metrics.count_event(kind.field_name());
+                }
+                // The line is serialized once; gRPC clients get it converted once for all.
+                if let Some(b) = &self.broadcaster {
+                    b.publish(ev, &line);
                 }
                 self.queue.push(line);
             }

@@ -17,6 +17,7 @@ use crate::decode::decode;
 use crate::error::SensorError;
 use crate::export::{self, RotatingFile, Sinks};
 use crate::features;
+use crate::grpc::{self, Broadcaster, Service, ServiceInfo};
 use crate::metrics::{self, FeatureLabel, MapLabel, Metrics, RecordLabel};
 use crate::pipeline::Pipeline;
 use crate::procfs_scan;
@@ -82,7 +83,21 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         enable_ns: config.enable_process_ns,
         host_ns: procfs_scan::namespaces(Path::new("/proc/1")),
     };
-    let mut pipeline = Pipeline::new(builder, config.process_cache_size, queue, metrics.clone());
+    let broadcaster = Arc::new(Broadcaster::new(
+        config.grpc_client_queue_size,
+        metrics.clone(),
+    ));
+    let mut pipeline = Pipeline::new(builder, config.process_cache_size, queue, metrics.clone())
+        .with_broadcaster(broadcaster.clone());
+    let service = Service {
+        broadcaster: broadcaster.clone(),
+        info: Arc::new(ServiceInfo {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            node_name: config.node_name.clone(),
+            features: feats.clone(),
+        }),
+    };
+    let grpc = grpc::start(service, config.grpc_socket.as_deref(), config.grpc_address).await?;
 
     // Programs are attached: whatever starts from now on is seen by them; what ran before is
     // found in /proc and seeded into the kernel table so later records can name their parent.
@@ -143,6 +158,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     drain(ring.get_mut(), &mut pipeline, &metrics);
     poller.poll(&bpf, &metrics);
     drop(pipeline);
+    // Streams end once their queued events are sent; then the listeners stop.
+    broadcaster.close();
+    grpc.shutdown(Duration::from_secs(3)).await;
     tokio::task::spawn_blocking(move || writer.join())
         .await
         .ok();
