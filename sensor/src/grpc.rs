@@ -42,6 +42,9 @@ struct Client {
     /// `tx`, or the stream would never end).
     pending_drops: Arc<AtomicU64>,
     dropped_metric: Counter,
+    /// The metric series of this stream, removed when the stream ends so that series do not
+    /// pile up with every connection.
+    label: ClientLabel,
 }
 
 /// Fans events out to GetEvents clients without ever blocking the caller.
@@ -128,14 +131,22 @@ impl Broadcaster {
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     c.pending_drops.fetch_add(1, Ordering::Relaxed);
                     c.dropped_metric.inc();
+                    self.metrics.grpc_dropped.inc();
                     self.dropped_total.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => closed = true,
             }
         }
         if closed {
-            self.lock().retain(|c| !c.tx.is_closed());
-            self.metrics.grpc_clients.set(self.subscribers() as i64);
+            let mut clients = self.lock();
+            clients.retain(|c| {
+                let open = !c.tx.is_closed();
+                if !open {
+                    self.metrics.grpc_client_dropped.remove(&c.label);
+                }
+                open
+            });
+            self.metrics.grpc_clients.set(clients.len() as i64);
         }
     }
 
@@ -146,12 +157,13 @@ impl Broadcaster {
     ) -> (mpsc::Receiver<Arc<Published>>, Arc<AtomicU64>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(self.queue_size);
+        let label = ClientLabel {
+            client: format!("{id}:{peer}"),
+        };
         let dropped_metric = self
             .metrics
             .grpc_client_dropped
-            .get_or_create(&ClientLabel {
-                client: format!("{id}:{peer}"),
-            })
+            .get_or_create(&label)
             .clone();
         let drops = Arc::new(AtomicU64::new(0));
         let client = Arc::new(Client {
@@ -159,6 +171,7 @@ impl Broadcaster {
             tx,
             pending_drops: drops.clone(),
             dropped_metric,
+            label,
         });
         let mut clients = self.lock();
         clients.push(client);
@@ -168,7 +181,9 @@ impl Broadcaster {
 
     /// Ends every stream (each client still receives what is already queued for it).
     pub fn close(&self) {
-        self.lock().clear();
+        for c in self.lock().drain(..) {
+            self.metrics.grpc_client_dropped.remove(&c.label);
+        }
         self.metrics.grpc_clients.set(0);
     }
 }
@@ -497,11 +512,30 @@ mod tests {
 
     #[tokio::test]
     async fn a_closed_client_is_forgotten() {
-        let b = Broadcaster::new(2, Arc::new(Metrics::new()));
+        let metrics = Arc::new(Metrics::new());
+        let b = Broadcaster::new(1, metrics.clone());
         let (rx, _c) = b.subscribe(RequestFilter::default(), "t");
+        for pid in 1..=2 {
+            let e = ev(pid);
+            b.publish(&e, &e.to_json().unwrap());
+        }
+        let text = crate::metrics::render(&metrics.registry());
+        assert!(
+            text.contains("vigil_grpc_client_events_dropped_total{client=\"1:t\"} 1"),
+            "{text}"
+        );
         drop(rx);
-        let e = ev(1);
+        let e = ev(3);
         b.publish(&e, &e.to_json().unwrap());
         assert_eq!(b.subscribers(), 0);
+        let text = crate::metrics::render(&metrics.registry());
+        assert!(
+            !text.contains("client=\"1:t\""),
+            "the stream's series is gone: {text}"
+        );
+        assert!(
+            text.contains("vigil_grpc_events_dropped_total 1"),
+            "the total stays: {text}"
+        );
     }
 }

@@ -65,6 +65,7 @@ pub struct Metrics {
     pub build_info: Family<BuildLabel, Gauge>,
     pub grpc_clients: Gauge,
     pub grpc_client_dropped: Family<ClientLabel, Counter>,
+    pub grpc_dropped: Counter,
 }
 
 impl Metrics {
@@ -159,8 +160,14 @@ impl Metrics {
         );
         r.register(
             "grpc_client_events_dropped",
-            "Events dropped for a GetEvents client because its queue was full, by client",
+            "Events dropped for an open GetEvents stream because its queue was full, by client \
+             (the series goes when the stream ends)",
             self.grpc_client_dropped.clone(),
+        );
+        r.register(
+            "grpc_events_dropped",
+            "Events dropped for GetEvents clients because their queues were full, all streams",
+            self.grpc_dropped.clone(),
         );
         r
     }
