@@ -92,14 +92,15 @@ pub fn run(args: ObserveArgs) -> anyhow::Result<i32> {
         (None, None) if io::stdin().is_terminal() => Some(remote::DEFAULT_SOCKET.to_string()),
         _ => None,
     };
+    let namespaces: Vec<String> = args
+        .namespace
+        .iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
     if let Some(server) = server {
         let filter = remote::RemoteFilter {
-            namespaces: args
-                .namespace
-                .iter()
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect(),
+            namespaces,
             pods: args.pod.iter().map(|r| r.as_str().to_string()).collect(),
             processes: args
                 .process
@@ -133,12 +134,7 @@ pub fn run(args: ObserveArgs) -> anyhow::Result<i32> {
         return Ok(2);
     }
     let filter = Filter {
-        namespaces: args
-            .namespace
-            .iter()
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect(),
+        namespaces,
         pods: args.pod,
         processes: args.process,
         kinds: args.event_types,

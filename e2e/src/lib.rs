@@ -8,7 +8,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use vigil_api::events::{GetEventsResponse, Process};
+use vigil_api::events::GetEventsResponse;
 
 /// The project binary `name`: from `VIGIL_BIN_DIR` when set, else next to the test binary's
 /// target directory (`target/<profile>/`).
@@ -239,11 +239,6 @@ pub fn read_events(path: &Path) -> Vec<GetEventsResponse> {
             GetEventsResponse::from_json(l).unwrap_or_else(|e| panic!("bad event line ({e}): {l}"))
         })
         .collect()
-}
-
-/// The process of an exec or exit event.
-pub fn process_of(e: &GetEventsResponse) -> Option<&Process> {
-    e.process()
 }
 
 /// A free TCP port on 127.0.0.1.

@@ -8,9 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use vigil_api::events::{EventKind, GetEventsResponse};
-use vigil_e2e::{
-    Sensor, bin_path, event_timeout, free_port, process_of, read_events, run, wait_for,
-};
+use vigil_e2e::{Sensor, bin_path, event_timeout, free_port, read_events, run, wait_for};
 
 /// A `vigil observe --server … -o json` child whose stdout is collected by a thread.
 struct Observer {
@@ -132,7 +130,7 @@ fn binaries(events: &[GetEventsResponse]) -> Vec<(EventKind, String, u32)> {
     events
         .iter()
         .map(|e| {
-            let p = process_of(e).unwrap();
+            let p = e.process().unwrap();
             (e.kind().unwrap(), p.binary.clone(), p.pid.unwrap_or(0))
         })
         .collect()
@@ -291,15 +289,15 @@ fn field_filters_drop_the_fields() {
     let full = read_events(&sensor.export);
     let exported = full
         .iter()
-        .find(|e| e.process_exec.is_some() && process_of(e).unwrap().pid == Some(pid))
+        .find(|e| e.process_exec.is_some() && e.process().unwrap().pid == Some(pid))
         .expect("exec exported");
     assert!(exported.parent().is_some());
-    assert_eq!(process_of(exported).unwrap().arguments, "x y");
+    assert_eq!(exported.process().unwrap().arguments, "x y");
 
     let (ev, _) = exclude.finish();
     assert_eq!(ev.len(), 2, "{ev:?}");
     for e in &ev {
-        let p = process_of(e).unwrap();
+        let p = e.process().unwrap();
         assert_eq!(p.binary, a_s);
         assert_eq!(p.pid, Some(pid));
         assert_eq!(p.arguments, "");
@@ -309,7 +307,7 @@ fn field_filters_drop_the_fields() {
     let (ev, _) = include.finish();
     assert_eq!(ev.len(), 2, "{ev:?}");
     for e in &ev {
-        let p = process_of(e).unwrap();
+        let p = e.process().unwrap();
         assert_eq!(p.binary, a_s);
         assert_eq!(p.pid, None);
         assert!(p.exec_id.is_empty());
@@ -347,7 +345,7 @@ fn a_client_that_reads_nothing_does_not_stall_the_export_and_is_told_what_it_mis
         read_events(&sensor.export)
             .iter()
             .filter(|e| {
-                e.process_exec.is_some() && process_of(e).is_some_and(|p| p.binary == burst_s)
+                e.process_exec.is_some() && e.process().is_some_and(|p| p.binary == burst_s)
             })
             .count()
     };
@@ -502,7 +500,7 @@ fn reconnect_follows_a_restarted_sensor() {
         let pids: Vec<u32> = ev
             .iter()
             .filter_map(|e| {
-                process_of(e)
+                e.process()
                     .filter(|p| p.binary == bin_s)
                     .and_then(|p| p.pid)
             })

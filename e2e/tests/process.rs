@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use vigil_api::events::{GetEventsResponse, parse_exec_id};
-use vigil_e2e::{Sensor, bin_path, metric_value, process_of, run, signal, slow_machine, wait_for};
+use vigil_e2e::{Sensor, bin_path, metric_value, run, signal, slow_machine, wait_for};
 
 fn workload() -> Command {
     Command::new(bin_path("vigil-e2e-workload"))
@@ -57,7 +57,7 @@ fn exit_status_and_sigkill() {
     let x = exit.process_exit.as_ref().unwrap();
     assert_eq!(x.status, 3);
     assert_eq!(x.signal, "");
-    assert_eq!(process_of(&exit).unwrap().arguments, "-c \"exit 3\"");
+    assert_eq!(exit.process().unwrap().arguments, "-c \"exit 3\"");
 
     let mut child = Command::new("/bin/sleep").arg("60").spawn().unwrap();
     let pid = child.id();
@@ -103,7 +103,7 @@ fn fork_is_clone_and_threads_are_not_processes() {
     assert!(out.status.success());
     let child: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
     let exit = sensor.wait_exit(child);
-    let p = process_of(&exit).unwrap();
+    let p = exit.process().unwrap();
     assert!(p.flags.split(' ').any(|f| f == "clone"), "{}", p.flags);
     assert!(p.binary.ends_with("vigil-e2e-workload"), "{}", p.binary);
     assert_eq!(exit.process_exit.as_ref().unwrap().status, 7);
@@ -111,7 +111,7 @@ fn fork_is_clone_and_threads_are_not_processes() {
         !sensor
             .events()
             .iter()
-            .any(|e| e.process_exec.is_some() && process_of(e).unwrap().pid == Some(child)),
+            .any(|e| e.process_exec.is_some() && e.process().unwrap().pid == Some(child)),
         "a fork without exec has no exec event"
     );
 
@@ -123,7 +123,7 @@ fn fork_is_clone_and_threads_are_not_processes() {
         let events = sensor.events();
         let kinds: Vec<&str> = events
             .iter()
-            .filter(|e| process_of(e).and_then(|p| p.pid) == Some(pid))
+            .filter(|e| e.process().and_then(|p| p.pid) == Some(pid))
             .map(|e| e.kind().unwrap().field_name())
             .collect();
         assert_eq!(kinds, vec!["process_exec", "process_exit"]);
@@ -305,9 +305,10 @@ fn exec_storm_is_complete_or_accounted() {
                 &sensor.metrics(),
                 "vigil_observer_ringbuf_queue_events_lost_total",
             );
-            let done = sensor.events().iter().any(|e| {
-                e.process_exit.is_some() && process_of(e).and_then(|p| p.pid) == Some(last)
-            });
+            let done = sensor
+                .events()
+                .iter()
+                .any(|e| e.process_exit.is_some() && e.process().and_then(|p| p.pid) == Some(last));
             (done || lost > 0.0).then_some(())
         },
     );
@@ -317,7 +318,8 @@ fn exec_storm_is_complete_or_accounted() {
     let wanted: std::collections::HashSet<u32> = pids.iter().copied().collect();
     let mut seen: HashMap<u32, usize> = HashMap::new();
     for e in events.iter().filter(|e| e.process_exec.is_some()) {
-        if let Some(pid) = process_of(e)
+        if let Some(pid) = e
+            .process()
             .and_then(|p| p.pid)
             .filter(|p| wanted.contains(p))
         {

@@ -6,17 +6,10 @@
 //! a VM on Debian's kernel. Each must fail when the feature it checks is not
 //! there: a silently missing hook is exactly what they exist to catch.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::{Map, Value};
-
-/// The project binary `name`, from the directory in `VIGIL_BIN_DIR`.
-fn bin_path(name: &str) -> PathBuf {
-    let dir = std::env::var_os("VIGIL_BIN_DIR")
-        .expect("VIGIL_BIN_DIR must name the directory holding vigil-sensor and vigil");
-    PathBuf::from(dir).join(name)
-}
+use vigil_e2e::bin_path;
 
 /// Runs `vigil-sensor probe` and returns its JSON object.
 fn probe() -> Map<String, Value> {
