@@ -12,6 +12,20 @@ pub enum SensorError {
     /// A ring-buffer record could not be decoded.
     #[error("bad record from the kernel: {0}")]
     Decode(String),
+    /// A policy manifest was rejected by the validator or compiler (the message names the
+    /// field and what was expected).
+    #[error("policy rejected: {0}")]
+    PolicyInvalid(String),
+    /// A policy with this name (and namespace) is already loaded.
+    #[error("policy {0} already exists; delete it first")]
+    PolicyExists(String),
+    /// No policy with this name (and namespace) is loaded.
+    #[error("policy {0} not found")]
+    PolicyNotFound(String),
+    /// The policy cannot run on this kernel as written (e.g. Override where no mechanism can
+    /// deny), or a configured limit would be exceeded.
+    #[error("policy {policy}: {message}")]
+    PolicyUnloadable { policy: String, message: String },
     /// File or socket I/O failed.
     #[error("{context}: {source}")]
     Io {
