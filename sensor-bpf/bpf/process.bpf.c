@@ -14,28 +14,9 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "vigil_abi.h"
+#include "vigil_common.h"
 
 char LICENSE[] SEC("license") = "GPL";
-
-/* Sizes below are defaults; the sensor sets the real ones from its configuration at load time. */
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 8 << 20);
-} vigil_events SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 32768);
-	__type(key, __u32);
-	__type(value, struct vigil_proc);
-} vigil_procs SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, VIGIL_CNT_NUM);
-	__type(key, __u32);
-	__type(value, __u64);
-} vigil_counters SEC(".maps");
 
 /*
  * TGIDs whose exit was reported: two threads exiting together can both see the group's live
@@ -49,15 +30,10 @@ struct {
 	__type(value, __u8);
 } vigil_exited SEC(".maps");
 
-/*
- * Path assembly writes components backwards from the end of `path`. The buffer is twice
- * VIGIL_PATH_MAX so that every masked write offset plus a NAME_MAX-sized copy stays inside it,
- * which is what lets the verifier accept variable offsets.
- */
+/* Per-CPU room for the exec record: too large for the BPF stack. */
 struct scratch {
 	struct vigil_exec rec;
 	char data[VIGIL_EXEC_DATA_MAX];
-	char path[VIGIL_PATH_MAX * 2];
 	struct vigil_proc proc;
 };
 
@@ -67,183 +43,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct scratch);
 } vigil_scratch SEC(".maps");
-
-/* task->flags bit of kernel threads (include/linux/sched.h); they are not reported. */
-#define PF_KTHREAD 0x00200000
-
-#define NAME_MASK 255
-#define PATH_MASK (VIGIL_PATH_MAX - 1)
-
-/*
- * Wake the reader only once a batch has built up: a wakeup per record costs the workload a
- * context switch per exec. The sensor also drains on a short timer (VIGIL_DRAIN_INTERVAL_MS on
- * the Rust side), which bounds the delay of records below the threshold.
- */
-#define WAKEUP_BYTES (64 * 1024)
-
-static __always_inline __u64 wakeup_flag(void)
-{
-	return bpf_ringbuf_query(&vigil_events, BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP
-										     : BPF_RB_NO_WAKEUP;
-}
-
-static __always_inline void count(__u32 idx)
-{
-	__u64 *v = bpf_map_lookup_elem(&vigil_counters, &idx);
-
-	if (v)
-		*v += 1;
-}
-
-/* State of one path walk, carried through bpf_loop iterations. */
-struct path_walk {
-	struct dentry *dentry;
-	struct vfsmount *vfsmnt;
-	struct mount *mnt;
-	__u32 pos;
-	bool done;
-};
-
-static __always_inline struct scratch *get_scratch(void);
-
-/*
- * One step of the walk: prepend the current component, or cross a mount point. Runs under
- * bpf_loop so the verifier checks the body once instead of once per iteration (a plain bounded
- * loop of this body exceeds the verifier's instruction budget).
- */
-static long path_step(__u32 i, void *ctx)
-{
-	struct path_walk *w = ctx;
-	struct scratch *s = get_scratch();
-	/*
-	 * Plain copies first: BPF_CORE_READ on w's own fields would emit CO-RE relocations against
-	 * struct path_walk, which is not a kernel type and cannot be relocated.
-	 */
-	struct dentry *dentry = w->dentry;
-	struct vfsmount *vfsmnt = w->vfsmnt;
-	struct mount *mnt = w->mnt;
-	struct dentry *mnt_root, *parent;
-	struct qstr name;
-	__u32 len, pos;
-
-	if (!s)
-		return 1;
-	mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
-	parent = BPF_CORE_READ(dentry, d_parent);
-	if (dentry == mnt_root) {
-		struct mount *mnt_parent = BPF_CORE_READ(mnt, mnt_parent);
-
-		if (mnt == mnt_parent) {
-			w->done = true; /* root of the namespace's mount tree */
-			return 1;
-		}
-		/* Cross to the mount point in the parent mount. */
-		w->dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
-		w->mnt = mnt_parent;
-		w->vfsmnt = &mnt_parent->mnt;
-		return 0;
-	}
-	if (dentry == parent) {
-		w->done = true; /* root of a detached tree */
-		return 1;
-	}
-	name = BPF_CORE_READ(dentry, d_name);
-	len = name.len & NAME_MASK;
-	pos = w->pos;
-	if (len + 1 > pos || pos > VIGIL_PATH_MAX)
-		return 1; /* longer than the buffer: keep the tail, flagged by !done */
-	pos -= len;
-	bpf_probe_read_kernel(&s->path[pos & PATH_MASK], len, name.name);
-	pos -= 1;
-	s->path[pos & PATH_MASK] = '/';
-	w->pos = pos;
-	w->dentry = parent;
-	return 0;
-}
-
-/*
- * Resolve `path` to an absolute path (relative to the root of the mount namespace it lives in)
- * written at the end of s->path[0..VIGIL_PATH_MAX). Returns the start offset; sets *cut when the
- * path was longer or deeper than the buffer allows (the kept part is then the tail).
- */
-static __always_inline __u32 resolve_path(struct path *path, char *buf, bool *cut)
-{
-	struct path_walk w = {};
-	__u32 pos;
-
-	w.dentry = BPF_CORE_READ(path, dentry);
-	w.vfsmnt = BPF_CORE_READ(path, mnt);
-	w.mnt = container_of(w.vfsmnt, struct mount, mnt);
-	w.pos = VIGIL_PATH_MAX;
-	bpf_loop(VIGIL_PATH_DEPTH, path_step, &w, 0);
-	if (!w.done)
-		*cut = true;
-	pos = w.pos;
-	if (pos > VIGIL_PATH_MAX)
-		pos = VIGIL_PATH_MAX;
-	if (pos == VIGIL_PATH_MAX) {
-		pos -= 1;
-		buf[pos & PATH_MASK] = '/';
-	}
-	return pos;
-}
-
-/* Copy the resolved path at buf[pos..VIGIL_PATH_MAX) to dst; returns its length. */
-static __always_inline __u32 copy_path(char *dst, char *buf, __u32 pos)
-{
-	__u32 len;
-
-	pos &= PATH_MASK;
-	len = VIGIL_PATH_MAX - pos;
-	if (len > VIGIL_PATH_MAX)
-		len = VIGIL_PATH_MAX;
-	bpf_probe_read_kernel(dst, len, &buf[pos]);
-	return len;
-}
-
-static __always_inline void read_creds(struct task_struct *task, struct vigil_creds *c)
-{
-	const struct cred *cred = BPF_CORE_READ(task, cred);
-
-	c->uid = BPF_CORE_READ(cred, uid.val);
-	c->gid = BPF_CORE_READ(cred, gid.val);
-	c->euid = BPF_CORE_READ(cred, euid.val);
-	c->egid = BPF_CORE_READ(cred, egid.val);
-	c->suid = BPF_CORE_READ(cred, suid.val);
-	c->sgid = BPF_CORE_READ(cred, sgid.val);
-	c->fsuid = BPF_CORE_READ(cred, fsuid.val);
-	c->fsgid = BPF_CORE_READ(cred, fsgid.val);
-	c->securebits = BPF_CORE_READ(cred, securebits);
-	/*
-	 * kernel_cap_t is `u64 val` since 6.3 and `u32 cap[2]` before; both are 8 bytes with the
-	 * low word first on little-endian machines, so a raw 8-byte read serves both.
-	 */
-	bpf_core_read(&c->cap_permitted, 8, &cred->cap_permitted);
-	bpf_core_read(&c->cap_effective, 8, &cred->cap_effective);
-	bpf_core_read(&c->cap_inheritable, 8, &cred->cap_inheritable);
-	c->auid = BPF_CORE_READ(task, loginuid.val);
-}
-
-static __always_inline void read_namespaces(struct task_struct *task, __u32 *ns)
-{
-	struct nsproxy *nsp = BPF_CORE_READ(task, nsproxy);
-	struct pid *tpid = BPF_CORE_READ(task, thread_pid);
-	unsigned int level = BPF_CORE_READ(tpid, level);
-
-	ns[VIGIL_NS_UTS] = BPF_CORE_READ(nsp, uts_ns, ns.inum);
-	ns[VIGIL_NS_IPC] = BPF_CORE_READ(nsp, ipc_ns, ns.inum);
-	ns[VIGIL_NS_MNT] = BPF_CORE_READ(nsp, mnt_ns, ns.inum);
-	/* The active pid namespace is the one at the task's pid level. */
-	ns[VIGIL_NS_PID] = BPF_CORE_READ(tpid, numbers[level & 31].ns, ns.inum);
-	ns[VIGIL_NS_PID_FOR_CHILDREN] = BPF_CORE_READ(nsp, pid_ns_for_children, ns.inum);
-	ns[VIGIL_NS_NET] = BPF_CORE_READ(nsp, net_ns, ns.inum);
-	if (bpf_core_field_exists(nsp->time_ns)) {
-		ns[VIGIL_NS_TIME] = BPF_CORE_READ(nsp, time_ns, ns.inum);
-		ns[VIGIL_NS_TIME_FOR_CHILDREN] = BPF_CORE_READ(nsp, time_ns_for_children, ns.inum);
-	}
-	ns[VIGIL_NS_CGROUP] = BPF_CORE_READ(nsp, cgroup_ns, ns.inum);
-	ns[VIGIL_NS_USER] = BPF_CORE_READ(task, cred, user_ns, ns.inum);
-}
 
 static __always_inline struct scratch *get_scratch(void)
 {
@@ -256,6 +55,7 @@ SEC("tp_btf/sched_process_exec")
 int BPF_PROG(vigil_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
 {
 	struct scratch *s = get_scratch();
+	char *pb = get_pathbuf();
 	struct vigil_exec *r;
 	struct vigil_proc *prev, *parent, *p;
 	struct task_struct *real_parent;
@@ -267,7 +67,7 @@ int BPF_PROG(vigil_exec, struct task_struct *task, pid_t old_pid, struct linux_b
 	bool cut = false;
 	long n;
 
-	if (!s)
+	if (!s || !pb)
 		return 0;
 	count(VIGIL_CNT_EXEC_SEEN);
 	r = &s->rec;
@@ -295,10 +95,10 @@ int BPF_PROG(vigil_exec, struct task_struct *task, pid_t old_pid, struct linux_b
 
 	/* Binary: the file being executed, resolved, not argv[0]. */
 	BPF_CORE_READ_INTO(&fpath, bprm, file, f_path);
-	pos = resolve_path(&fpath, s->path, &cut);
+	pos = resolve_path(&fpath, pb, &cut);
 	if (cut)
 		kflags |= VIGIL_KF_TRUNC_BINARY;
-	len = copy_path(s->data, s->path, pos);
+	len = copy_path(s->data, pb, pos);
 	r->binary_len = len;
 	off = len;
 
@@ -328,12 +128,12 @@ int BPF_PROG(vigil_exec, struct task_struct *task, pid_t old_pid, struct linux_b
 	/* Working directory. */
 	cut = false;
 	BPF_CORE_READ_INTO(&cwd, task, fs, pwd);
-	pos = resolve_path(&cwd, s->path, &cut);
+	pos = resolve_path(&cwd, pb, &cut);
 	if (cut)
 		kflags |= VIGIL_KF_TRUNC_CWD;
 	if (off > VIGIL_PATH_MAX + VIGIL_ARGS_MAX)
 		off = VIGIL_PATH_MAX + VIGIL_ARGS_MAX;
-	len = copy_path(&s->data[off], s->path, pos);
+	len = copy_path(&s->data[off], pb, pos);
 	r->cwd_len = len;
 	off += len;
 
