@@ -1,0 +1,6 @@
+//! The policy engine: TracingPolicies lowered to map entries for the generic hook programs of
+//! `sensor-bpf/bpf/hook.bpf.c`, attached by the best mechanism this kernel offers, and their
+//! records turned back into events. See docs/bpf.md.
+
+pub mod event;
+pub mod meta;
