@@ -7,4 +7,5 @@
 pub mod capabilities;
 pub mod events;
 pub mod policy;
+pub mod syscalls;
 pub mod wire;
