@@ -3,4 +3,6 @@
 //! records turned back into events. See docs/bpf.md.
 
 pub mod event;
+pub mod lower;
 pub mod meta;
+pub mod tracefs;
