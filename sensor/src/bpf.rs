@@ -2,11 +2,12 @@
 
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::BtfTracePoint;
-use aya::{Btf, Ebpf, EbpfLoader};
+use aya::{Btf, Ebpf};
 use vigil_sensor_bpf::abi::{self, Proc};
 use vigil_sensor_bpf::{PROCESS_OBJ, names};
 
 use crate::error::SensorError;
+use crate::hooks::kernel::PinDir;
 
 /// The loaded process programs. Dropping it detaches them and frees the maps.
 pub struct ProcessBpf {
@@ -26,11 +27,18 @@ impl std::fmt::Debug for ProcessBpf {
 
 /// Loads the process object with the kernel's BTF, sizes its maps, and attaches exec, fork and
 /// exit. Any failure is an error naming the program or map.
-pub fn load(ring_buffer_size: u32, process_table_size: u32) -> Result<ProcessBpf, SensorError> {
+///
+/// The ring buffer, process table, counters and path buffer are pinned in `pins`, where the hook
+/// engine's objects find them.
+pub fn load(
+    pins: &PinDir,
+    ring_buffer_size: u32,
+    process_table_size: u32,
+) -> Result<ProcessBpf, SensorError> {
     let btf =
         Btf::from_sys_fs().map_err(|e| SensorError::bpf("reading /sys/kernel/btf/vmlinux", e))?;
-    let mut ebpf = EbpfLoader::new()
-        .btf(Some(&btf))
+    let mut ebpf = pins
+        .loader(&btf)
         .map_max_entries(names::EVENTS_MAP, ring_buffer_size)
         .map_max_entries(names::PROCS_MAP, process_table_size)
         .load(PROCESS_OBJ)

@@ -86,6 +86,16 @@ pub struct Cli {
     /// Log filter (tracing-subscriber syntax) [default: info].
     #[arg(long, env = "VIGIL_LOG_LEVEL")]
     pub log_level: Option<String>,
+
+    /// Load this TracingPolicy file at start (repeatable). A file that does not validate stops
+    /// the sensor with the validator's message.
+    #[arg(long = "policy", env = "VIGIL_POLICY", value_name = "FILE", value_delimiter = ',')]
+    pub policies: Vec<PathBuf>,
+
+    /// Load every *.yaml / *.yml file of this directory, and follow it: files added, changed or
+    /// removed while the sensor runs add, replace or remove their policy.
+    #[arg(long, env = "VIGIL_POLICY_DIR", value_name = "DIR")]
+    pub policy_dir: Option<PathBuf>,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -114,6 +124,8 @@ struct FileConfig {
     process_cache_size: Option<usize>,
     export_queue_size: Option<usize>,
     log_level: Option<String>,
+    policy: Option<Vec<PathBuf>>,
+    policy_dir: Option<PathBuf>,
 }
 
 /// The resolved configuration the sensor runs with.
@@ -136,6 +148,10 @@ pub struct Config {
     pub process_cache_size: usize,
     pub export_queue_size: usize,
     pub log_level: String,
+    /// `--policy` files, loaded at start.
+    pub policies: Vec<PathBuf>,
+    /// `--policy-dir`, loaded at start and followed.
+    pub policy_dir: Option<PathBuf>,
 }
 
 pub const DEFAULT_RING_BUFFER_SIZE: u32 = 8 << 20;
@@ -236,6 +252,12 @@ impl Config {
                 .clone()
                 .or(file.log_level)
                 .unwrap_or_else(|| "info".into()),
+            policies: if cli.policies.is_empty() {
+                file.policy.unwrap_or_default()
+            } else {
+                cli.policies.clone()
+            },
+            policy_dir: cli.policy_dir.clone().or(file.policy_dir),
         };
         config.check()?;
         Ok(config)
@@ -248,6 +270,16 @@ impl Config {
                 message,
             })
         };
+        for p in &self.policies {
+            if !p.is_file() {
+                return bad("policy", format!("{}: no such file", p.display()));
+            }
+        }
+        if let Some(d) = &self.policy_dir
+            && !d.is_dir()
+        {
+            return bad("policy-dir", format!("{}: not a directory", d.display()));
+        }
         let rb = self.ring_buffer_size;
         if rb < 4096 || !rb.is_power_of_two() {
             return bad(

@@ -17,6 +17,7 @@ pub mod hooks;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy_control;
+pub mod policy_dir;
 pub mod process_cache;
 pub mod procfs_scan;
 pub mod runtime;

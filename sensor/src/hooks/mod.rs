@@ -2,7 +2,10 @@
 //! `sensor-bpf/bpf/hook.bpf.c`, attached by the best mechanism this kernel offers, and their
 //! records turned back into events. See docs/bpf.md.
 
+pub mod engine;
 pub mod event;
+pub mod kernel;
 pub mod lower;
 pub mod meta;
+pub mod policy_metrics;
 pub mod tracefs;
