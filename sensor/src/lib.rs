@@ -15,6 +15,7 @@ pub mod fmod_ret;
 pub mod grpc;
 pub mod metrics;
 pub mod pipeline;
+pub mod policy_api;
 pub mod policy_control;
 pub mod process_cache;
 pub mod procfs_scan;
