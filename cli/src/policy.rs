@@ -234,7 +234,7 @@ fn configure(
         let done = match verb {
             "enable" => "enabled",
             "disable" => "disabled",
-            _ => "configured",
+            _ => "updated",
         };
         match pr::configure(&t, &r.name, &r.namespace, enable, mode).await? {
             Some(p) => println!("{}", pr::summary(done, &p)),
