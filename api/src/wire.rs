@@ -428,6 +428,33 @@ mod tests {
     }
 
     #[test]
+    fn policy_status_numbers_match_tetragon() {
+        let st = tetragon::TracingPolicyStatus {
+            state: tetragon::TracingPolicyState::TpStateDisabled as i32,
+            mode: tetragon::TracingPolicyMode::TpModeMonitor as i32,
+            ..Default::default()
+        };
+        // state = 9 (varint): key 0x48; mode = 11: key 0x58.
+        assert_eq!(st.encode_to_vec(), vec![0x48, 2, 0x58, 2]);
+        let req = tetragon::ConfigureTracingPolicyRequest {
+            name: "p".into(),
+            enable: Some(false),
+            ..Default::default()
+        };
+        // name = 1, enable = 3 (explicit presence: sent even when false).
+        assert_eq!(req.encode_to_vec(), vec![0x0a, 1, b'p', 0x18, 0]);
+        // Vigil's detail at 1000: a key Tetragon clients skip as unknown.
+        let with_vigil = tetragon::TracingPolicyStatus {
+            vigil: Some(tetragon::VigilPolicyStatus {
+                origin: "api".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(&with_vigil.encode_to_vec()[..2], &[0xc2, 0x3e]);
+    }
+
+    #[test]
     fn field_filters_include_and_exclude() {
         let ev = &samples()[1];
         let msg = to_proto(ev).unwrap();

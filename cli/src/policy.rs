@@ -1,10 +1,50 @@
-//! `vigil policy …`: validate and compile TracingPolicy manifests.
+//! `vigil policy …`: validate and compile TracingPolicy manifests, and manage the policies of a
+//! running sensor (add, delete, list, enable, disable, set-mode).
 //!
-//! Exit codes: 0 success, 1 invalid policy, 2 input could not be read.
+//! Exit codes: 0 success, 1 invalid or refused policy, 2 input could not be read or the sensor
+//! could not be reached.
 use std::io::{Read, Write};
 
-use clap::Subcommand;
+use clap::{Args, Subcommand, ValueEnum};
 use vigil_api::policy::{self, PolicyErrors};
+use vigil_api::wire::tetragon::TracingPolicyMode;
+
+use crate::policy_remote::{self as pr, Failure};
+use crate::remote::{self, Target};
+
+/// Which sensor to talk to.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct ServerArg {
+    /// The sensor: a unix socket path, unix://PATH or http://HOST:PORT.
+    #[arg(long, value_name = "ADDR", default_value = remote::DEFAULT_SOCKET)]
+    pub server: String,
+}
+
+/// A policy on the sensor: its name and, for a TracingPolicyNamespaced, its namespace.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct PolicyRef {
+    /// The policy's name (metadata.name).
+    pub name: String,
+    /// The policy's namespace (TracingPolicyNamespaced only).
+    #[arg(long, short = 'n', value_name = "NS", default_value = "")]
+    pub namespace: String,
+    #[command(flatten)]
+    pub server: ServerArg,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListOutput {
+    Text,
+    Json,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Enforcing actions (Sigkill, Signal, Override) run.
+    Enforce,
+    /// Enforcing actions are counted and reported, not executed.
+    Monitor,
+}
 
 #[derive(Subcommand, Debug)]
 pub enum PolicyCommand {
@@ -21,6 +61,37 @@ pub enum PolicyCommand {
         /// Manifest file, or `-` for stdin.
         #[arg(value_name = "FILE|-")]
         file: String,
+    },
+    /// Load a policy file (`-` for stdin) into a running sensor. The manifest is validated
+    /// here first; an invalid one is never sent.
+    Add {
+        /// Manifest file with one policy, or `-` for stdin.
+        #[arg(value_name = "FILE|-")]
+        file: String,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Unload a policy from a running sensor.
+    Delete(PolicyRef),
+    /// List a running sensor's policies: state, mode, hooks loaded, counters.
+    List {
+        /// Output format: a table, or a JSON array with every field (incl. per-hook status).
+        #[arg(short = 'o', long, value_enum, default_value_t = ListOutput::Text)]
+        output: ListOutput,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Switch a loaded policy on.
+    Enable(PolicyRef),
+    /// Switch a loaded policy off without unloading it.
+    Disable(PolicyRef),
+    /// Switch a policy between enforce and monitor without reloading it.
+    SetMode {
+        #[command(flatten)]
+        policy: PolicyRef,
+        /// enforce or monitor.
+        #[arg(value_enum)]
+        mode: Mode,
     },
 }
 
@@ -54,7 +125,123 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<i32> {
     match cmd {
         PolicyCommand::Validate { files } => Ok(validate(&files)),
         PolicyCommand::Compile { file } => compile(&file),
+        PolicyCommand::Add { file, server } => add(&file, &Target::parse(&server.server)),
+        PolicyCommand::List { output, server } => list(&Target::parse(&server.server), output),
+        PolicyCommand::Delete(r) => {
+            let t = Target::parse(&r.server.server);
+            remote_call("delete", || async {
+                pr::delete(&t, &r.name, &r.namespace).await?;
+                let shown = if r.namespace.is_empty() {
+                    r.name.clone()
+                } else {
+                    format!("{}/{}", r.namespace, r.name)
+                };
+                println!("deleted policy {shown}");
+                Ok(0)
+            })
+        }
+        PolicyCommand::Enable(r) => configure("enable", &r, Some(true), None),
+        PolicyCommand::Disable(r) => configure("disable", &r, Some(false), None),
+        PolicyCommand::SetMode { policy, mode } => {
+            let m = match mode {
+                Mode::Enforce => TracingPolicyMode::TpModeEnforce,
+                Mode::Monitor => TracingPolicyMode::TpModeMonitor,
+            };
+            configure("set-mode", &policy, None, Some(m))
+        }
     }
+}
+
+/// Runs one remote operation; a failure is printed as `vigil policy VERB: …` (one line per
+/// line of the sensor's message) and becomes the exit status.
+fn remote_call<F, Fut>(verb: &str, f: F) -> anyhow::Result<i32>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<i32, Failure>>,
+{
+    let rt = remote::runtime()?;
+    match rt.block_on(f()) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            let mut err = std::io::stderr().lock();
+            for line in e.message.lines() {
+                let _ = writeln!(err, "vigil policy {verb}: {line}");
+            }
+            Ok(e.code)
+        }
+    }
+}
+
+fn add(name: &str, target: &Target) -> anyhow::Result<i32> {
+    let text = match read_input(name) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("vigil policy add: {e}");
+            return Ok(EXIT_IO);
+        }
+    };
+    if let Err(lines) = pr::check_manifest(display_name(name), &text) {
+        let mut err = std::io::stderr().lock();
+        for l in lines {
+            let _ = writeln!(err, "vigil policy add: {l}");
+        }
+        return Ok(EXIT_INVALID);
+    }
+    remote_call("add", || async {
+        let Some(p) = pr::add(target, text).await? else {
+            println!("added policy from {}", display_name(name));
+            return Ok(0);
+        };
+        println!("{}", pr::summary("added", &p));
+        let mut err = std::io::stderr().lock();
+        for h in p.vigil.iter().flat_map(|v| &v.hooks).filter(|h| !h.loaded) {
+            let _ = writeln!(
+                err,
+                "vigil policy add: warning: hook {} ({}) not loaded: {}",
+                h.source,
+                h.target,
+                h.error.lines().next().unwrap_or("")
+            );
+        }
+        // Kept by the sensor, but nothing of it runs: say so in the exit status too.
+        Ok(if pr::state_word(p.state) == "error" {
+            EXIT_INVALID
+        } else {
+            0
+        })
+    })
+}
+
+fn list(target: &Target, output: ListOutput) -> anyhow::Result<i32> {
+    remote_call("list", || async {
+        let policies = pr::list(target).await?;
+        match output {
+            ListOutput::Json => println!("{}", pr::render_json(&policies)),
+            ListOutput::Text => print!("{}", pr::render_table(&policies)),
+        }
+        Ok(0)
+    })
+}
+
+fn configure(
+    verb: &str,
+    r: &PolicyRef,
+    enable: Option<bool>,
+    mode: Option<TracingPolicyMode>,
+) -> anyhow::Result<i32> {
+    let t = Target::parse(&r.server.server);
+    remote_call(verb, || async {
+        let done = match verb {
+            "enable" => "enabled",
+            "disable" => "disabled",
+            _ => "updated",
+        };
+        match pr::configure(&t, &r.name, &r.namespace, enable, mode).await? {
+            Some(p) => println!("{}", pr::summary(done, &p)),
+            None => println!("{done} policy {}", r.name),
+        }
+        Ok(0)
+    })
 }
 
 fn validate(files: &[String]) -> i32 {

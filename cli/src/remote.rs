@@ -1,4 +1,5 @@
-//! Talking to a running sensor over gRPC: `vigil observe --server` and `vigil status`.
+//! Talking to a running sensor over gRPC: `vigil observe --server`, `vigil status`, and the
+//! connection under `vigil policy add|list|…`.
 //!
 //! ADDR is a unix socket path (`/var/run/vigil/vigil.sock`), `unix://PATH`, or
 //! `http://HOST:PORT`. Connection problems are one line on stderr and exit status 2.
@@ -11,7 +12,7 @@ use tonic::transport::{Channel, Endpoint, Uri};
 use vigil_api::events::EventKind;
 use vigil_api::wire::{self, sensor_info, tetragon};
 
-use crate::compact;
+use crate::{compact, policy_remote};
 
 /// The sensor's default socket.
 pub const DEFAULT_SOCKET: &str = "/var/run/vigil/vigil.sock";
@@ -113,7 +114,7 @@ pub async fn connect(target: &Target) -> Result<Channel, String> {
     }
 }
 
-fn status_line(target: &Target, s: &tonic::Status) -> String {
+pub fn status_line(target: &Target, s: &tonic::Status) -> String {
     match io_cause(s) {
         Some(io) => explain(target, io),
         None => format!("{}: {}", target.describe(), s.message()),
@@ -170,7 +171,7 @@ impl RemoteFilter {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)
@@ -310,6 +311,18 @@ pub fn status(target: &Target, json: bool) -> anyhow::Result<i32> {
             Ok(r) => r.into_inner(),
             Err(s) => return fail(s),
         };
+        // Policies: a sensor without a policy engine answers UNAVAILABLE; that is not a
+        // failure of `vigil status`.
+        let policies = match fgs
+            .list_tracing_policies(tetragon::ListTracingPoliciesRequest {})
+            .await
+        {
+            Ok(r) => Ok(r.into_inner().policies),
+            Err(s) if s.code() == tonic::Code::Unavailable || s.code() == tonic::Code::Unimplemented => {
+                Err(s.message().to_string())
+            }
+            Err(s) => return fail(s),
+        };
         let healthy = health
             .health_status
             .iter()
@@ -330,6 +343,11 @@ pub fn status(target: &Target, json: bool) -> anyhow::Result<i32> {
                 "subscribers": info.subscribers,
                 "events_dropped_total": info.events_dropped_total,
                 "features": features,
+                "policies": match &policies {
+                    Ok(p) => serde_json::Value::Array(p.iter().map(policy_remote::policy_json).collect()),
+                    Err(_) => serde_json::Value::Null,
+                },
+                "policies_error": policies.as_ref().err(),
             });
             println!("{v}");
         } else {
@@ -351,9 +369,39 @@ pub fn status(target: &Target, json: bool) -> anyhow::Result<i32> {
                     println!("  {:<16} {yes}  ({detail})", f.name);
                 }
             }
+            print!("{}", policy_lines(&policies));
         }
         Ok(if healthy { 0 } else { 1 })
     })
+}
+
+/// The `policies:` section of `vigil status`.
+pub fn policy_lines(policies: &Result<Vec<tetragon::TracingPolicyStatus>, String>) -> String {
+    use std::fmt::Write as _;
+    match policies {
+        Err(why) => format!("policies:  unavailable ({why})\n"),
+        Ok(p) if p.is_empty() => "policies:  none\n".into(),
+        Ok(p) => {
+            let width = p
+                .iter()
+                .map(|x| policy_remote::display_key(x).len())
+                .max()
+                .unwrap_or(0)
+                .max(14);
+            let mut out = format!("policies:  {}\n", p.len());
+            for x in p {
+                let _ = writeln!(
+                    out,
+                    "  {:<width$} {:<9} {:<8} hooks {}",
+                    policy_remote::display_key(x),
+                    policy_remote::state_word(x.state),
+                    policy_remote::mode_word(x.mode),
+                    policy_remote::hooks_column(x),
+                );
+            }
+            out
+        }
+    }
 }
 
 #[cfg(test)]

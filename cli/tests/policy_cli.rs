@@ -152,3 +152,50 @@ fn compile_invalid_exits_1_without_output() {
     assert!(out.stdout.is_empty());
     assert_eq!(text(&out.stderr).lines().count(), 2);
 }
+
+#[test]
+fn add_refuses_an_invalid_policy_before_connecting() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = file(&dir, "bad.yaml", BAD);
+    // The server does not exist: the validator must answer first.
+    let out = vigil(
+        &["policy", "add", &f, "--server", "/nonexistent/vigil.sock"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    let expected = vigil_api::policy::compile_yaml(BAD).unwrap_err();
+    for e in expected.iter() {
+        assert!(
+            err.contains(&format!("vigil policy add: {f}: {e}")),
+            "{e} missing from:\n{err}"
+        );
+    }
+    assert!(!err.contains("connect"), "{err}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn remote_policy_commands_without_a_sensor_are_one_line_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = file(&dir, "good.yaml", GOOD);
+    let sock = dir.path().join("none.sock");
+    let sock = sock.to_str().unwrap();
+    for args in [
+        vec!["policy", "list", "--server", sock],
+        vec!["policy", "list", "-o", "json", "--server", sock],
+        vec!["policy", "add", &good, "--server", sock],
+        vec!["policy", "delete", "x", "--server", sock],
+        vec!["policy", "enable", "x", "--server", sock],
+        vec!["policy", "disable", "x", "--server", sock],
+        vec!["policy", "set-mode", "x", "monitor", "--server", sock],
+    ] {
+        let out = vigil(&args, None);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = text(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains("no such socket"), "{args:?}: {err}");
+        assert!(err.starts_with("vigil policy "), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}

@@ -1,5 +1,5 @@
 //! gRPC server (`tetragon.FineGuidanceSensors` + `vigil.sensor.v1.SensorInfo`) and the event
-//! broadcast behind GetEvents.
+//! broadcast behind GetEvents. The policy RPCs are in [`crate::policy_api`].
 //!
 //! The pipeline calls [`Broadcaster::publish`] for every event; it never waits. Each GetEvents
 //! client has its own bounded queue (`--grpc-client-queue-size`); when that queue is full the
@@ -26,6 +26,8 @@ use crate::error::SensorError;
 use crate::event_filter::RequestFilter;
 use crate::features::Features;
 use crate::metrics::{ClientLabel, Metrics};
+use crate::policy_api::PolicyApi;
+use crate::policy_control::PolicyControl;
 
 /// One event as handed to clients: its kind (for field filters) and its protobuf form,
 /// converted once for all clients.
@@ -202,6 +204,13 @@ pub struct Service {
     pub info: Arc<ServiceInfo>,
 }
 
+/// What the listeners serve: the [`Service`] plus the policy engine (when there is one).
+#[derive(Debug, Clone)]
+struct Api {
+    service: Service,
+    policies: PolicyApi,
+}
+
 type EventStream =
     Pin<Box<dyn Stream<Item = Result<tetragon::GetEventsResponse, Status>> + Send + 'static>>;
 
@@ -259,7 +268,7 @@ impl StreamState {
 }
 
 #[tonic::async_trait]
-impl tetragon::fine_guidance_sensors_server::FineGuidanceSensors for Service {
+impl tetragon::fine_guidance_sensors_server::FineGuidanceSensors for Api {
     type GetEventsStream = EventStream;
 
     async fn get_events(
@@ -279,14 +288,14 @@ impl tetragon::fine_guidance_sensors_server::FineGuidanceSensors for Service {
             .map(FieldFilterSpec::from_proto)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let (rx, drops) = self.broadcaster.subscribe(filter, &peer);
+        let (rx, drops) = self.service.broadcaster.subscribe(filter, &peer);
         tracing::info!(peer, "GetEvents client connected");
         let state = StreamState {
             rx,
             drops,
             fields,
             pending: None,
-            node_name: self.info.node_name.clone(),
+            node_name: self.service.info.node_name.clone(),
         };
         let stream = futures::stream::unfold(state, |mut s| async move {
             let m = s.next().await?;
@@ -313,18 +322,91 @@ impl tetragon::fine_guidance_sensors_server::FineGuidanceSensors for Service {
         _request: Request<tetragon::GetVersionRequest>,
     ) -> Result<Response<tetragon::GetVersionResponse>, Status> {
         Ok(Response::new(tetragon::GetVersionResponse {
-            version: self.info.version.clone(),
+            version: self.service.info.version.clone(),
+        }))
+    }
+
+    async fn add_tracing_policy(
+        &self,
+        request: Request<tetragon::AddTracingPolicyRequest>,
+    ) -> Result<Response<tetragon::AddTracingPolicyResponse>, Status> {
+        self.policies
+            .add(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn delete_tracing_policy(
+        &self,
+        request: Request<tetragon::DeleteTracingPolicyRequest>,
+    ) -> Result<Response<tetragon::DeleteTracingPolicyResponse>, Status> {
+        self.policies
+            .delete(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn list_tracing_policies(
+        &self,
+        _request: Request<tetragon::ListTracingPoliciesRequest>,
+    ) -> Result<Response<tetragon::ListTracingPoliciesResponse>, Status> {
+        let policies = self.policies.list().await?;
+        Ok(Response::new(tetragon::ListTracingPoliciesResponse {
+            policies: policies
+                .iter()
+                .map(crate::policy_api::policy_status)
+                .collect(),
+        }))
+    }
+
+    async fn configure_tracing_policy(
+        &self,
+        request: Request<tetragon::ConfigureTracingPolicyRequest>,
+    ) -> Result<Response<tetragon::ConfigureTracingPolicyResponse>, Status> {
+        self.policies
+            .configure(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn enable_tracing_policy(
+        &self,
+        request: Request<tetragon::EnableTracingPolicyRequest>,
+    ) -> Result<Response<tetragon::EnableTracingPolicyResponse>, Status> {
+        let r = request.into_inner();
+        let status = self
+            .policies
+            .set_enabled(&r.name, &r.namespace, true)
+            .await?;
+        Ok(Response::new(tetragon::EnableTracingPolicyResponse {
+            vigil_status: Some(status),
+        }))
+    }
+
+    async fn disable_tracing_policy(
+        &self,
+        request: Request<tetragon::DisableTracingPolicyRequest>,
+    ) -> Result<Response<tetragon::DisableTracingPolicyResponse>, Status> {
+        let r = request.into_inner();
+        let status = self
+            .policies
+            .set_enabled(&r.name, &r.namespace, false)
+            .await?;
+        Ok(Response::new(tetragon::DisableTracingPolicyResponse {
+            vigil_status: Some(status),
         }))
     }
 }
 
 #[tonic::async_trait]
-impl sensor_info::sensor_info_server::SensorInfo for Service {
+impl sensor_info::sensor_info_server::SensorInfo for Api {
     async fn get_info(
         &self,
         _request: Request<sensor_info::GetInfoRequest>,
     ) -> Result<Response<sensor_info::GetInfoResponse>, Status> {
-        let f = &self.info.features;
+        let info = &self.service.info;
+        let broadcaster = &self.service.broadcaster;
+        let f = &info.features;
         let features = f
             .as_pairs()
             .into_iter()
@@ -335,12 +417,12 @@ impl sensor_info::sensor_info_server::SensorInfo for Service {
             })
             .collect();
         Ok(Response::new(sensor_info::GetInfoResponse {
-            version: self.info.version.clone(),
-            node_name: self.info.node_name.clone(),
+            version: info.version.clone(),
+            node_name: info.node_name.clone(),
             kernel_release: f.kernel_release.clone(),
             features,
-            subscribers: self.broadcaster.subscribers() as u32,
-            events_dropped_total: self.broadcaster.dropped_total(),
+            subscribers: broadcaster.subscribers() as u32,
+            events_dropped_total: broadcaster.dropped_total(),
         }))
     }
 }
@@ -353,23 +435,27 @@ pub struct Servers {
     socket: Option<PathBuf>,
 }
 
-fn router(service: Service) -> tonic::transport::server::Router {
+fn router(api: Api) -> tonic::transport::server::Router {
     tonic::transport::Server::builder()
         .add_service(
-            tetragon::fine_guidance_sensors_server::FineGuidanceSensorsServer::new(service.clone()),
+            tetragon::fine_guidance_sensors_server::FineGuidanceSensorsServer::new(api.clone()),
         )
-        .add_service(sensor_info::sensor_info_server::SensorInfoServer::new(
-            service,
-        ))
+        .add_service(sensor_info::sensor_info_server::SensorInfoServer::new(api))
 }
 
 /// Binds the unix socket (directory created, stale socket replaced, mode 0660) and/or the TCP
-/// address, and serves on both until [`Servers::shutdown`].
+/// address, and serves on both until [`Servers::shutdown`]. The policy RPCs go to `policies`;
+/// without it they answer `UNAVAILABLE`.
 pub async fn start(
     service: Service,
+    policies: Option<Arc<dyn PolicyControl>>,
     socket: Option<&Path>,
     address: Option<std::net::SocketAddr>,
 ) -> Result<Servers, SensorError> {
+    let service = Api {
+        service,
+        policies: PolicyApi::new(policies),
+    };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
     let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {

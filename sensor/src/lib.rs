@@ -16,6 +16,7 @@ pub mod grpc;
 pub mod hooks;
 pub mod metrics;
 pub mod pipeline;
+pub mod policy_api;
 pub mod policy_control;
 pub mod policy_dir;
 pub mod process_cache;

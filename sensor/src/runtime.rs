@@ -97,7 +97,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             features: feats.clone(),
         }),
     };
-    let grpc = grpc::start(service, config.grpc_socket.as_deref(), config.grpc_address).await?;
+    let grpc = grpc::start(
+        service,
+        None,
+        config.grpc_socket.as_deref(),
+        config.grpc_address,
+    )
+    .await?;
 
     // Programs are attached: whatever starts from now on is seen by them; what ran before is
     // found in /proc and seeded into the kernel table so later records can name their parent.
