@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
-use vigil_sensor_bpf::abi::counters;
+use vigil_sensor_bpf::abi::{self, counters};
 
 use crate::bpf::{self, ProcessBpf};
 use crate::builder::EventBuilder;
@@ -20,6 +20,12 @@ use crate::features;
 use crate::grpc::{self, Broadcaster, Service, ServiceInfo};
 use crate::metrics::{self, FeatureLabel, MapLabel, Metrics, RecordLabel};
 use crate::pipeline::Pipeline;
+use crate::hooks::engine::Engine;
+use crate::hooks::kernel::{HookBpf, LiveKernel, PinDir};
+use crate::hooks::meta::HookRegistry;
+use crate::hooks::policy_metrics::PolicyMetrics;
+use crate::policy_control::{PolicyControl, PolicyOrigin};
+use crate::policy_dir::{self, PolicyDir, SyncReport};
 use crate::procfs_scan;
 
 /// Longest time a record waits in the ring buffer when the kernel did not wake the reader.
@@ -32,7 +38,7 @@ pub const READY_LINE: &str = "vigil-sensor: ready, listening for events";
 /// flushes the file, detaches the programs and returns.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), SensorError> {
     let metrics = Arc::new(Metrics::new());
-    let registry = Arc::new(metrics.registry());
+    let mut registry = metrics.registry();
     let listener = match config.metrics_address {
         Some(addr) => Some(metrics::bind(addr).await?),
         None => None,
@@ -57,7 +63,36 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         )?),
         None => None,
     };
-    let mut bpf = bpf::load(config.ring_buffer_size, config.process_table_size)?;
+    let pins = Arc::new(PinDir::create()?);
+    let mut bpf = bpf::load(&pins, config.ring_buffer_size, config.process_table_size)?;
+    let host_ns = procfs_scan::namespaces(Path::new("/proc/1"));
+    let hook_registry = Arc::new(HookRegistry::new());
+    let engine = Arc::new(Engine::new(
+        HookBpf::open(pins.clone(), host_ns[abi::ns_slot::USER])?,
+        LiveKernel::new(feats.clone(), host_ns),
+        hook_registry.clone(),
+    ));
+    let policy_metrics = Arc::new(PolicyMetrics::default());
+    for path in &config.policies {
+        let yaml = std::fs::read_to_string(path)
+            .map_err(|e| SensorError::io(format!("reading policy {}", path.display()), e))?;
+        let info = engine
+            .add(&yaml, PolicyOrigin::File(path.clone()))
+            .map_err(|e| SensorError::Config {
+                option: "policy".into(),
+                message: format!("{}: {e}", path.display()),
+            })?;
+        if !info.error.is_empty() {
+            tracing::warn!(policy = %info.name, state = info.state.as_str(), "{}", info.error);
+        }
+    }
+    let mut policy_dir = config
+        .policy_dir
+        .clone()
+        .map(|d| PolicyDir::new(d, engine.clone() as Arc<dyn PolicyControl>));
+    if let Some(pd) = policy_dir.as_mut() {
+        report_policy_dir(pd.sync(), &policy_metrics);
+    }
     for (map, cap) in [
         ("vigil_procs", config.process_table_size),
         ("vigil_events", config.ring_buffer_size),
@@ -81,7 +116,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         clock: BootClock::now(),
         enable_cred: config.enable_process_cred,
         enable_ns: config.enable_process_ns,
-        host_ns: procfs_scan::namespaces(Path::new("/proc/1")),
+        host_ns,
     };
     let broadcaster = Arc::new(Broadcaster::new(
         config.grpc_client_queue_size,
@@ -97,9 +132,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             features: feats.clone(),
         }),
     };
+    policy_metrics.register(&mut registry);
+    let registry = Arc::new(registry);
     let grpc = grpc::start(
         service,
-        None,
+        Some(engine.clone() as Arc<dyn PolicyControl>),
         config.grpc_socket.as_deref(),
         config.grpc_address,
     )
@@ -123,6 +160,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     pipeline.load_scan(&scanned);
 
     let server = listener.map(|l| tokio::spawn(metrics::serve(l, registry.clone())));
+    let watcher = policy_dir.map(|pd| tokio::spawn(watch_policy_dir(pd, policy_metrics.clone())));
 
     let ring = bpf.events.take().expect("ring buffer taken once");
     // SAFETY: the ring buffer owns its map fd, which stays open and unchanged for as long as the
@@ -151,6 +189,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             _ = tick.tick() => {
                 ticks += 1;
                 poller.poll(&bpf, &metrics);
+                policy_metrics.update(&engine.list());
                 if ticks.is_multiple_of(5) {
                     metrics.map_entries.get_or_create(&MapLabel { map: "vigil_procs".into() })
                         .set(bpf.process_table_len() as i64);
@@ -173,9 +212,44 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     if let Some(s) = server {
         s.abort();
     }
+    if let Some(w) = watcher {
+        w.abort();
+    }
+    engine.clear();
     drop(ring);
     drop(bpf);
     Ok(())
+}
+
+fn report_policy_dir(r: SyncReport, metrics: &PolicyMetrics) {
+    for p in &r.added {
+        tracing::info!(policy = %p, "policy loaded from the policy directory");
+    }
+    for p in &r.removed {
+        tracing::info!(policy = %p, "policy removed: its file is gone");
+    }
+    for e in &r.errors {
+        tracing::error!("policy directory: {e}");
+        metrics.policy_dir_errors.inc();
+    }
+}
+
+/// Polls the policy directory until the task is aborted.
+async fn watch_policy_dir(pd: PolicyDir, metrics: Arc<PolicyMetrics>) {
+    let pd = Arc::new(std::sync::Mutex::new(pd));
+    let mut tick = tokio::time::interval(Duration::from_millis(policy_dir::POLL_INTERVAL_MS));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let pd = pd.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            pd.lock().unwrap_or_else(|e| e.into_inner()).sync()
+        })
+        .await;
+        if let Ok(r) = r {
+            report_policy_dir(r, &metrics);
+        }
+    }
 }
 
 fn drain(

@@ -28,7 +28,7 @@ struct AttachPoint {
     id: u32,
     hooks: Vec<u32>,
     /// Dropping it detaches and unloads the program.
-    program: Option<Ebpf>,
+    _program: Option<Ebpf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -455,7 +455,7 @@ impl Inner {
             AttachPoint {
                 id,
                 hooks: vec![slot],
-                program,
+                _program: program,
             },
         );
         Ok(())
