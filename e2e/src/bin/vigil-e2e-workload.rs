@@ -1,5 +1,6 @@
 //! Workloads for the system tests that a shell cannot express exactly: a fork without exec, a
-//! many-threaded process, an exec storm that records every child's pid.
+//! many-threaded process, an exec storm that records every child's pid, file and socket
+//! operations with known sizes, and a function for uprobes.
 
 use std::io::Write;
 use std::process::Command;
@@ -15,13 +16,87 @@ fn main() {
             arg(2),
             &args[3..],
         ),
+        "files" => files(arg(1)),
+        "connect" => connect(arg(1).parse().unwrap_or_else(|_| usage())),
+        "open" => open_file(arg(1)),
+        "probe-me" => {
+            let n: u64 = arg(1).parse().unwrap_or_else(|_| usage());
+            println!("{}", vigil_e2e_probe_me(n));
+        }
+        "fork-open" => fork_open(arg(1)),
         _ => usage(),
     }
 }
 
+/// In `dir`: create `data.txt`, write 11 bytes, close; open it, read (up to 64 bytes), close.
+fn files(dir: &str) {
+    use std::io::Read;
+    let path = std::path::Path::new(dir).join("data.txt");
+    let mut f = std::fs::File::create(&path).expect("create");
+    f.write_all(b"hello vigil").expect("write");
+    drop(f);
+    let mut f = std::fs::File::open(&path).expect("open");
+    let mut buf = [0u8; 64];
+    let n = f.read(&mut buf).expect("read");
+    assert_eq!(n, 11);
+    drop(f);
+    println!("{}", std::process::id());
+}
+
+/// Connects to 127.0.0.1:`port`, sends 6 bytes, closes. Prints the local port.
+fn connect(port: u16) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let local = s.local_addr().expect("local addr").port();
+    s.write_all(b"hello\n").expect("send");
+    drop(s);
+    println!("{local}");
+}
+
+/// Opens `path` (creating it), then exits 0. Prints "opened" first, so a kill before the open
+/// returns is visible as a missing line.
+fn open_file(path: &str) {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path);
+    if f.is_ok() {
+        println!("opened");
+    }
+}
+
+/// Forks; the child opens `path` and exits; the parent waits. Prints the child's pid.
+fn fork_open(path: &str) {
+    // SAFETY: single-threaded here; the child only opens a file and _exits.
+    let pid = unsafe { libc::fork() };
+    match pid {
+        -1 => panic!("fork failed"),
+        0 => {
+            let c = std::ffi::CString::new(path).expect("path");
+            // SAFETY: a valid NUL-terminated path; the fd is left to _exit.
+            unsafe {
+                libc::open(c.as_ptr(), libc::O_RDONLY);
+                libc::_exit(0)
+            }
+        }
+        child => {
+            let mut status = 0;
+            // SAFETY: waits for our own child; status is a valid out pointer.
+            unsafe { libc::waitpid(child, &mut status, 0) };
+            println!("{child}");
+        }
+    }
+}
+
+/// A function for uprobe tests: its symbol stays in the binary.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn vigil_e2e_probe_me(n: u64) -> u64 {
+    std::hint::black_box(n.wrapping_mul(3).wrapping_add(1))
+}
+
 fn usage() -> ! {
     eprintln!(
-        "usage: vigil-e2e-workload fork-exit CODE | threads N | exec-storm N PROGRAM [ARGS…]"
+        "usage: vigil-e2e-workload fork-exit CODE | threads N | exec-storm N PROGRAM [ARGS…] | files DIR | connect PORT | open PATH | fork-open PATH | probe-me N"
     );
     std::process::exit(2)
 }
