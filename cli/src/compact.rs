@@ -163,38 +163,126 @@ fn number_at(args: &[KprobeArgument], i: usize) -> Option<i128> {
     }
 }
 
+/// `tcp saddr:sport -> daddr:dport` (the protocol named by the socket, tcp when unnamed).
 fn tuple(sock: Option<&KprobeSock>) -> String {
     match sock {
-        Some(s) => format!("tcp {}:{} -> {}:{}", s.saddr, s.sport, s.daddr, s.dport),
+        Some(s) => {
+            let proto = s
+                .protocol
+                .strip_prefix("IPPROTO_")
+                .filter(|p| !p.is_empty())
+                .map_or_else(|| "tcp".to_string(), str::to_ascii_lowercase);
+            format!("{proto} {}:{} -> {}:{}", s.saddr, s.sport, s.daddr, s.dport)
+        }
         None => String::new(),
     }
 }
 
+/// The first socket argument.
+fn first_sock(args: &[KprobeArgument]) -> Option<&KprobeSock> {
+    args.iter().find_map(KprobeArgument::sock)
+}
+
+/// The path of argument `i` when it is a string, file or path; else of the first such argument.
+fn path_at_or_first(args: &[KprobeArgument], i: usize) -> String {
+    fn path_of(a: &KprobeArgument) -> Option<String> {
+        match &a.arg {
+            Some(ArgValue::String(s)) => Some(s.clone()),
+            Some(ArgValue::File(f)) => Some(f.path.clone()),
+            Some(ArgValue::Path(p)) => Some(p.path.clone()),
+            _ => None,
+        }
+    }
+    arg(args, i)
+        .and_then(path_of)
+        .or_else(|| args.iter().find_map(path_of))
+        .unwrap_or_default()
+}
+
+/// Syscalls whose hooks render specially, also when the hook names them bare (`openat`).
+const RENDERED_SYSCALLS: &[&str] = &[
+    "open", "openat", "openat2", "read", "pread64", "write", "pwrite64", "close", "connect",
+    "sendmsg", "sendto", "mount", "setuid",
+];
+
+/// The syscall a hooked function stands for: `openat` for `__x64_sys_openat`, `sys_openat`
+/// and `openat`; `None` for other kernel functions.
+fn syscall_of(function: &str) -> Option<&str> {
+    if let Some(name) = syscall_name(function).strip_prefix("sys_") {
+        return Some(name);
+    }
+    RENDERED_SYSCALLS.contains(&function).then_some(function)
+}
+
+fn read_write(k: &ProcessKprobe, write: bool) -> (String, Vec<String>) {
+    let a = &k.args;
+    let h = if write {
+        head("📝", "write")
+    } else {
+        head("📚", "read")
+    };
+    let bytes = if a.len() > 2 {
+        format!("{} bytes", number_at(a, 2).unwrap_or(0))
+    } else {
+        String::new()
+    };
+    (h, vec![file_path(a, 0), bytes])
+}
+
+/// `sendmsg`-like hooks: the socket tuple, then `bytes N` when the size is known.
+fn sendmsg(sock: Option<&KprobeSock>, bytes: Option<i128>) -> (String, Vec<String>) {
+    let mut details = vec![tuple(sock)];
+    if let Some(n) = bytes {
+        details.push(format!("bytes {n}"));
+    }
+    (head("📤", "sendmsg"), details)
+}
+
 fn kprobe(k: &ProcessKprobe) -> (String, Vec<String>) {
     let a = &k.args;
-    match syscall_name(&k.function_name) {
-        name @ ("sys_write" | "sys_read") => {
-            let (emoji, label) = if name == "sys_write" {
-                ("📝", "write")
-            } else {
-                ("📚", "read")
-            };
-            let bytes = if a.len() > 2 {
-                format!("{} bytes", number_at(a, 2).unwrap_or(0))
-            } else {
-                String::new()
-            };
-            (head(emoji, label), vec![file_path(a, 0), bytes])
+    if let Some(sys) = syscall_of(&k.function_name) {
+        match sys {
+            "read" | "pread64" => return read_write(k, false),
+            "write" | "pwrite64" => return read_write(k, true),
+            "open" => return (head("📬", "open"), vec![path_at_or_first(a, 0)]),
+            "openat" | "openat2" => return (head("📬", "open"), vec![path_at_or_first(a, 1)]),
+            "close" => return (head("📪", "close"), vec![file_path(a, 0)]),
+            "mount" => return (head("💾", "mount"), vec![string_at(a, 0), string_at(a, 1)]),
+            "setuid" => {
+                return (
+                    head("🔑", "setuid"),
+                    vec![number_at(a, 0).map(|n| n.to_string()).unwrap_or_default()],
+                );
+            }
+            "connect" => {
+                if let Some(s) = first_sock(a) {
+                    return (head("🔌", "connect"), vec![tuple(Some(s))]);
+                }
+                if let Some(sa) = a.iter().find_map(|x| match &x.arg {
+                    Some(ArgValue::Sockaddr(sa)) => Some(sa),
+                    _ => None,
+                }) {
+                    return (
+                        head("🔌", "connect"),
+                        vec![format!("-> {}:{}", sa.addr, sa.port)],
+                    );
+                }
+            }
+            "sendto" => return sendmsg(first_sock(a), number_at(a, 2)),
+            "sendmsg" => {
+                let sent = k.return_value.as_ref().and_then(|r| match &r.arg {
+                    Some(ArgValue::Int(v)) if *v >= 0 => Some(i128::from(*v)),
+                    Some(ArgValue::Long(v)) if *v >= 0 => Some(i128::from(*v)),
+                    Some(ArgValue::Size(v)) => Some(i128::from(*v)),
+                    _ => None,
+                });
+                return sendmsg(first_sock(a), sent);
+            }
+            _ => {}
         }
+    }
+    match k.function_name.as_str() {
         "fd_install" => (head("📬", "open"), vec![file_path(a, 1)]),
-        "sys_openat" => (head("📬", "openat"), vec![string_at(a, 1)]),
-        "sys_open" => (head("📬", "open"), vec![string_at(a, 0)]),
-        "sys_close" => (head("📪", "close"), vec![file_path(a, 0)]),
-        "sys_mount" => (head("💾", "mount"), vec![string_at(a, 0), string_at(a, 1)]),
-        "sys_setuid" => (
-            head("🔑", "setuid"),
-            vec![number_at(a, 0).map(|n| n.to_string()).unwrap_or_default()],
-        ),
         "tcp_connect" => (
             head("🔌", "connect"),
             vec![tuple(arg(a, 0).and_then(|x| x.sock()))],
@@ -203,12 +291,9 @@ fn kprobe(k: &ProcessKprobe) -> (String, Vec<String>) {
             head("🧹", "close"),
             vec![tuple(arg(a, 0).and_then(|x| x.sock()))],
         ),
-        "tcp_sendmsg" => (
-            head("📤", "sendmsg"),
-            vec![
-                tuple(arg(a, 0).and_then(|x| x.sock())),
-                format!("bytes {}", number_at(a, 1).unwrap_or(0)),
-            ],
+        "tcp_sendmsg" => sendmsg(
+            arg(a, 0).and_then(|x| x.sock()),
+            Some(number_at(a, 1).unwrap_or(0)),
         ),
         "security_file_permission" if a.len() > 1 => {
             let h = match number_at(a, 1) {
@@ -435,6 +520,199 @@ mod tests {
             kprobe_line("do_sys_open", vec![]),
             "❓ syscall n /bin/x do_sys_open"
         );
+    }
+
+    fn sock(proto: &str, saddr: &str, sport: u32, daddr: &str, dport: u32) -> ArgValue {
+        ArgValue::Sock(KprobeSock {
+            family: "AF_INET".into(),
+            sock_type: "SOCK_STREAM".into(),
+            protocol: proto.into(),
+            saddr: saddr.into(),
+            sport,
+            daddr: daddr.into(),
+            dport,
+            ..Default::default()
+        })
+    }
+
+    fn kprobe_ret(function: &str, args: Vec<ArgValue>, ret: ArgValue) -> String {
+        let ev = GetEventsResponse::new(
+            ProcessKprobe {
+                process: Some(Process {
+                    binary: "/bin/x".into(),
+                    ..Default::default()
+                }),
+                function_name: function.into(),
+                args: args.into_iter().map(KprobeArgument::new).collect(),
+                return_value: Some(KprobeArgument::new(ret)),
+                ..Default::default()
+            },
+            "n",
+            "t",
+        );
+        render(&ev).unwrap()
+    }
+
+    #[test]
+    fn open_renders_alike_whatever_the_mechanism() {
+        let openat = || {
+            vec![
+                ArgValue::Int(-100),
+                ArgValue::String("/etc/passwd".into()),
+                ArgValue::Int(0),
+            ]
+        };
+        for f in [
+            "__x64_sys_openat",
+            "__arm64_sys_openat",
+            "sys_openat",
+            "openat",
+        ] {
+            assert_eq!(
+                kprobe_line(f, openat()),
+                "📬 open    n /bin/x /etc/passwd",
+                "{f}"
+            );
+        }
+        for f in ["__x64_sys_open", "open"] {
+            assert_eq!(
+                kprobe_line(f, vec![ArgValue::String("/etc/hosts".into())]),
+                "📬 open    n /bin/x /etc/hosts",
+                "{f}"
+            );
+        }
+        // openat with the name as a file or path (other declared types) still shows it.
+        assert_eq!(
+            kprobe_line("openat", vec![file("/etc/group")]),
+            "📬 open    n /bin/x /etc/group"
+        );
+    }
+
+    #[test]
+    fn read_write_close_render_alike_whatever_the_mechanism() {
+        let io = || vec![file("/tmp/a"), ArgValue::Bytes(vec![]), ArgValue::Size(12)];
+        for f in ["__x64_sys_read", "read", "pread64", "__x64_sys_pread64"] {
+            assert_eq!(
+                kprobe_line(f, io()),
+                "📚 read    n /bin/x /tmp/a 12 bytes",
+                "{f}"
+            );
+        }
+        for f in ["__x64_sys_write", "write", "pwrite64", "__x64_sys_pwrite64"] {
+            assert_eq!(
+                kprobe_line(f, io()),
+                "📝 write   n /bin/x /tmp/a 12 bytes",
+                "{f}"
+            );
+        }
+        for f in ["__x64_sys_close", "close", "sys_close"] {
+            assert_eq!(
+                kprobe_line(f, vec![file("/tmp/a")]),
+                "📪 close   n /bin/x /tmp/a",
+                "{f}"
+            );
+        }
+    }
+
+    #[test]
+    fn socket_syscalls_and_tcp_kprobes() {
+        let s = || sock("IPPROTO_TCP", "10.0.0.1", 40000, "10.0.0.2", 443);
+        for f in ["__x64_sys_connect", "connect"] {
+            assert_eq!(
+                kprobe_line(f, vec![s(), ArgValue::Int(16)]),
+                "🔌 connect n /bin/x tcp 10.0.0.1:40000 -> 10.0.0.2:443",
+                "{f}"
+            );
+        }
+        assert_eq!(
+            kprobe_line("tcp_connect", vec![s()]),
+            "🔌 connect n /bin/x tcp 10.0.0.1:40000 -> 10.0.0.2:443"
+        );
+        assert_eq!(
+            kprobe_line(
+                "connect",
+                vec![
+                    ArgValue::Int(3),
+                    ArgValue::Sockaddr(vigil_api::events::KprobeSockaddr {
+                        family: "AF_INET".into(),
+                        addr: "1.1.1.1".into(),
+                        port: 53,
+                    })
+                ]
+            ),
+            "🔌 connect n /bin/x -> 1.1.1.1:53"
+        );
+        assert_eq!(
+            kprobe_line(
+                "__x64_sys_sendto",
+                vec![
+                    sock("IPPROTO_UDP", "10.0.0.1", 5353, "10.0.0.3", 53),
+                    ArgValue::Bytes(vec![]),
+                    ArgValue::Size(33)
+                ]
+            ),
+            "📤 sendmsg n /bin/x udp 10.0.0.1:5353 -> 10.0.0.3:53 bytes 33"
+        );
+        assert_eq!(
+            kprobe_ret(
+                "__x64_sys_sendmsg",
+                vec![s(), ArgValue::Int(0)],
+                ArgValue::Long(7)
+            ),
+            "📤 sendmsg n /bin/x tcp 10.0.0.1:40000 -> 10.0.0.2:443 bytes 7"
+        );
+        assert_eq!(
+            kprobe_line("sendmsg", vec![s()]),
+            "📤 sendmsg n /bin/x tcp 10.0.0.1:40000 -> 10.0.0.2:443"
+        );
+        assert_eq!(
+            kprobe_line("tcp_sendmsg", vec![s(), ArgValue::Int(6)]),
+            "📤 sendmsg n /bin/x tcp 10.0.0.1:40000 -> 10.0.0.2:443 bytes 6"
+        );
+        assert_eq!(
+            kprobe_line("tcp_close", vec![sock("IPPROTO_TCP", "::", 8080, "::", 0)]),
+            "🧹 close   n /bin/x tcp :::8080 -> :::0"
+        );
+    }
+
+    #[test]
+    fn lsm_and_unknown_hooks() {
+        let ev = GetEventsResponse::new(
+            vigil_api::events::ProcessLsm {
+                process: Some(Process {
+                    binary: "/usr/bin/cat".into(),
+                    ..Default::default()
+                }),
+                function_name: "file_open".into(),
+                args: vec![KprobeArgument::new(file("/etc/passwd"))],
+                ..Default::default()
+            },
+            "n",
+            "t",
+        );
+        assert_eq!(render(&ev).unwrap(), "🔒 LSM     n /usr/bin/cat file_open");
+        assert_eq!(
+            kprobe_line("__x64_sys_unlinkat", vec![]),
+            "❓ syscall n /bin/x __x64_sys_unlinkat"
+        );
+        assert_eq!(
+            kprobe_line("security_bprm_check", vec![]),
+            "❓ syscall n /bin/x security_bprm_check"
+        );
+        // A connect hook without any address falls back to the generic line.
+        assert_eq!(
+            kprobe_line("connect", vec![ArgValue::Int(3)]),
+            "❓ syscall n /bin/x connect"
+        );
+    }
+
+    #[test]
+    fn syscall_names_bare_or_prefixed() {
+        assert_eq!(syscall_of("__x64_sys_openat"), Some("openat"));
+        assert_eq!(syscall_of("sys_close"), Some("close"));
+        assert_eq!(syscall_of("pread64"), Some("pread64"));
+        assert_eq!(syscall_of("tcp_connect"), None);
+        assert_eq!(syscall_of("security_file_open"), None);
     }
 
     #[test]

@@ -24,12 +24,74 @@ pub struct ExecRecord {
     pub cgroup_name: String,
 }
 
+/// One argument of a hook record: how the kernel laid it out, its aux word and its bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HookArg {
+    /// `abi::argk::*`.
+    pub kind: u8,
+    /// `abi::aux::*` bits and, in the low 30 bits, the full length where known.
+    pub aux: u32,
+    pub data: Vec<u8>,
+}
+
+impl HookArg {
+    /// The value could not be read (`aux::ERR`).
+    pub fn is_error(&self) -> bool {
+        self.aux & abi::aux::ERR != 0
+    }
+
+    /// The value was cut to fit (`aux::CUT`).
+    pub fn is_cut(&self) -> bool {
+        self.aux & abi::aux::CUT != 0
+    }
+
+    /// The full length where the kernel knew it (for buffers: the requested size).
+    pub fn full_len(&self) -> u32 {
+        self.aux & abi::aux::LEN_MASK
+    }
+}
+
+/// A hook record (`VIGIL_MSG_HOOK`) with its arguments split out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HookRecord {
+    /// Boot-clock ns when the hook fired.
+    pub time: u64,
+    pub pid: u32,
+    pub tid: u32,
+    /// The process's exec identity (0 unknown).
+    pub ktime: u64,
+    /// Hook slot and the generation it was written under.
+    pub hook: u32,
+    pub policy: u32,
+    pub generation: u32,
+    /// Index of the matching selector, 0xffff for hooks without selectors.
+    pub selector: u16,
+    /// Bit `1 << abi::act::*` per action that ran (or would have, in monitor mode).
+    pub actions: u16,
+    /// Return value (meaningful when `flags` has `hf::RETURN`).
+    pub ret: i64,
+    /// `abi::hf::*`.
+    pub flags: u32,
+    pub args: Vec<HookArg>,
+}
+
+impl HookRecord {
+    pub fn is_return(&self) -> bool {
+        self.flags & abi::hf::RETURN != 0
+    }
+
+    pub fn has_action(&self, act: u8) -> bool {
+        u32::from(act) < 16 && self.actions & (1u16 << act) != 0
+    }
+}
+
 /// One decoded record.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
     Exec(Box<ExecRecord>),
     Fork(abi::Fork),
     Exit(abi::Exit),
+    Hook(Box<HookRecord>),
 }
 
 /// Decodes one record. Sizes are checked against the header so a corrupt record is an error,
@@ -54,6 +116,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, SensorError> {
         abi::MSG_EXIT => read_record(bytes)
             .map(Record::Exit)
             .ok_or_else(|| SensorError::Decode("short exit record".into())),
+        abi::MSG_HOOK => decode_hook(bytes).map(|h| Record::Hook(Box::new(h))),
         k => Err(SensorError::Decode(format!("unknown record kind {k}"))),
     }
 }
@@ -96,6 +159,58 @@ fn decode_exec(bytes: &[u8]) -> Result<ExecRecord, SensorError> {
     })
 }
 
+fn decode_hook(bytes: &[u8]) -> Result<HookRecord, SensorError> {
+    let r: abi::HookRec =
+        read_record(bytes).ok_or_else(|| SensorError::Decode("short hook record".into()))?;
+    let nargs = r.nargs as usize;
+    if nargs > abi::HOOK_ARGS {
+        return Err(SensorError::Decode(format!(
+            "hook record: {nargs} arguments, at most {} allowed",
+            abi::HOOK_ARGS
+        )));
+    }
+    let mut data = bytes
+        .get(std::mem::size_of::<abi::HookRec>()..)
+        .unwrap_or(&[]);
+    let mut args = Vec::with_capacity(nargs);
+    for i in 0..nargs {
+        let len = r.arg_len[i] as usize;
+        if len > data.len() {
+            return Err(SensorError::Decode(format!(
+                "hook record: argument {i} length {len} exceeds the {} bytes left",
+                data.len()
+            )));
+        }
+        let (head, rest) = data.split_at(len);
+        data = rest;
+        args.push(HookArg {
+            kind: r.arg_kind[i],
+            aux: r.arg_aux[i],
+            data: head.to_vec(),
+        });
+    }
+    if !data.is_empty() {
+        return Err(SensorError::Decode(format!(
+            "hook record: {} bytes after the last argument",
+            data.len()
+        )));
+    }
+    Ok(HookRecord {
+        time: r.hdr.time,
+        pid: r.pid,
+        tid: r.tid,
+        ktime: r.ktime,
+        hook: r.hook,
+        policy: r.policy,
+        generation: r.generation,
+        selector: r.selector,
+        actions: r.actions,
+        ret: r.ret,
+        flags: r.flags,
+        args,
+    })
+}
+
 /// Splits a NUL-separated argv block. A trailing NUL ends the last argument; a block cut in the
 /// middle of an argument keeps the partial argument.
 pub fn split_argv(block: &[u8]) -> Vec<String> {
@@ -110,8 +225,54 @@ fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// Builders of raw record bytes for tests across the crate.
+#[cfg(test)]
+pub(crate) mod testutil {
+    use vigil_sensor_bpf::abi::{self, Record as AbiRecord};
+
+    /// The bytes of a fixed-layout record, as the kernel writes them.
+    pub fn bytes_of<T: AbiRecord>(v: &T) -> Vec<u8> {
+        // SAFETY: `abi::Record` types are repr(C) integers with explicit padding fields, so
+        // every byte of `v` is initialised; the slice lives only for the copy.
+        unsafe {
+            std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>())
+        }
+        .to_vec()
+    }
+
+    /// One argument: kind, aux and its bytes.
+    pub type RawArg = (u8, u32, Vec<u8>);
+
+    pub fn int(v: i64) -> RawArg {
+        (abi::argk::INT, 0, v.to_le_bytes().to_vec())
+    }
+
+    pub fn raw(kind: u8, bytes: &[u8]) -> RawArg {
+        (kind, bytes.len() as u32, bytes.to_vec())
+    }
+
+    /// A hook record: `rec`'s header size, nargs and per-argument fields are filled in.
+    pub fn hook_bytes(mut rec: abi::HookRec, args: &[RawArg]) -> Vec<u8> {
+        let data: usize = args.iter().map(|a| a.2.len()).sum();
+        rec.hdr.kind = abi::MSG_HOOK;
+        rec.hdr.size = (std::mem::size_of::<abi::HookRec>() + data) as u32;
+        rec.nargs = args.len() as u32;
+        for (i, (kind, aux, bytes)) in args.iter().enumerate() {
+            rec.arg_kind[i] = *kind;
+            rec.arg_aux[i] = *aux;
+            rec.arg_len[i] = bytes.len() as u32;
+        }
+        let mut out = bytes_of(&rec);
+        for a in args {
+            out.extend_from_slice(&a.2);
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::testutil::*;
     use super::*;
 
     fn exec_bytes(binary: &str, args: &[u8], cwd: &str, cg: &str) -> Vec<u8> {
@@ -191,5 +352,93 @@ mod tests {
         assert_eq!(split_argv(b"a\0"), vec!["a"]);
         assert_eq!(split_argv(b"a\0\0b\0"), vec!["a", "", "b"]);
         assert_eq!(split_argv(b"a\0partial"), vec!["a", "partial"]);
+    }
+
+    fn hook_rec() -> abi::HookRec {
+        abi::HookRec {
+            hdr: MsgHeader {
+                time: 77,
+                ..Default::default()
+            },
+            pid: 42,
+            tid: 43,
+            ktime: 1000,
+            hook: 3,
+            policy: 1,
+            generation: 9,
+            selector: 0xffff,
+            actions: 1 << abi::act::POST,
+            ret: -2,
+            flags: abi::hf::RETURN,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn decodes_hook_arguments() {
+        let b = hook_bytes(
+            hook_rec(),
+            &[
+                int(-1),
+                raw(abi::argk::STR, b"/etc/passwd"),
+                (abi::argk::BUF, abi::aux::CUT | 9000, vec![1, 2, 3]),
+                (abi::argk::FD, abi::aux::ERR, vec![]),
+            ],
+        );
+        let Record::Hook(h) = decode(&b).unwrap() else {
+            panic!("not a hook record")
+        };
+        assert_eq!(
+            (h.time, h.pid, h.tid, h.ktime, h.hook, h.generation, h.ret),
+            (77, 42, 43, 1000, 3, 9, -2)
+        );
+        assert!(h.is_return());
+        assert!(h.has_action(abi::act::POST) && !h.has_action(abi::act::SIGKILL));
+        assert_eq!(h.args.len(), 4);
+        assert_eq!(h.args[0].data, (-1i64).to_le_bytes());
+        assert_eq!(h.args[1].data, b"/etc/passwd");
+        assert!(h.args[2].is_cut() && h.args[2].full_len() == 9000);
+        assert!(h.args[3].is_error() && h.args[3].data.is_empty());
+    }
+
+    #[test]
+    fn rejects_corrupt_hook_records() {
+        let good = hook_bytes(hook_rec(), &[int(1), raw(abi::argk::STR, b"abc")]);
+        assert!(decode(&good).is_ok());
+        // Shorter than its header claims.
+        let mut b = good.clone();
+        b.truncate(b.len() - 1);
+        assert!(matches!(decode(&b), Err(SensorError::Decode(_))));
+        // Shorter than the fixed part (header size adjusted so only the fixed part is short).
+        let mut b = good[..40].to_vec();
+        b[4..8].copy_from_slice(&40u32.to_ne_bytes());
+        let err = decode(&b).unwrap_err().to_string();
+        assert!(err.contains("short hook record"), "{err}");
+        // An argument length past the end.
+        let mut b = good.clone();
+        let off = std::mem::offset_of!(abi::HookRec, arg_len) + 4;
+        b[off..off + 4].copy_from_slice(&u32::MAX.to_ne_bytes());
+        let err = decode(&b).unwrap_err().to_string();
+        assert!(err.contains("argument 1 length"), "{err}");
+        // Too many arguments.
+        let mut b = good.clone();
+        let off = std::mem::offset_of!(abi::HookRec, nargs);
+        b[off..off + 4].copy_from_slice(&6u32.to_ne_bytes());
+        let err = decode(&b).unwrap_err().to_string();
+        assert!(err.contains("6 arguments"), "{err}");
+        // Lengths that leave bytes unaccounted for.
+        let mut b = good.clone();
+        let off = std::mem::offset_of!(abi::HookRec, arg_len) + 4;
+        b[off..off + 4].copy_from_slice(&1u32.to_ne_bytes());
+        let err = decode(&b).unwrap_err().to_string();
+        assert!(err.contains("2 bytes after the last argument"), "{err}");
+        // Every truncation is an error, never a panic.
+        for n in 0..good.len() {
+            let mut b = good[..n].to_vec();
+            if b.len() >= 8 {
+                b[4..8].copy_from_slice(&(n as u32).to_ne_bytes());
+            }
+            assert!(decode(&b).is_err(), "{n} bytes decoded");
+        }
     }
 }

@@ -38,6 +38,14 @@ pub struct ClientLabel {
     pub client: String,
 }
 
+/// Labels of `policy_events_total`, as Tetragon names them: the policy and the hook
+/// (`kprobe:<function>`, `tracepoint:<subsys>/<event>`, `uprobe:<path>:<symbol>`, `lsm:<hook>`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyLabel {
+    pub policy: String,
+    pub hook: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabel {
     pub version: String,
@@ -66,6 +74,9 @@ pub struct Metrics {
     pub grpc_clients: Gauge,
     pub grpc_client_dropped: Family<ClientLabel, Counter>,
     pub grpc_dropped: Counter,
+    pub policy_events: Family<PolicyLabel, Counter>,
+    pub hook_records_orphaned: Counter,
+    pub hook_arg_errors: Counter,
 }
 
 impl Metrics {
@@ -169,7 +180,31 @@ impl Metrics {
             "Events dropped for GetEvents clients because their queues were full, all streams",
             self.grpc_dropped.clone(),
         );
+        r.register(
+            "policy_events",
+            "Events produced by tracing policies, by policy and hook",
+            self.policy_events.clone(),
+        );
+        r.register(
+            "hook_records_orphaned",
+            "Hook records dropped because their hook slot and generation are no longer loaded",
+            self.hook_records_orphaned.clone(),
+        );
+        r.register(
+            "hook_arg_errors",
+            "Hook arguments the kernel could not read (reported empty in their event)",
+            self.hook_arg_errors.clone(),
+        );
         r
+    }
+
+    pub fn count_policy_event(&self, policy: &str, hook: &str) {
+        self.policy_events
+            .get_or_create(&PolicyLabel {
+                policy: policy.into(),
+                hook: hook.into(),
+            })
+            .inc();
     }
 
     pub fn count_event(&self, kind: &str) {
@@ -250,5 +285,20 @@ mod tests {
         );
         assert!(text.contains("vigil_build_info{version="), "{text}");
         assert!(text.contains("vigil_process_cache_capacity"), "{text}");
+        m.count_policy_event("connect", "kprobe:tcp_connect");
+        m.hook_records_orphaned.inc();
+        m.hook_arg_errors.inc();
+        let text = render(&m.registry());
+        assert!(
+            text.contains(
+                "vigil_policy_events_total{policy=\"connect\",hook=\"kprobe:tcp_connect\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("vigil_hook_records_orphaned_total 1"),
+            "{text}"
+        );
+        assert!(text.contains("vigil_hook_arg_errors_total 1"), "{text}");
     }
 }

@@ -6,9 +6,11 @@ use std::sync::Arc;
 use vigil_api::events::{GetEventsResponse, Process};
 
 use crate::builder::{EventBuilder, KERNEL_KTIME};
-use crate::decode::{ExecRecord, Record};
+use crate::decode::{ExecRecord, HookRecord, Record};
 use crate::export::ExportQueue;
 use crate::grpc::Broadcaster;
+use crate::hooks::event as hook_event;
+use crate::hooks::meta::HookRegistry;
 use crate::metrics::Metrics;
 use crate::process_cache::{ProcKey, ProcessCache};
 use crate::procfs_scan::ScannedProc;
@@ -20,6 +22,7 @@ pub struct Pipeline {
     metrics: Arc<Metrics>,
     kernel_key: ProcKey,
     broadcaster: Option<Arc<Broadcaster>>,
+    hooks: Option<Arc<HookRegistry>>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -51,12 +54,20 @@ impl Pipeline {
             metrics,
             kernel_key,
             broadcaster: None,
+            hooks: None,
         }
     }
 
     /// Also offers every event to gRPC clients.
     pub fn with_broadcaster(mut self, broadcaster: Arc<Broadcaster>) -> Self {
         self.broadcaster = Some(broadcaster);
+        self
+    }
+
+    /// Turns hook records into events with the metadata the engine keeps in `hooks`. Without a
+    /// registry every hook record is an orphan.
+    pub fn with_hooks(mut self, hooks: Arc<HookRegistry>) -> Self {
+        self.hooks = Some(hooks);
         self
     }
 
@@ -98,6 +109,7 @@ impl Pipeline {
             Record::Exec(r) => self.on_exec(&r),
             Record::Fork(f) => self.on_fork(f.pid, f.ktime, f.ppid, f.parent_ktime),
             Record::Exit(x) => self.on_exit(x.pid, x.ktime, x.exit_code, x.hdr.time),
+            Record::Hook(h) => self.on_hook(&h),
         }
         self.update_cache_metrics();
     }
@@ -174,7 +186,48 @@ impl Pipeline {
         self.emit(&ev);
     }
 
-    fn emit(&self, ev: &GetEventsResponse) {
+    /// A hook fired: its event goes out with the process and parent the cache knows. A process
+    /// the cache does not know is reported as far as the record tells (flag `miss`); a record
+    /// whose hook is gone (slot unloaded or reused) is dropped and counted.
+    fn on_hook(&mut self, r: &HookRecord) {
+        let Some(meta) = self
+            .hooks
+            .as_ref()
+            .and_then(|h| h.get(r.hook, r.generation))
+        else {
+            self.metrics.hook_records_orphaned.inc();
+            return;
+        };
+        let key = if r.pid == 0 {
+            Some(self.kernel_key)
+        } else {
+            self.cache.resolve(r.pid, r.ktime)
+        };
+        let entry = key.and_then(|k| self.cache.get(&k).map(|e| (e.process.clone(), e.parent)));
+        let (process, parent) = match entry {
+            Some((process, parent_key)) => {
+                let parent = parent_key
+                    .and_then(|pk| self.cache.get(&pk))
+                    .map(|e| (*e.process).clone());
+                ((*process).clone(), parent)
+            }
+            None => {
+                self.metrics.process_cache_misses.inc();
+                (self.builder.unknown_process(r.pid, r.ktime), None)
+            }
+        };
+        let built = hook_event::build(&self.builder, r, &meta, process, parent);
+        if built.arg_errors > 0 {
+            self.metrics.hook_arg_errors.inc_by(built.arg_errors);
+        }
+        if self.emit(&built.event) {
+            self.metrics
+                .count_policy_event(&meta.policy_name, &hook_event::hook_label(&meta));
+        }
+    }
+
+    /// Serializes and hands out one event; false when it could not be encoded.
+    fn emit(&self, ev: &GetEventsResponse) -> bool {
         match ev.to_json() {
             Ok(line) => {
                 if let Some(kind) = ev.kind() {
@@ -185,8 +238,12 @@ impl Pipeline {
                     b.publish(ev, &line);
                 }
                 self.queue.push(line);
+                true
             }
-            Err(e) => tracing::error!("cannot encode event: {e}"),
+            Err(e) => {
+                tracing::error!("cannot encode event: {e}");
+                false
+            }
         }
     }
 
@@ -338,5 +395,128 @@ mod tests {
         assert_eq!(procs[1].parent_exec_id, procs[0].exec_id);
         assert_eq!(procs[3].parent_exec_id, procs[2].exec_id);
         assert_eq!(procs[3].flags, "procFS rootcwd");
+    }
+
+    fn hook_meta(policy: &str) -> Arc<crate::hooks::meta::HookMeta> {
+        use crate::hooks::meta::{ArgMeta, HookEventKind, HookMeta};
+        use vigil_api::policy::ir::ArgType;
+        Arc::new(HookMeta {
+            policy_name: policy.into(),
+            policy_namespace: String::new(),
+            kind: HookEventKind::Kprobe,
+            function_name: "__x64_sys_openat".into(),
+            args: vec![ArgMeta {
+                ir_type: ArgType::String,
+                kind: abi::argk::STR,
+                label: String::new(),
+            }],
+            return_type: None,
+            message: String::new(),
+            tags: vec![],
+        })
+    }
+
+    fn hook(
+        pid: u32,
+        ktime: u64,
+        slot: u32,
+        generation: u32,
+        args: &[(u8, u32, Vec<u8>)],
+    ) -> Record {
+        let rec = abi::HookRec {
+            pid,
+            tid: pid + 1,
+            ktime,
+            hook: slot,
+            generation,
+            actions: 1 << abi::act::POST,
+            ..Default::default()
+        };
+        crate::decode::decode(&crate::decode::testutil::hook_bytes(rec, args)).unwrap()
+    }
+
+    fn with_registry() -> (
+        Pipeline,
+        std::sync::mpsc::Receiver<String>,
+        Arc<Metrics>,
+        Arc<HookRegistry>,
+    ) {
+        let (p, rx, m) = pipeline();
+        let reg = Arc::new(HookRegistry::new());
+        reg.set(4, 2, hook_meta("file-open"));
+        (p.with_hooks(reg.clone()), rx, m, reg)
+    }
+
+    #[test]
+    fn hook_event_carries_process_and_parent() {
+        let (mut p, rx, m, _) = with_registry();
+        p.handle(exec(100, 0, 10, 0));
+        p.handle(exec(101, 100, 20, 10));
+        let path = crate::decode::testutil::raw(abi::argk::STR, b"/etc/passwd");
+        p.handle(hook(101, 20, 4, 2, &[path]));
+        let ev = events(&rx);
+        assert_eq!(ev.len(), 3);
+        let k = ev[2].process_kprobe.as_ref().expect("a process_kprobe");
+        let proc_ = k.process.as_ref().unwrap();
+        assert_eq!(proc_.binary, "/bin/p101");
+        assert_eq!(proc_.tid, Some(102));
+        assert_eq!(k.parent.as_ref().unwrap().binary, "/bin/p100");
+        assert_eq!(k.policy_name, "file-open");
+        assert_eq!(k.args[0].string(), Some("/etc/passwd"));
+        assert_eq!(m.process_cache_misses.get(), 0);
+        let text = crate::metrics::render(&m.registry());
+        assert!(
+            text.contains(
+                "vigil_policy_events_total{policy=\"file-open\",hook=\"kprobe:__x64_sys_openat\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("vigil_events_total{type=\"process_kprobe\"} 1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn hook_of_unknown_process_is_emitted_with_miss() {
+        let (mut p, rx, m, _) = with_registry();
+        p.handle(hook(900, 55, 4, 2, &[]));
+        let ev = events(&rx);
+        assert_eq!(ev.len(), 1);
+        let k = ev[0].process_kprobe.as_ref().unwrap();
+        let proc_ = k.process.as_ref().unwrap();
+        assert_eq!(proc_.flags, "miss");
+        assert_eq!(proc_.pid, Some(900));
+        assert_eq!(proc_.exec_id, p.builder.exec_id(900, 55));
+        assert!(k.parent.is_none());
+        assert_eq!(m.process_cache_misses.get(), 1);
+    }
+
+    #[test]
+    fn orphan_hook_records_are_counted_and_dropped() {
+        let (mut p, rx, m, reg) = with_registry();
+        p.handle(hook(1, 0, 4, 1, &[])); // stale generation
+        p.handle(hook(1, 0, 5, 2, &[])); // unknown slot
+        reg.clear(4);
+        p.handle(hook(1, 0, 4, 2, &[])); // unloaded
+        assert!(events(&rx).is_empty());
+        assert_eq!(m.hook_records_orphaned.get(), 3);
+        // Without a registry every hook record is an orphan.
+        let (mut p, rx, m) = pipeline();
+        p.handle(hook(1, 0, 4, 2, &[]));
+        assert!(events(&rx).is_empty());
+        assert_eq!(m.hook_records_orphaned.get(), 1);
+    }
+
+    #[test]
+    fn unreadable_hook_arguments_are_counted() {
+        let (mut p, rx, m, _) = with_registry();
+        p.handle(hook(1, 0, 4, 2, &[(abi::argk::STR, abi::aux::ERR, vec![])]));
+        let ev = events(&rx);
+        assert_eq!(
+            ev[0].process_kprobe.as_ref().unwrap().args[0].string(),
+            Some("")
+        );
+        assert_eq!(m.hook_arg_errors.get(), 1);
     }
 }

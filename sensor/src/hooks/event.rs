@@ -1,2 +1,1136 @@
 //! Hook records → Tetragon events (process_kprobe, process_tracepoint, process_uprobe,
 //! process_lsm).
+//!
+//! The JSON shape of an argument is decided by the type the policy declared (`ArgMeta::ir_type`),
+//! the bytes are read by the layout the kernel used (`HookArg::kind`). An argument the kernel
+//! could not read keeps its position as an empty value of its type (`{"file_arg":{}}`).
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use vigil_api::events::{
+    ArgValue, Capabilities, GetEventsResponse, KprobeAction, KprobeArgument, KprobeCapability,
+    KprobeFile, KprobeLinuxBinprm, KprobePath, KprobeSock, KprobeSockaddr, KprobeTruncatedBytes,
+    Process, ProcessCredentials, ProcessKprobe, ProcessLsm, ProcessTracepoint, ProcessUprobe,
+    SyscallId, capability_event_name, format_time_ns, securebits_names,
+};
+use vigil_api::policy::ir::ArgType;
+use vigil_sensor_bpf::abi::{self, argk, read_record};
+
+use super::meta::{ArgMeta, HookEventKind, HookMeta};
+use crate::builder::EventBuilder;
+use crate::decode::{HookArg, HookRecord};
+
+/// An event built from a hook record, with what the pipeline counts about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HookEvent {
+    pub event: GetEventsResponse,
+    /// Arguments the kernel could not read (kept as empty values).
+    pub arg_errors: u64,
+}
+
+/// The `hook` label of `policy_events_total` for a hook: `kprobe:<function>`,
+/// `tracepoint:<subsys>/<event>`, `uprobe:<path>:<symbol>` or `lsm:<hook>`.
+pub fn hook_label(meta: &HookMeta) -> String {
+    match &meta.kind {
+        HookEventKind::Kprobe => format!("kprobe:{}", meta.function_name),
+        HookEventKind::Tracepoint { subsys, event } => format!("tracepoint:{subsys}/{event}"),
+        HookEventKind::Uprobe { path, symbol, .. } => format!("uprobe:{path}:{symbol}"),
+        HookEventKind::Lsm => format!("lsm:{}", lsm_name(&meta.function_name)),
+    }
+}
+
+/// Builds the event of `rec` for the hook `meta` describes. `process` is the cached process
+/// (or what is known of it); its `tid` is set to the thread that hit the hook.
+pub fn build(
+    builder: &EventBuilder,
+    rec: &HookRecord,
+    meta: &HookMeta,
+    mut process: Process,
+    parent: Option<Process>,
+) -> HookEvent {
+    process.tid = Some(rec.tid);
+    let mut arg_errors = 0u64;
+    let args: Vec<KprobeArgument> = rec
+        .args
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            if a.is_error() {
+                arg_errors += 1;
+            }
+            argument(a, meta.args.get(i))
+        })
+        .collect();
+    let action = action(rec);
+    let time = format_time_ns(builder.clock.wall_ns(rec.time));
+    let node = builder.node_name.clone();
+    let process = Some(process);
+    let event = match &meta.kind {
+        HookEventKind::Kprobe => {
+            let return_value = rec
+                .is_return()
+                .then(|| KprobeArgument::new(return_value(rec.ret, meta.return_type)));
+            GetEventsResponse::new(
+                ProcessKprobe {
+                    process,
+                    parent,
+                    function_name: meta.function_name.clone(),
+                    args,
+                    return_value,
+                    action,
+                    policy_name: meta.policy_name.clone(),
+                    // Tetragon writes POST for every kprobe event (the default return action).
+                    return_action: KprobeAction::Post,
+                    message: meta.message.clone(),
+                    tags: meta.tags.clone(),
+                    ..Default::default()
+                },
+                node,
+                time,
+            )
+        }
+        HookEventKind::Tracepoint { subsys, event } => GetEventsResponse::new(
+            ProcessTracepoint {
+                process,
+                parent,
+                subsys: subsys.clone(),
+                event: event.clone(),
+                args,
+                policy_name: meta.policy_name.clone(),
+                action,
+                message: meta.message.clone(),
+                tags: meta.tags.clone(),
+                ..Default::default()
+            },
+            node,
+            time,
+        ),
+        HookEventKind::Uprobe {
+            path,
+            symbol,
+            offset,
+        } => GetEventsResponse::new(
+            ProcessUprobe {
+                process,
+                parent,
+                path: path.clone(),
+                symbol: symbol.clone(),
+                policy_name: meta.policy_name.clone(),
+                message: meta.message.clone(),
+                args,
+                tags: meta.tags.clone(),
+                offset: *offset,
+                action,
+                ..Default::default()
+            },
+            node,
+            time,
+        ),
+        HookEventKind::Lsm => GetEventsResponse::new(
+            ProcessLsm {
+                process,
+                parent,
+                function_name: lsm_name(&meta.function_name).to_string(),
+                policy_name: meta.policy_name.clone(),
+                message: meta.message.clone(),
+                args,
+                action,
+                tags: meta.tags.clone(),
+                ..Default::default()
+            },
+            node,
+            time,
+        ),
+    };
+    HookEvent { event, arg_errors }
+}
+
+/// The LSM hook name as events carry it (`file_open`, not `security_file_open`).
+fn lsm_name(name: &str) -> &str {
+    name.strip_prefix("bpf_lsm_")
+        .or_else(|| name.strip_prefix("security_"))
+        .unwrap_or(name)
+}
+
+/// The enforcing action that ran (or would have, in monitor mode), else POST.
+fn action(rec: &HookRecord) -> KprobeAction {
+    if rec.has_action(abi::act::SIGKILL) {
+        KprobeAction::Sigkill
+    } else if rec.has_action(abi::act::OVERRIDE) {
+        KprobeAction::Override
+    } else if rec.has_action(abi::act::SIGNAL) {
+        KprobeAction::Signal
+    } else {
+        KprobeAction::Post
+    }
+}
+
+/// The return value, typed by the declared return type (int when none).
+fn return_value(ret: i64, ty: Option<ArgType>) -> ArgValue {
+    match ty {
+        None | Some(ArgType::Unspecified | ArgType::Auto | ArgType::Fd | ArgType::File) => {
+            ArgValue::Int(ret as i32)
+        }
+        Some(t) => integer(ret as u64, t),
+    }
+}
+
+/// One argument: its value by declared type and record layout, and its label.
+pub fn argument(a: &HookArg, meta: Option<&ArgMeta>) -> KprobeArgument {
+    let ty = meta.map_or(ArgType::Unspecified, |m| m.ir_type);
+    // An unreadable argument is rendered from no bytes: every shape below then yields its
+    // empty value.
+    let data: &[u8] = if a.is_error() { &[] } else { &a.data };
+    let value = match a.kind {
+        argk::INT => integer(int_bytes(data), ty),
+        argk::STR => match ty {
+            ArgType::CharBuf | ArgType::CharIovec | ArgType::ConstBuf => bytes(data, a),
+            _ => ArgValue::String(text(data)),
+        },
+        argk::BUF => match ty {
+            ArgType::String | ArgType::Filename | ArgType::DataLoc => ArgValue::String(text(data)),
+            _ => bytes(data, a),
+        },
+        argk::FD | argk::FILE | argk::PATH | argk::DENTRY | argk::BINPRM => {
+            path_like(text(data), a.kind, ty)
+        }
+        argk::SOCK | argk::FD_SOCK => ArgValue::Sock(sock(data)),
+        argk::SOCKADDR => ArgValue::Sockaddr(sockaddr(data)),
+        argk::CRED => ArgValue::ProcessCredentials(creds(data)),
+        _ => bytes(data, a),
+    };
+    KprobeArgument {
+        arg: Some(value),
+        label: meta.map(|m| m.label.clone()).unwrap_or_default(),
+    }
+}
+
+/// The 8-byte value of an INT argument (0 when absent or malformed).
+fn int_bytes(data: &[u8]) -> u64 {
+    data.get(..8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map_or(0, u64::from_le_bytes)
+}
+
+fn text(data: &[u8]) -> String {
+    String::from_utf8_lossy(data).into_owned()
+}
+
+/// `bytes_arg`, or `truncated_bytes_arg` when the kernel cut the buffer.
+fn bytes(data: &[u8], a: &HookArg) -> ArgValue {
+    if a.is_cut() && !a.is_error() {
+        ArgValue::TruncatedBytes(KprobeTruncatedBytes {
+            bytes_arg: data.to_vec(),
+            orig_size: u64::from(a.full_len()),
+        })
+    } else {
+        ArgValue::Bytes(data.to_vec())
+    }
+}
+
+/// An integer (already sign- or zero-extended by the kernel) by declared type.
+fn integer(v: u64, ty: ArgType) -> ArgValue {
+    match ty {
+        ArgType::Int8 | ArgType::Int16 | ArgType::Int32 | ArgType::Fd => ArgValue::Int(v as i32),
+        ArgType::Uint8 | ArgType::Uint16 | ArgType::Uint32 => ArgValue::Uint(v as u32),
+        ArgType::Uint64 | ArgType::SizeT => ArgValue::Size(v),
+        ArgType::Capability => ArgValue::Capability(KprobeCapability {
+            value: Some(v as i32),
+            name: usize::try_from(v)
+                .ok()
+                .and_then(capability_event_name)
+                .unwrap_or_default()
+                .to_string(),
+        }),
+        ArgType::Syscall64 => ArgValue::SyscallId(syscall_id(v)),
+        ArgType::KernelCapT => ArgValue::KernelCapT(format!("{v:016x}")),
+        ArgType::CapInheritable => ArgValue::CapInheritable(format!("{v:016x}")),
+        ArgType::CapPermitted => ArgValue::CapPermitted(format!("{v:016x}")),
+        ArgType::CapEffective => ArgValue::CapEffective(format!("{v:016x}")),
+        ArgType::BpfCmd => match usize::try_from(v).ok().and_then(|i| BPF_CMDS.get(i)) {
+            Some(name) => ArgValue::BpfCmd((*name).to_string()),
+            None => ArgValue::Uint(v as u32),
+        },
+        _ => ArgValue::Long(v as i64),
+    }
+}
+
+/// Bit 31 of a `syscall64` value marks a 32-bit (compat) syscall.
+const SYSCALL_COMPAT: u64 = 1 << 31;
+
+fn syscall_id(v: u64) -> SyscallId {
+    let (abi, id) = if v & SYSCALL_COMPAT != 0 {
+        (COMPAT_ABI, v & !SYSCALL_COMPAT)
+    } else {
+        (NATIVE_ABI, v)
+    };
+    SyscallId {
+        id: id as u32,
+        abi: abi.to_string(),
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+const NATIVE_ABI: &str = "arm64";
+#[cfg(target_arch = "aarch64")]
+const COMPAT_ABI: &str = "arm32";
+#[cfg(not(target_arch = "aarch64"))]
+const NATIVE_ABI: &str = "x64";
+#[cfg(not(target_arch = "aarch64"))]
+const COMPAT_ABI: &str = "i386";
+
+/// `enum bpf_cmd` names by number.
+const BPF_CMDS: [&str; 37] = [
+    "BPF_MAP_CREATE",
+    "BPF_MAP_LOOKUP_ELEM",
+    "BPF_MAP_UPDATE_ELEM",
+    "BPF_MAP_DELETE_ELEM",
+    "BPF_MAP_GET_NEXT_KEY",
+    "BPF_PROG_LOAD",
+    "BPF_OBJ_PIN",
+    "BPF_OBJ_GET",
+    "BPF_PROG_ATTACH",
+    "BPF_PROG_DETACH",
+    "BPF_PROG_TEST_RUN",
+    "BPF_PROG_GET_NEXT_ID",
+    "BPF_MAP_GET_NEXT_ID",
+    "BPF_PROG_GET_FD_BY_ID",
+    "BPF_MAP_GET_FD_BY_ID",
+    "BPF_OBJ_GET_INFO_BY_FD",
+    "BPF_PROG_QUERY",
+    "BPF_RAW_TRACEPOINT_OPEN",
+    "BPF_BTF_LOAD",
+    "BPF_BTF_GET_FD_BY_ID",
+    "BPF_TASK_FD_QUERY",
+    "BPF_MAP_LOOKUP_AND_DELETE_ELEM",
+    "BPF_MAP_FREEZE",
+    "BPF_BTF_GET_NEXT_ID",
+    "BPF_MAP_LOOKUP_BATCH",
+    "BPF_MAP_LOOKUP_AND_DELETE_BATCH",
+    "BPF_MAP_UPDATE_BATCH",
+    "BPF_MAP_DELETE_BATCH",
+    "BPF_LINK_CREATE",
+    "BPF_LINK_UPDATE",
+    "BPF_LINK_GET_FD_BY_ID",
+    "BPF_LINK_GET_NEXT_ID",
+    "BPF_ENABLE_STATS",
+    "BPF_ITER_CREATE",
+    "BPF_LINK_DETACH",
+    "BPF_PROG_BIND_MAP",
+    "BPF_TOKEN_CREATE",
+];
+
+/// A resolved path: `file_arg` for files and fds, `path_arg` for paths and dentries,
+/// `linux_binprm_arg` for binprms — unless the policy declared another of these types.
+fn path_like(path: String, kind: u8, ty: ArgType) -> ArgValue {
+    let file = |path| {
+        ArgValue::File(KprobeFile {
+            path,
+            ..Default::default()
+        })
+    };
+    let as_path = |path| {
+        ArgValue::Path(KprobePath {
+            path,
+            ..Default::default()
+        })
+    };
+    let binprm = |path| {
+        ArgValue::LinuxBinprm(KprobeLinuxBinprm {
+            path,
+            ..Default::default()
+        })
+    };
+    match ty {
+        ArgType::Fd | ArgType::File => file(path),
+        ArgType::Path | ArgType::Dentry => as_path(path),
+        ArgType::LinuxBinprm => binprm(path),
+        ArgType::String | ArgType::Filename => ArgValue::String(path),
+        _ => match kind {
+            argk::PATH | argk::DENTRY => as_path(path),
+            argk::BINPRM => binprm(path),
+            _ => file(path),
+        },
+    }
+}
+
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+
+/// `AF_*` name of an address family (empty when unknown).
+pub fn family_name(f: u16) -> &'static str {
+    const NAMES: [&str; 46] = [
+        "AF_UNSPEC",
+        "AF_UNIX",
+        "AF_INET",
+        "AF_AX25",
+        "AF_IPX",
+        "AF_APPLETALK",
+        "AF_NETROM",
+        "AF_BRIDGE",
+        "AF_ATMPVC",
+        "AF_X25",
+        "AF_INET6",
+        "AF_ROSE",
+        "AF_DECnet",
+        "AF_NETBEUI",
+        "AF_SECURITY",
+        "AF_KEY",
+        "AF_NETLINK",
+        "AF_PACKET",
+        "AF_ASH",
+        "AF_ECONET",
+        "AF_ATMSVC",
+        "AF_RDS",
+        "AF_SNA",
+        "AF_IRDA",
+        "AF_PPPOX",
+        "AF_WANPIPE",
+        "AF_LLC",
+        "AF_IB",
+        "AF_MPLS",
+        "AF_CAN",
+        "AF_TIPC",
+        "AF_BLUETOOTH",
+        "AF_IUCV",
+        "AF_RXRPC",
+        "AF_ISDN",
+        "AF_PHONET",
+        "AF_IEEE802154",
+        "AF_CAIF",
+        "AF_ALG",
+        "AF_NFC",
+        "AF_VSOCK",
+        "AF_KCM",
+        "AF_QIPCRTR",
+        "AF_SMC",
+        "AF_XDP",
+        "AF_MCTP",
+    ];
+    NAMES.get(usize::from(f)).copied().unwrap_or("")
+}
+
+/// `SOCK_*` name of a socket type (empty when unknown).
+pub fn sock_type_name(t: u16) -> &'static str {
+    match t {
+        1 => "SOCK_STREAM",
+        2 => "SOCK_DGRAM",
+        3 => "SOCK_RAW",
+        4 => "SOCK_RDM",
+        5 => "SOCK_SEQPACKET",
+        6 => "SOCK_DCCP",
+        10 => "SOCK_PACKET",
+        _ => "",
+    }
+}
+
+/// `IPPROTO_*` name of an IP protocol (empty when unknown).
+pub fn protocol_name(p: u16) -> &'static str {
+    match p {
+        0 => "IPPROTO_IP",
+        1 => "IPPROTO_ICMP",
+        2 => "IPPROTO_IGMP",
+        4 => "IPPROTO_IPIP",
+        6 => "IPPROTO_TCP",
+        8 => "IPPROTO_EGP",
+        12 => "IPPROTO_PUP",
+        17 => "IPPROTO_UDP",
+        22 => "IPPROTO_IDP",
+        29 => "IPPROTO_TP",
+        33 => "IPPROTO_DCCP",
+        41 => "IPPROTO_IPV6",
+        46 => "IPPROTO_RSVP",
+        47 => "IPPROTO_GRE",
+        50 => "IPPROTO_ESP",
+        51 => "IPPROTO_AH",
+        58 => "IPPROTO_ICMPV6",
+        92 => "IPPROTO_MTP",
+        94 => "IPPROTO_BEETPH",
+        98 => "IPPROTO_ENCAP",
+        103 => "IPPROTO_PIM",
+        108 => "IPPROTO_COMP",
+        115 => "IPPROTO_L2TP",
+        132 => "IPPROTO_SCTP",
+        136 => "IPPROTO_UDPLITE",
+        137 => "IPPROTO_MPLS",
+        143 => "IPPROTO_ETHERNET",
+        255 => "IPPROTO_RAW",
+        262 => "IPPROTO_MPTCP",
+        _ => "",
+    }
+}
+
+/// `TCP_*` name of a socket state (empty when unknown).
+pub fn tcp_state_name(s: u16) -> &'static str {
+    match s {
+        1 => "TCP_ESTABLISHED",
+        2 => "TCP_SYN_SENT",
+        3 => "TCP_SYN_RECV",
+        4 => "TCP_FIN_WAIT1",
+        5 => "TCP_FIN_WAIT2",
+        6 => "TCP_TIME_WAIT",
+        7 => "TCP_CLOSE",
+        8 => "TCP_CLOSE_WAIT",
+        9 => "TCP_LAST_ACK",
+        10 => "TCP_LISTEN",
+        11 => "TCP_CLOSING",
+        12 => "TCP_NEW_SYN_RECV",
+        _ => "",
+    }
+}
+
+/// An address as text: dotted IPv4, standard IPv6; empty for other families.
+fn addr_text(family: u16, a: &[u8; 16]) -> String {
+    match family {
+        AF_INET => Ipv4Addr::new(a[0], a[1], a[2], a[3]).to_string(),
+        AF_INET6 => Ipv6Addr::from(*a).to_string(),
+        _ => String::new(),
+    }
+}
+
+fn sock(data: &[u8]) -> KprobeSock {
+    let Some(k) = read_record::<abi::SockArg>(data) else {
+        return KprobeSock::default();
+    };
+    let inet = matches!(k.family, AF_INET | AF_INET6);
+    KprobeSock {
+        family: family_name(k.family).to_string(),
+        sock_type: sock_type_name(k.sock_type).to_string(),
+        protocol: if inet {
+            protocol_name(k.protocol).to_string()
+        } else {
+            String::new()
+        },
+        saddr: addr_text(k.family, &k.saddr),
+        daddr: addr_text(k.family, &k.daddr),
+        sport: u32::from(k.sport),
+        dport: u32::from(k.dport),
+        cookie: k.cookie,
+        state: if inet {
+            tcp_state_name(k.state).to_string()
+        } else {
+            String::new()
+        },
+        ..Default::default()
+    }
+}
+
+fn sockaddr(data: &[u8]) -> KprobeSockaddr {
+    let Some(k) = read_record::<abi::SockaddrArg>(data) else {
+        return KprobeSockaddr::default();
+    };
+    KprobeSockaddr {
+        family: family_name(k.family).to_string(),
+        addr: addr_text(k.family, &k.addr),
+        port: u32::from(k.port),
+    }
+}
+
+fn creds(data: &[u8]) -> ProcessCredentials {
+    let Some(c) = read_record::<abi::Creds>(data) else {
+        return ProcessCredentials::default();
+    };
+    ProcessCredentials {
+        uid: Some(c.uid),
+        gid: Some(c.gid),
+        euid: Some(c.euid),
+        egid: Some(c.egid),
+        suid: Some(c.suid),
+        sgid: Some(c.sgid),
+        fsuid: Some(c.fsuid),
+        fsgid: Some(c.fsgid),
+        securebits: securebits_names(c.securebits),
+        caps: Some(Capabilities::from_masks(
+            c.cap_permitted,
+            c.cap_effective,
+            c.cap_inheritable,
+        )),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::BootClock;
+    use crate::decode::testutil::{RawArg, bytes_of, hook_bytes, int, raw};
+    use crate::decode::{Record, decode};
+    use serde_json::{Value, json};
+
+    const SAMPLES: &str =
+        include_str!("../../../api/src/events/testdata/tetragon-sample-events.jsonl");
+
+    fn builder() -> EventBuilder {
+        EventBuilder {
+            node_name: "tetravm".into(),
+            clock: BootClock::now(),
+            enable_cred: false,
+            enable_ns: false,
+            host_ns: [0; abi::NS_COUNT],
+        }
+    }
+
+    fn arg_meta(ir_type: ArgType, kind: u8, label: &str) -> ArgMeta {
+        ArgMeta {
+            ir_type,
+            kind,
+            label: label.into(),
+        }
+    }
+
+    fn meta(kind: HookEventKind, function: &str, policy: &str, args: Vec<ArgMeta>) -> HookMeta {
+        HookMeta {
+            policy_name: policy.into(),
+            policy_namespace: String::new(),
+            kind,
+            function_name: function.into(),
+            args,
+            return_type: None,
+            message: String::new(),
+            tags: vec![],
+        }
+    }
+
+    fn rec(actions: u16, flags: u32, ret: i64) -> abi::HookRec {
+        abi::HookRec {
+            hdr: abi::MsgHeader {
+                time: 5_000,
+                ..Default::default()
+            },
+            pid: 77,
+            tid: 78,
+            ktime: 1234,
+            selector: 0xffff,
+            actions: actions | 1 << abi::act::POST,
+            ret,
+            flags,
+            ..Default::default()
+        }
+    }
+
+    /// Raw record → decode → event → JSON, as the pipeline does.
+    fn event_json(m: &HookMeta, r: abi::HookRec, args: &[RawArg]) -> (Value, u64) {
+        let Record::Hook(h) = decode(&hook_bytes(r, args)).unwrap() else {
+            panic!("not a hook record")
+        };
+        let process = Process {
+            binary: "/usr/bin/cat".into(),
+            pid: Some(77),
+            ..Default::default()
+        };
+        let built = build(&builder(), &h, m, process, None);
+        let line = built.event.to_json().unwrap();
+        // What we write must read back strictly.
+        GetEventsResponse::from_json(&line).unwrap();
+        (serde_json::from_str(&line).unwrap(), built.arg_errors)
+    }
+
+    /// The event object of `v` (`process_kprobe`, …) without process, parent and ancestors.
+    fn body(v: &Value, key: &str) -> Value {
+        let mut b = v[key].clone();
+        let o = b.as_object_mut().unwrap();
+        assert!(o.remove("process").is_some(), "{key} has no process");
+        o.remove("parent");
+        o.remove("ancestors");
+        b
+    }
+
+    /// The first sample event of kind `key` with `function_name` `f` (and `pick` true).
+    fn sample(key: &str, f: &str, pick: impl Fn(&Value) -> bool) -> Value {
+        SAMPLES
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .find(|v| v[key]["function_name"] == f && pick(&v[key]))
+            .map(|v| body(&v, key))
+            .unwrap_or_else(|| panic!("no {key} {f} sample"))
+    }
+
+    /// Removes `permission` from every file_arg: the hook record does not carry the mode.
+    fn without_permission(mut v: Value) -> Value {
+        if let Some(args) = v["args"].as_array_mut() {
+            for a in args {
+                if let Some(f) = a.get_mut("file_arg").and_then(Value::as_object_mut) {
+                    f.remove("permission");
+                }
+            }
+        }
+        v
+    }
+
+    fn sock_arg(
+        family: u16,
+        state: u16,
+        saddr: &[u8],
+        daddr: &[u8],
+        sport: u16,
+        dport: u16,
+        cookie: u64,
+    ) -> RawArg {
+        let mut k = abi::SockArg {
+            family,
+            sock_type: 1,
+            protocol: 6,
+            state,
+            sport,
+            dport,
+            cookie,
+            ..Default::default()
+        };
+        k.saddr[..saddr.len()].copy_from_slice(saddr);
+        k.daddr[..daddr.len()].copy_from_slice(daddr);
+        raw(argk::SOCK, &bytes_of(&k))
+    }
+
+    fn sock_meta(function: &str, extra: Vec<ArgMeta>) -> HookMeta {
+        let mut args = vec![arg_meta(ArgType::Sock, argk::SOCK, "")];
+        args.extend(extra);
+        meta(HookEventKind::Kprobe, function, "connect", args)
+    }
+
+    #[test]
+    fn tcp_connect_matches_tetragon() {
+        let m = sock_meta("tcp_connect", vec![]);
+        let (v, errors) = event_json(
+            &m,
+            rec(0, 0, 0),
+            &[sock_arg(
+                2,
+                2,
+                &[127, 0, 0, 1],
+                &[127, 0, 0, 1],
+                45972,
+                8080,
+                18380093661371702016,
+            )],
+        );
+        assert_eq!(errors, 0);
+        assert_eq!(
+            body(&v, "process_kprobe"),
+            sample("process_kprobe", "tcp_connect", |_| true)
+        );
+        assert_eq!(v["node_name"], "tetravm");
+        assert_eq!(v["process_kprobe"]["process"]["tid"], 78);
+    }
+
+    #[test]
+    fn tcp_close_ipv6_and_sendmsg_match_tetragon() {
+        let m = sock_meta("tcp_close", vec![]);
+        let (v, _) = event_json(
+            &m,
+            rec(0, 0, 0),
+            &[sock_arg(
+                10,
+                10,
+                &[0; 16],
+                &[0; 16],
+                8080,
+                0,
+                18380093661511116928,
+            )],
+        );
+        assert_eq!(
+            body(&v, "process_kprobe"),
+            sample("process_kprobe", "tcp_close", |e| e["args"][0]["sock_arg"]
+                ["state"]
+                == "TCP_LISTEN")
+        );
+        let mapped = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1];
+        let (v, _) = event_json(
+            &m,
+            rec(0, 0, 0),
+            &[sock_arg(
+                10,
+                7,
+                &mapped,
+                &mapped,
+                0,
+                45972,
+                18380093661511104768,
+            )],
+        );
+        assert_eq!(
+            body(&v, "process_kprobe"),
+            sample("process_kprobe", "tcp_close", |e| e["args"][0]["sock_arg"]
+                ["saddr"]
+                == "::ffff:127.0.0.1")
+        );
+        let m = sock_meta("tcp_sendmsg", vec![arg_meta(ArgType::Int32, argk::INT, "")]);
+        let (v, _) = event_json(
+            &m,
+            rec(0, 0, 0),
+            &[
+                sock_arg(
+                    2,
+                    8,
+                    &[127, 0, 0, 1],
+                    &[127, 0, 0, 1],
+                    45972,
+                    8080,
+                    18380093661371702016,
+                ),
+                int(6),
+            ],
+        );
+        assert_eq!(
+            body(&v, "process_kprobe"),
+            sample("process_kprobe", "tcp_sendmsg", |_| true)
+        );
+    }
+
+    #[test]
+    fn file_permission_with_return_matches_tetragon() {
+        let mut m = meta(
+            HookEventKind::Kprobe,
+            "security_file_permission",
+            "file-monitoring",
+            vec![
+                arg_meta(ArgType::File, argk::FILE, ""),
+                arg_meta(ArgType::Int32, argk::INT, ""),
+            ],
+        );
+        m.return_type = Some(ArgType::Int32);
+        let (v, _) = event_json(
+            &m,
+            rec(0, abi::hf::RETURN, 0),
+            &[raw(argk::FILE, b"/etc/passwd"), int(4)],
+        );
+        let want = sample("process_kprobe", "security_file_permission", |e| {
+            e["args"][0]["file_arg"]["path"] == "/etc/passwd"
+        });
+        assert_eq!(body(&v, "process_kprobe"), without_permission(want));
+    }
+
+    #[test]
+    fn lsm_file_open_matches_tetragon() {
+        let m = meta(
+            HookEventKind::Lsm,
+            "file_open",
+            "lsm-file-open",
+            vec![arg_meta(ArgType::File, argk::FILE, "")],
+        );
+        let (v, _) = event_json(&m, rec(0, 0, 0), &[raw(argk::FILE, b"/etc/passwd")]);
+        let want = sample("process_lsm", "file_open", |_| true);
+        assert_eq!(body(&v, "process_lsm"), without_permission(want));
+        // A `security_` name is reported as the LSM hook name.
+        let m = meta(HookEventKind::Lsm, "security_file_open", "p", vec![]);
+        let (v, _) = event_json(&m, rec(0, 0, 0), &[]);
+        assert_eq!(v["process_lsm"]["function_name"], "file_open");
+    }
+
+    /// Renders one argument alone and returns its JSON.
+    fn one(ty: ArgType, a: RawArg) -> Value {
+        let kind = a.0;
+        let m = meta(
+            HookEventKind::Kprobe,
+            "f",
+            "p",
+            vec![arg_meta(ty, kind, "")],
+        );
+        let (v, _) = event_json(&m, rec(0, 0, 0), &[a]);
+        v["process_kprobe"]["args"][0].clone()
+    }
+
+    #[test]
+    fn integer_arguments_by_declared_type() {
+        assert_eq!(one(ArgType::Int32, int(-5)), json!({"int_arg": -5}));
+        assert_eq!(one(ArgType::Int8, int(-1)), json!({"int_arg": -1}));
+        assert_eq!(one(ArgType::Int16, int(300)), json!({"int_arg": 300}));
+        assert_eq!(one(ArgType::Fd, int(3)), json!({"int_arg": 3}));
+        assert_eq!(
+            one(ArgType::Uint32, int(0xffff_ffff)),
+            json!({"uint_arg": 4294967295u32})
+        );
+        assert_eq!(one(ArgType::Uint8, int(200)), json!({"uint_arg": 200}));
+        assert_eq!(one(ArgType::Uint16, int(65535)), json!({"uint_arg": 65535}));
+        assert_eq!(one(ArgType::Int64, int(-7)), json!({"long_arg": "-7"}));
+        assert_eq!(
+            one(ArgType::Uint64, int(-1)),
+            json!({"size_arg": "18446744073709551615"})
+        );
+        assert_eq!(one(ArgType::SizeT, int(4096)), json!({"size_arg": "4096"}));
+        assert_eq!(
+            one(ArgType::Capability, int(21)),
+            json!({"capability_arg": {"value": 21, "name": "CAP_SYS_ADMIN"}})
+        );
+        assert_eq!(
+            one(ArgType::Syscall64, int(257)),
+            json!({"syscall_id": {"id": 257, "abi": NATIVE_ABI}})
+        );
+        assert_eq!(
+            one(ArgType::Syscall64, int((1 << 31) | 5)),
+            json!({"syscall_id": {"id": 5, "abi": COMPAT_ABI}})
+        );
+        assert_eq!(
+            one(ArgType::KernelCapT, int(1 << 21)),
+            json!({"kernel_cap_t_arg": "0000000000200000"})
+        );
+        assert_eq!(
+            one(ArgType::BpfCmd, int(5)),
+            json!({"bpf_cmd_arg": "BPF_PROG_LOAD"})
+        );
+        // A malformed INT (not 8 bytes) is a zero of its type, never a panic.
+        assert_eq!(
+            one(ArgType::Int32, raw(argk::INT, &[1, 2])),
+            json!({"int_arg": 0})
+        );
+    }
+
+    #[test]
+    fn string_and_buffer_arguments() {
+        assert_eq!(
+            one(ArgType::String, raw(argk::STR, b"hello")),
+            json!({"string_arg": "hello"})
+        );
+        assert_eq!(
+            one(ArgType::Filename, raw(argk::STR, b"/etc/shadow")),
+            json!({"string_arg": "/etc/shadow"})
+        );
+        assert_eq!(
+            one(ArgType::CharBuf, raw(argk::BUF, b"hi\n")),
+            json!({"bytes_arg": "aGkK"})
+        );
+        assert_eq!(
+            one(ArgType::CharIovec, raw(argk::BUF, b"abc")),
+            json!({"bytes_arg": "YWJj"})
+        );
+        assert_eq!(
+            one(
+                ArgType::CharBuf,
+                (argk::BUF, abi::aux::CUT | 10_000, b"abcd".to_vec())
+            ),
+            json!({"truncated_bytes_arg": {"bytes_arg": "YWJjZA==", "orig_size": "10000"}})
+        );
+    }
+
+    #[test]
+    fn path_arguments() {
+        assert_eq!(
+            one(ArgType::Fd, raw(argk::FD, b"/tmp/x")),
+            json!({"file_arg": {"path": "/tmp/x"}})
+        );
+        assert_eq!(
+            one(ArgType::File, raw(argk::FILE, b"/tmp/x")),
+            json!({"file_arg": {"path": "/tmp/x"}})
+        );
+        assert_eq!(
+            one(ArgType::Path, raw(argk::PATH, b"/tmp")),
+            json!({"path_arg": {"path": "/tmp"}})
+        );
+        assert_eq!(
+            one(ArgType::Dentry, raw(argk::DENTRY, b"/tmp/d")),
+            json!({"path_arg": {"path": "/tmp/d"}})
+        );
+        assert_eq!(
+            one(ArgType::LinuxBinprm, raw(argk::BINPRM, b"/usr/bin/id")),
+            json!({"linux_binprm_arg": {"path": "/usr/bin/id"}})
+        );
+    }
+
+    #[test]
+    fn socket_and_cred_arguments() {
+        let mut k = abi::SockArg {
+            family: 2,
+            sock_type: 2,
+            protocol: 17,
+            state: 7,
+            sport: 5353,
+            dport: 53,
+            cookie: 42,
+            ..Default::default()
+        };
+        k.saddr[..4].copy_from_slice(&[10, 0, 0, 2]);
+        k.daddr[..4].copy_from_slice(&[8, 8, 8, 8]);
+        assert_eq!(
+            one(ArgType::Socket, raw(argk::FD_SOCK, &bytes_of(&k))),
+            json!({"sock_arg": {"family": "AF_INET", "type": "SOCK_DGRAM",
+                "protocol": "IPPROTO_UDP", "saddr": "10.0.0.2", "daddr": "8.8.8.8",
+                "sport": 5353, "dport": 53, "cookie": "42", "state": "TCP_CLOSE"}})
+        );
+        let unix = abi::SockArg {
+            family: 1,
+            sock_type: 1,
+            state: 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            one(ArgType::Sock, raw(argk::SOCK, &bytes_of(&unix))),
+            json!({"sock_arg": {"family": "AF_UNIX", "type": "SOCK_STREAM"}})
+        );
+        let mut sa = abi::SockaddrArg {
+            family: 10,
+            port: 443,
+            ..Default::default()
+        };
+        sa.addr = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        assert_eq!(
+            one(ArgType::Sockaddr, raw(argk::SOCKADDR, &bytes_of(&sa))),
+            json!({"sockaddr_arg": {"family": "AF_INET6", "addr": "2001:db8::1", "port": 443}})
+        );
+        let c = abi::Creds {
+            uid: 1000,
+            gid: 1000,
+            euid: 0,
+            egid: 0,
+            suid: 1000,
+            sgid: 1000,
+            fsuid: 0,
+            fsgid: 0,
+            securebits: 1,
+            cap_permitted: 1 << 21,
+            cap_effective: (1 << 21) | 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            one(ArgType::Cred, raw(argk::CRED, &bytes_of(&c))),
+            json!({"process_credentials_arg": {"uid": 1000, "gid": 1000, "euid": 0, "egid": 0,
+                "suid": 1000, "sgid": 1000, "fsuid": 0, "fsgid": 0,
+                "securebits": ["SecBitNoRoot"],
+                "caps": {"permitted": ["CAP_SYS_ADMIN"],
+                         "effective": ["CAP_CHOWN", "CAP_SYS_ADMIN"]}}})
+        );
+    }
+
+    #[test]
+    fn unreadable_arguments_keep_their_position_empty() {
+        let m = meta(
+            HookEventKind::Kprobe,
+            "__x64_sys_connect",
+            "p",
+            vec![
+                arg_meta(ArgType::Fd, argk::FD, "fd"),
+                arg_meta(ArgType::Sockaddr, argk::SOCKADDR, "addr"),
+                arg_meta(ArgType::String, argk::STR, ""),
+                arg_meta(ArgType::Cred, argk::CRED, ""),
+                arg_meta(ArgType::Int32, argk::INT, "len"),
+            ],
+        );
+        let err = |kind| (kind, abi::aux::ERR, vec![]);
+        let (v, errors) = event_json(
+            &m,
+            rec(0, 0, 0),
+            &[
+                err(argk::FD),
+                err(argk::SOCKADDR),
+                err(argk::STR),
+                err(argk::CRED),
+                int(16),
+            ],
+        );
+        assert_eq!(errors, 4);
+        assert_eq!(
+            v["process_kprobe"]["args"],
+            json!([
+                {"file_arg": {}, "label": "fd"},
+                {"sockaddr_arg": {}, "label": "addr"},
+                {"string_arg": ""},
+                {"process_credentials_arg": {}},
+                {"int_arg": 16, "label": "len"},
+            ])
+        );
+    }
+
+    #[test]
+    fn kprobe_actions_return_message_tags() {
+        let mut m = meta(
+            HookEventKind::Kprobe,
+            "__x64_sys_openat",
+            "deny-open",
+            vec![arg_meta(ArgType::String, argk::STR, "name")],
+        );
+        m.message = "open denied".into();
+        m.tags = vec!["file".into(), "enforce".into()];
+        m.return_type = Some(ArgType::Int64);
+        let a = [raw(argk::STR, b"/etc/shadow")];
+        let (v, _) = event_json(&m, rec(1 << abi::act::OVERRIDE, abi::hf::RETURN, -1), &a);
+        let k = &v["process_kprobe"];
+        assert_eq!(k["action"], "KPROBE_ACTION_OVERRIDE");
+        assert_eq!(k["return_action"], "KPROBE_ACTION_POST");
+        assert_eq!(k["return"], json!({"long_arg": "-1"}));
+        assert_eq!(k["message"], "open denied");
+        assert_eq!(k["tags"], json!(["file", "enforce"]));
+        assert_eq!(k["policy_name"], "deny-open");
+        assert_eq!(k["function_name"], "__x64_sys_openat");
+        assert_eq!(k["args"][0]["label"], "name");
+        let (v, _) = event_json(&m, rec(1 << abi::act::SIGKILL, 0, 0), &a);
+        assert_eq!(v["process_kprobe"]["action"], "KPROBE_ACTION_SIGKILL");
+        assert!(v["process_kprobe"].get("return").is_none());
+        let (v, _) = event_json(&m, rec(1 << abi::act::SIGNAL, 0, 0), &a);
+        assert_eq!(v["process_kprobe"]["action"], "KPROBE_ACTION_SIGNAL");
+        // A return without a declared type is an int.
+        m.return_type = None;
+        let (v, _) = event_json(&m, rec(0, abi::hf::RETURN, 3), &a);
+        assert_eq!(v["process_kprobe"]["return"], json!({"int_arg": 3}));
+        assert_eq!(v["process_kprobe"]["action"], "KPROBE_ACTION_POST");
+    }
+
+    #[test]
+    fn tracepoint_and_uprobe_events() {
+        let mut m = meta(
+            HookEventKind::Tracepoint {
+                subsys: "syscalls".into(),
+                event: "sys_enter_openat".into(),
+            },
+            "",
+            "tp-policy",
+            vec![
+                arg_meta(ArgType::Int32, argk::INT, ""),
+                arg_meta(ArgType::String, argk::STR, ""),
+            ],
+        );
+        m.message = "m".into();
+        m.tags = vec!["t".into()];
+        let (v, _) = event_json(
+            &m,
+            rec(1 << abi::act::SIGKILL, 0, 0),
+            &[int(-100), raw(argk::STR, b"/etc/hosts")],
+        );
+        assert_eq!(
+            body(&v, "process_tracepoint"),
+            json!({"subsys": "syscalls", "event": "sys_enter_openat",
+                "args": [{"int_arg": -100}, {"string_arg": "/etc/hosts"}],
+                "policy_name": "tp-policy", "action": "KPROBE_ACTION_SIGKILL",
+                "message": "m", "tags": ["t"]})
+        );
+        assert_eq!(hook_label(&m), "tracepoint:syscalls/sys_enter_openat");
+        let m = meta(
+            HookEventKind::Uprobe {
+                path: "/bin/bash".into(),
+                symbol: "readline".into(),
+                offset: 0,
+            },
+            "",
+            "up",
+            vec![],
+        );
+        let (v, _) = event_json(&m, rec(0, 0, 0), &[]);
+        assert_eq!(
+            body(&v, "process_uprobe"),
+            json!({"path": "/bin/bash", "symbol": "readline", "policy_name": "up",
+                "action": "KPROBE_ACTION_POST"})
+        );
+        let m = meta(
+            HookEventKind::Uprobe {
+                path: "/lib/libc.so.6".into(),
+                symbol: String::new(),
+                offset: 0x1234,
+            },
+            "",
+            "up",
+            vec![arg_meta(ArgType::Uint64, argk::INT, "")],
+        );
+        let (v, _) = event_json(&m, rec(0, 0, 0), &[int(9)]);
+        assert_eq!(
+            body(&v, "process_uprobe"),
+            json!({"path": "/lib/libc.so.6", "policy_name": "up",
+                "args": [{"size_arg": "9"}], "offset": "4660", "action": "KPROBE_ACTION_POST"})
+        );
+    }
+
+    #[test]
+    fn hook_labels() {
+        let m = sock_meta("tcp_connect", vec![]);
+        assert_eq!(hook_label(&m), "kprobe:tcp_connect");
+        let m = meta(HookEventKind::Lsm, "file_open", "p", vec![]);
+        assert_eq!(hook_label(&m), "lsm:file_open");
+    }
+}

@@ -19,7 +19,11 @@ pub enum HookEventKind {
     /// `process_tracepoint`.
     Tracepoint { subsys: String, event: String },
     /// `process_uprobe`.
-    Uprobe { path: String, symbol: String, offset: u64 },
+    Uprobe {
+        path: String,
+        symbol: String,
+        offset: u64,
+    },
     /// `process_lsm`.
     Lsm,
 }
@@ -51,10 +55,13 @@ pub struct HookMeta {
     pub tags: Vec<String>,
 }
 
+/// One slot of the registry: the generation and metadata of the hook loaded there.
+type Slot = Option<(u32, Arc<HookMeta>)>;
+
 /// Slot-indexed hook metadata, shared between the engine (writer) and the pipeline (reader).
 #[derive(Debug, Default)]
 pub struct HookRegistry {
-    slots: RwLock<Vec<Option<(u32, Arc<HookMeta>)>>>,
+    slots: RwLock<Vec<Slot>>,
 }
 
 impl HookRegistry {
@@ -113,7 +120,10 @@ mod tests {
         r.set(3, 1, meta("a"));
         assert_eq!(r.get(3, 1).unwrap().policy_name, "a");
         r.set(3, 2, meta("b"));
-        assert!(r.get(3, 1).is_none(), "a record of the old hook must not get the new name");
+        assert!(
+            r.get(3, 1).is_none(),
+            "a record of the old hook must not get the new name"
+        );
         assert_eq!(r.get(3, 2).unwrap().policy_name, "b");
         r.clear(3);
         assert!(r.get(3, 2).is_none());
