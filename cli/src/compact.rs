@@ -221,12 +221,16 @@ fn read_write(k: &ProcessKprobe, write: bool) -> (String, Vec<String>) {
     } else {
         head("📚", "read")
     };
-    let bytes = if a.len() > 2 {
-        format!("{} bytes", number_at(a, 2).unwrap_or(0))
-    } else {
-        String::new()
-    };
+    let bytes = last_number(a, 1)
+        .map(|n| format!("{n} bytes"))
+        .unwrap_or_default();
     (h, vec![file_path(a, 0), bytes])
+}
+
+/// The last numeric argument at or after position `from` (the byte count of read/write/send,
+/// wherever the policy declared it).
+fn last_number(args: &[KprobeArgument], from: usize) -> Option<i128> {
+    (from..args.len()).rev().find_map(|i| number_at(args, i))
 }
 
 /// `sendmsg`-like hooks: the socket tuple, then `bytes N` when the size is known.
@@ -246,7 +250,12 @@ fn kprobe(k: &ProcessKprobe) -> (String, Vec<String>) {
             "write" | "pwrite64" => return read_write(k, true),
             "open" => return (head("📬", "open"), vec![path_at_or_first(a, 0)]),
             "openat" | "openat2" => return (head("📬", "open"), vec![path_at_or_first(a, 1)]),
-            "close" => return (head("📪", "close"), vec![file_path(a, 0)]),
+            "close" => {
+                return match first_sock(a) {
+                    Some(sock) => (head("🧹", "close"), vec![tuple(Some(sock))]),
+                    None => (head("📪", "close"), vec![file_path(a, 0)]),
+                };
+            }
             "mount" => return (head("💾", "mount"), vec![string_at(a, 0), string_at(a, 1)]),
             "setuid" => {
                 return (
@@ -268,7 +277,7 @@ fn kprobe(k: &ProcessKprobe) -> (String, Vec<String>) {
                     );
                 }
             }
-            "sendto" => return sendmsg(first_sock(a), number_at(a, 2)),
+            "sendto" => return sendmsg(first_sock(a), last_number(a, 1)),
             "sendmsg" => {
                 let sent = k.return_value.as_ref().and_then(|r| match &r.arg {
                     Some(ArgValue::Int(v)) if *v >= 0 => Some(i128::from(*v)),
@@ -465,6 +474,28 @@ mod tests {
             path: path.into(),
             ..Default::default()
         })
+    }
+
+    #[test]
+    fn syscall_hooks_with_two_args_show_the_byte_count_and_socket_closes_the_tuple() {
+        assert_eq!(
+            kprobe_line("__x64_sys_read", vec![file("/tmp/a"), ArgValue::Size(64)]),
+            "📚 read    n /bin/x /tmp/a 64 bytes"
+        );
+        assert_eq!(
+            kprobe_line(
+                "__x64_sys_sendto",
+                vec![sock("IPPROTO_TCP", "127.0.0.1", 5, "127.0.0.1", 80), ArgValue::Size(6)]
+            ),
+            "📤 sendmsg n /bin/x tcp 127.0.0.1:5 -> 127.0.0.1:80 bytes 6"
+        );
+        assert_eq!(
+            kprobe_line(
+                "__x64_sys_close",
+                vec![sock("IPPROTO_TCP", "127.0.0.1", 5, "127.0.0.1", 80)]
+            ),
+            "🧹 close   n /bin/x tcp 127.0.0.1:5 -> 127.0.0.1:80"
+        );
     }
 
     #[test]

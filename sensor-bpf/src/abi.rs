@@ -531,8 +531,8 @@ pub struct HookRec {
 
 pub const HOOK_DATA_MAX: usize = HOOK_ARGS * ARG_SLOT;
 
-// SAFETY (all impls below): repr(C) structs of integers and integer arrays with explicit
-// padding fields — every bit pattern is valid and there are no uninitialised bytes.
+// SAFETY: repr(C) structs of integers and integer arrays with explicit padding fields (this
+// and the impls below): every bit pattern is valid and there are no uninitialised bytes.
 unsafe impl aya::Pod for Config {}
 // SAFETY: as above.
 unsafe impl aya::Pod for PolicyCfg {}
@@ -670,11 +670,23 @@ mod tests {
         );
         check!("vigil_config", Config, [self_tgid, host_userns]);
         check!("vigil_policy_cfg", PolicyCfg, [enabled, mode]);
-        check!("vigil_arg_cfg", ArgCfg, [kind, index, size, flags, size_arg, pad, tp_offset]);
-        check!("vigil_filter", Filter, [op, arg, nranges, is_signed, set, value, ranges]);
+        check!(
+            "vigil_arg_cfg",
+            ArgCfg,
+            [kind, index, size, flags, size_arg, pad, tp_offset]
+        );
+        check!(
+            "vigil_filter",
+            Filter,
+            [op, arg, nranges, is_signed, set, value, ranges]
+        );
         check!("vigil_bin_filter", BinFilter, [op, follow, pad, set]);
         check!("vigil_ns_filter", NsFilter, [slot, op, pad, set]);
-        check!("vigil_cap_filter", CapFilter, [which, op, ns_cap, pad, pad2, mask]);
+        check!(
+            "vigil_cap_filter",
+            CapFilter,
+            [which, op, ns_cap, pad, pad2, mask]
+        );
         check!("vigil_action", Action, [kind, scope, pad, arg, rate_ns]);
         check!(
             "vigil_selector",
@@ -687,7 +699,9 @@ mod tests {
         check!(
             "vigil_hook_cfg",
             HookCfg,
-            [policy, generation, flags, source, nargs, nsel, ret_signed, args, sel]
+            [
+                policy, generation, flags, source, nargs, nsel, ret_signed, args, sel
+            ]
         );
         check!("vigil_attach_hooks", AttachHooks, [n, hooks]);
         check!("vigil_int_key", IntKey, [set, pad, value]);
@@ -698,15 +712,17 @@ mod tests {
         check!(
             "vigil_sock_arg",
             SockArg,
-            [family, sock_type, protocol, state, sport, dport, pad, saddr, daddr, cookie]
+            [
+                family, sock_type, protocol, state, sport, dport, pad, saddr, daddr, cookie
+            ]
         );
         check!("vigil_sockaddr_arg", SockaddrArg, [family, port, pad, addr]);
         check!(
             "vigil_hook_rec",
             HookRec,
             [
-                hdr, pid, tid, ktime, hook, policy, generation, selector, actions, ret, flags, nargs,
-                arg_len, arg_aux, arg_kind, pad
+                hdr, pid, tid, ktime, hook, policy, generation, selector, actions, ret, flags,
+                nargs, arg_len, arg_aux, arg_kind, pad
             ]
         );
         c.push_str("return 0; }\n");
@@ -777,7 +793,10 @@ mod tests {
             ("VIGIL_ANCESTOR_DEPTH", ANCESTOR_DEPTH),
             ("VIGIL_STAT_NUM", STAT_NUM),
             ("VIGIL_SRC_REGS", source::REGS as usize),
-            ("VIGIL_SRC_SYSCALL_WRAPPER", source::SYSCALL_WRAPPER as usize),
+            (
+                "VIGIL_SRC_SYSCALL_WRAPPER",
+                source::SYSCALL_WRAPPER as usize,
+            ),
             ("VIGIL_SRC_TRACEPOINT", source::TRACEPOINT as usize),
             ("VIGIL_SRC_BTF_ARGS", source::BTF_ARGS as usize),
             ("VIGIL_ARGK_INT", argk::INT as usize),
@@ -864,7 +883,10 @@ mod tests {
             ("VIGIL_HOOK_USER_MEM", u64::from(hook_flags::USER_MEM)),
             ("VIGIL_HOOK_NEED_CAPS", u64::from(hook_flags::NEED_CAPS)),
             ("VIGIL_HOOK_NEED_NS", u64::from(hook_flags::NEED_NS)),
-            ("VIGIL_HOOK_CAN_OVERRIDE", u64::from(hook_flags::CAN_OVERRIDE)),
+            (
+                "VIGIL_HOOK_CAN_OVERRIDE",
+                u64::from(hook_flags::CAN_OVERRIDE),
+            ),
             ("VIGIL_ARGF_SIGNED", u64::from(argf::SIGNED)),
             ("VIGIL_ARGF_RETURN_COPY", u64::from(argf::RETURN_COPY)),
             ("VIGIL_ARGF_SIZE_ARG", u64::from(argf::SIZE_ARG)),

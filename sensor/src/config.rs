@@ -89,7 +89,12 @@ pub struct Cli {
 
     /// Load this TracingPolicy file at start (repeatable). A file that does not validate stops
     /// the sensor with the validator's message.
-    #[arg(long = "policy", env = "VIGIL_POLICY", value_name = "FILE", value_delimiter = ',')]
+    #[arg(
+        long = "policy",
+        env = "VIGIL_POLICY",
+        value_name = "FILE",
+        value_delimiter = ','
+    )]
     pub policies: Vec<PathBuf>,
 
     /// Load every *.yaml / *.yml file of this directory, and follow it: files added, changed or

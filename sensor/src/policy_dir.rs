@@ -241,7 +241,11 @@ mod tests {
         let r = pd.sync();
         assert_eq!(r.added, vec!["a"]);
         assert!(r.errors.is_empty(), "{:?}", r.errors);
-        assert_eq!(pd.sync(), SyncReport::default(), "unchanged files are not reloaded");
+        assert_eq!(
+            pd.sync(),
+            SyncReport::default(),
+            "unchanged files are not reloaded"
+        );
 
         std::fs::write(dir.path().join("a.yaml"), policy("a", "sys_openat")).unwrap();
         let r = pd.sync();
@@ -267,8 +271,15 @@ mod tests {
         assert_eq!(r.errors.len(), 1);
         assert!(r.errors[0].contains("bogus"), "{:?}", r.errors);
         assert!(r.errors[0].contains("a.yml"), "{:?}", r.errors);
-        assert_eq!(fake.loaded.lock().unwrap().len(), 1, "old version still loaded");
-        assert!(pd.sync().errors.is_empty(), "the same bad content is reported once");
+        assert_eq!(
+            fake.loaded.lock().unwrap().len(),
+            1,
+            "old version still loaded"
+        );
+        assert!(
+            pd.sync().errors.is_empty(),
+            "the same bad content is reported once"
+        );
         // Removing the bad file removes the policy it had loaded.
         std::fs::remove_file(&f).unwrap();
         assert_eq!(pd.sync().removed, vec!["a"]);

@@ -18,12 +18,12 @@ use crate::error::SensorError;
 use crate::export::{self, RotatingFile, Sinks};
 use crate::features;
 use crate::grpc::{self, Broadcaster, Service, ServiceInfo};
-use crate::metrics::{self, FeatureLabel, MapLabel, Metrics, RecordLabel};
-use crate::pipeline::Pipeline;
 use crate::hooks::engine::Engine;
 use crate::hooks::kernel::{HookBpf, LiveKernel, PinDir};
 use crate::hooks::meta::HookRegistry;
 use crate::hooks::policy_metrics::PolicyMetrics;
+use crate::metrics::{self, FeatureLabel, MapLabel, Metrics, RecordLabel};
+use crate::pipeline::Pipeline;
 use crate::policy_control::{PolicyControl, PolicyOrigin};
 use crate::policy_dir::{self, PolicyDir, SyncReport};
 use crate::procfs_scan;
@@ -123,7 +123,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         metrics.clone(),
     ));
     let mut pipeline = Pipeline::new(builder, config.process_cache_size, queue, metrics.clone())
-        .with_broadcaster(broadcaster.clone());
+        .with_broadcaster(broadcaster.clone())
+        .with_hooks(hook_registry.clone());
     let service = Service {
         broadcaster: broadcaster.clone(),
         info: Arc::new(ServiceInfo {

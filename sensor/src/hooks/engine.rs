@@ -176,10 +176,7 @@ impl Engine {
             )));
         }
         let slot = inner.policy_slots.alloc().ok_or_else(|| {
-            unloadable(format!(
-                "all {} policy slots are in use",
-                abi::MAX_POLICIES
-            ))
+            unloadable(format!("all {} policy slots are in use", abi::MAX_POLICIES))
         })?;
         let mode = mode_of(&ir);
         inner.bpf.reset_stats(slot);
@@ -492,7 +489,11 @@ impl Inner {
     }
 
     fn unload(&mut self, policy: Policy, registry: &HookRegistry) {
-        let _ = self.bpf.maps.policies.set(policy.slot, PolicyCfg::default(), 0);
+        let _ = self
+            .bpf
+            .maps
+            .policies
+            .set(policy.slot, PolicyCfg::default(), 0);
         for h in policy.hooks {
             self.detach(&h.key, h.slot);
             registry.clear(h.slot);
@@ -577,8 +578,7 @@ impl Inner {
 
 impl PolicyControl for Engine {
     fn add(&self, yaml: &str, origin: PolicyOrigin) -> Result<PolicyInfo, SensorError> {
-        let mut irs =
-            compile_yaml(yaml).map_err(|e| SensorError::PolicyInvalid(e.to_string()))?;
+        let mut irs = compile_yaml(yaml).map_err(|e| SensorError::PolicyInvalid(e.to_string()))?;
         if irs.len() != 1 {
             return Err(SensorError::PolicyInvalid(format!(
                 "expected exactly one TracingPolicy document, found {}",

@@ -273,10 +273,12 @@ impl HookBpf {
                 } else {
                     aya::programs::uprobe::UProbeAttachLocation::Symbol(symbol)
                 };
-                p.attach(location, path, aya::programs::uprobe::UProbeScope::AllProcesses)
-                    .map_err(|e| {
-                        format!("attaching a uprobe to {}:{symbol}: {e}", path.display())
-                    })?;
+                p.attach(
+                    location,
+                    path,
+                    aya::programs::uprobe::UProbeScope::AllProcesses,
+                )
+                .map_err(|e| format!("attaching a uprobe to {}:{symbol}: {e}", path.display()))?;
             }
             Mechanism::Lsm { hook } => {
                 let name = hook_names::LSM_PROG;
@@ -307,7 +309,7 @@ impl HookBpf {
 
     /// Zeroes the counters of a policy slot before it is reused.
     pub fn reset_stats(&mut self, slot: u32) {
-        let ncpu = aya::util::nr_cpus().map(|n| n as usize).unwrap_or(1);
+        let ncpu = aya::util::nr_cpus().unwrap_or(1);
         for i in 0..abi::STAT_NUM as u32 {
             let idx = slot * abi::STAT_NUM as u32 + i;
             let zero = aya::maps::PerCpuValues::try_from(vec![0u64; ncpu]);
@@ -328,10 +330,7 @@ impl HookBpf {
     }
 
     pub fn addr_key(set: u32, prefix_len: u32, addr: &[u8]) -> Key<AddrData> {
-        let mut d = AddrData {
-            set,
-            addr: [0; 16],
-        };
+        let mut d = AddrData { set, addr: [0; 16] };
         let n = addr.len().min(16);
         d.addr[..n].copy_from_slice(&addr[..n]);
         Key::new(32 + prefix_len, d)

@@ -146,11 +146,7 @@ impl SetIds {
 /// Lowers every hook of `ir`. An error here rejects the whole policy (it cannot be honoured as
 /// written on any kernel, or not on this one where it asks to enforce); a hook that merely
 /// cannot attach here is a [`HookFailure`] and the rest of the policy still loads.
-pub fn lower(
-    ir: &PolicyIr,
-    kernel: &dyn KernelInfo,
-    ids: &mut SetIds,
-) -> Result<Lowered, String> {
+pub fn lower(ir: &PolicyIr, kernel: &dyn KernelInfo, ids: &mut SetIds) -> Result<Lowered, String> {
     if ir.ir_version != vigil_api::policy::IR_VERSION {
         return Err(format!(
             "policy IR version {} is not supported (this sensor reads version {})",
@@ -404,7 +400,11 @@ fn lower_hook(
             )));
         }
     };
-    if return_probe && matches!(mechanism, Mechanism::Lsm { .. } | Mechanism::Tracepoint { .. })
+    if return_probe
+        && matches!(
+            mechanism,
+            Mechanism::Lsm { .. } | Mechanism::Tracepoint { .. }
+        )
     {
         return Err(LowerError::Hook(
             "return: true on an LSM hook or a tracepoint: there is no return to observe".into(),
@@ -528,7 +528,10 @@ fn lower_arg(
         other => {
             return Err(format!(
                 "argument type {} is not supported yet",
-                other.as_str_name().trim_start_matches("ARG_TYPE_").to_lowercase()
+                other
+                    .as_str_name()
+                    .trim_start_matches("ARG_TYPE_")
+                    .to_lowercase()
             ));
         }
     };
@@ -570,9 +573,10 @@ fn lower_arg(
     }
     if kind == argk::BUF {
         if let Some(si) = spec.size_arg_index {
-            let pos = all.iter().position(|a| a.index == si).ok_or_else(|| {
-                format!("sizeArgIndex {si} does not name a declared argument")
-            })?;
+            let pos = all
+                .iter()
+                .position(|a| a.index == si)
+                .ok_or_else(|| format!("sizeArgIndex {si} does not name a declared argument"))?;
             flags |= argf::SIZE_ARG;
             cfg.size_arg = pos as u8;
         }
@@ -636,12 +640,7 @@ fn strings(set: &Option<StringSet>) -> Result<Vec<&str>, String> {
     Ok(out)
 }
 
-fn add_strings(
-    values: &[&str],
-    reversed: bool,
-    ids: &mut SetIds,
-    sets: &mut SetEntries,
-) -> u32 {
+fn add_strings(values: &[&str], reversed: bool, ids: &mut SetIds, sets: &mut SetEntries) -> u32 {
     let set = ids.alloc(1);
     for v in values {
         let mut b = v.as_bytes().to_vec();
@@ -748,7 +747,12 @@ fn lower_selector(
         need |= hook_flags::NEED_NS;
     }
     for (list, out, n, what) in [
-        (&s.capabilities, &mut sel.caps, &mut sel.n_cap, "matchCapabilities"),
+        (
+            &s.capabilities,
+            &mut sel.caps,
+            &mut sel.n_cap,
+            "matchCapabilities",
+        ),
         (
             &s.capability_changes,
             &mut sel.capchg,
@@ -957,10 +961,17 @@ fn lower_filter(
             out.set = add_strings(&values, reversed, ids, sets);
         }
         argk::SOCK | argk::FD_SOCK | argk::SOCKADDR => match o {
-            ArgOperator::Saddr | ArgOperator::NotSaddr | ArgOperator::Daddr | ArgOperator::NotDaddr => {
+            ArgOperator::Saddr
+            | ArgOperator::NotSaddr
+            | ArgOperator::Daddr
+            | ArgOperator::NotDaddr => {
                 let set = ids.alloc(2);
                 for c in &f.addresses {
-                    let (s, len) = if c.ip_version == 6 { (set + 1, 128) } else { (set, 32) };
+                    let (s, len) = if c.ip_version == 6 {
+                        (set + 1, 128)
+                    } else {
+                        (set, 32)
+                    };
                     let _ = len;
                     sets.addrs.push((s, c.prefix_len, c.address.clone()));
                 }
@@ -1103,7 +1114,10 @@ spec:
         let s = &h.cfg.sel[0];
         assert_eq!((h.cfg.nsel, s.n_args, s.n_bin), (1, 1, 1));
         assert_eq!(s.args[0].op, op::PREFIX);
-        assert_eq!(s.args[0].arg, 0, "position of index 1 among the declared args");
+        assert_eq!(
+            s.args[0].arg, 0,
+            "position of index 1 among the declared args"
+        );
         let arg_set: Vec<&[u8]> = h
             .sets
             .strs
@@ -1138,7 +1152,11 @@ spec:
 "#;
         let l = lower_yaml(y, &HOST).unwrap();
         let err = l.hooks[0].as_ref().unwrap_err();
-        assert!(err.reason.contains("kprobes are not available"), "{}", err.reason);
+        assert!(
+            err.reason.contains("kprobes are not available"),
+            "{}",
+            err.reason
+        );
         assert_eq!(err.target, "tcp_connect");
         assert!(l.hooks[1].is_ok());
         let l = lower_yaml(y, &VM).unwrap();
@@ -1206,7 +1224,13 @@ spec:
         assert_eq!((h.cfg.args[0].tp_offset, h.cfg.args[0].size), (8, 8));
         let bad = y.replace("sys_enter,", "no_such,");
         let l = lower_yaml(&bad, &HOST).unwrap();
-        assert!(l.hooks[0].as_ref().unwrap_err().reason.contains("not found"));
+        assert!(
+            l.hooks[0]
+                .as_ref()
+                .unwrap_err()
+                .reason
+                .contains("not found")
+        );
     }
 
     #[test]

@@ -92,10 +92,7 @@ impl PolicyMetrics {
             } else {
                 format!("{}/{}", p.namespace, p.name)
             };
-            let prev = last
-                .get(&name)
-                .map(|(s, _)| *s)
-                .unwrap_or_default();
+            let prev = last.get(&name).map(|(s, _)| *s).unwrap_or_default();
             let s = p.stats;
             let label = PolicyLabel {
                 policy: name.clone(),
@@ -221,9 +218,18 @@ mod tests {
         m.update(&[info("p", 5)]);
         m.update(&[info("p", 7)]);
         let t = text(&m);
-        assert!(t.contains("vigil_policy_matches_total{policy=\"p\"} 7"), "{t}");
-        assert!(t.contains("vigil_policy_state{policy=\"p\",state=\"partial\"} 1"), "{t}");
-        assert!(t.contains("vigil_policy_hooks{policy=\"p\",state=\"failed\"} 1"), "{t}");
+        assert!(
+            t.contains("vigil_policy_matches_total{policy=\"p\"} 7"),
+            "{t}"
+        );
+        assert!(
+            t.contains("vigil_policy_state{policy=\"p\",state=\"partial\"} 1"),
+            "{t}"
+        );
+        assert!(
+            t.contains("vigil_policy_hooks{policy=\"p\",state=\"failed\"} 1"),
+            "{t}"
+        );
         m.update(&[]);
         assert!(!text(&m).contains("policy=\"p\""));
     }

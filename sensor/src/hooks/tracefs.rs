@@ -37,9 +37,17 @@ pub fn read(root: &Path, subsystem: &str, event: &str) -> Result<Format, String>
     if subsystem.contains('/') || event.contains('/') || subsystem.contains("..") {
         return Err(format!("invalid tracepoint name {subsystem}/{event}"));
     }
-    let path = root.join("events").join(subsystem).join(event).join("format");
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("tracepoint {subsystem}/{event} not found ({}: {e})", path.display()))?;
+    let path = root
+        .join("events")
+        .join(subsystem)
+        .join(event)
+        .join("format");
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        format!(
+            "tracepoint {subsystem}/{event} not found ({}: {e})",
+            path.display()
+        )
+    })?;
     parse(&text).map_err(|e| format!("tracepoint {subsystem}/{event}: {e}"))
 }
 
@@ -50,7 +58,11 @@ pub fn parse(text: &str) -> Result<Format, String> {
     for line in text.lines() {
         let line = line.trim();
         if let Some(v) = line.strip_prefix("ID:") {
-            id = Some(v.trim().parse::<u32>().map_err(|e| format!("bad ID {v:?}: {e}"))?);
+            id = Some(
+                v.trim()
+                    .parse::<u32>()
+                    .map_err(|e| format!("bad ID {v:?}: {e}"))?,
+            );
         } else if let Some(rest) = line.strip_prefix("field:") {
             fields.push(parse_field(rest)?);
         }
@@ -78,7 +90,7 @@ fn parse_field(rest: &str) -> Result<Field, String> {
         }
     }
     let split = decl
-        .rfind(|c: char| c == ' ' || c == '*')
+        .rfind([' ', '*'])
         .ok_or_else(|| format!("bad field declaration {decl:?}"))?;
     let (ty, name) = decl.split_at(split + 1);
     let (name, array) = match name.find('[') {
@@ -106,7 +118,10 @@ mod tests {
         assert_eq!(f.id, 443);
         assert_eq!(f.fields.len(), 6);
         assert_eq!(f.fields[4].name, "id");
-        assert_eq!((f.fields[4].offset, f.fields[4].size, f.fields[4].signed), (8, 8, true));
+        assert_eq!(
+            (f.fields[4].offset, f.fields[4].size, f.fields[4].signed),
+            (8, 8, true)
+        );
         assert_eq!(f.fields[5].name, "args");
         assert_eq!(f.fields[5].c_type, "unsigned long[6]");
         assert_eq!(f.fields[0].c_type, "unsigned short");
@@ -124,8 +139,16 @@ mod tests {
     fn bad_input_is_an_error() {
         assert!(parse("no id here").unwrap_err().contains("ID"));
         assert!(parse("ID: x").is_err());
-        assert!(parse("ID: 1\n\tfield:int x;\tsize:4;\n").unwrap_err().contains("offset"));
-        assert!(read(Path::new("/nonexistent"), "a", "b").unwrap_err().contains("not found"));
+        assert!(
+            parse("ID: 1\n\tfield:int x;\tsize:4;\n")
+                .unwrap_err()
+                .contains("offset")
+        );
+        assert!(
+            read(Path::new("/nonexistent"), "a", "b")
+                .unwrap_err()
+                .contains("not found")
+        );
         assert!(read(Path::new("/"), "../etc", "b").is_err());
     }
 }
