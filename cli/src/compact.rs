@@ -485,7 +485,10 @@ mod tests {
         assert_eq!(
             kprobe_line(
                 "__x64_sys_sendto",
-                vec![sock("IPPROTO_TCP", "127.0.0.1", 5, "127.0.0.1", 80), ArgValue::Size(6)]
+                vec![
+                    sock("IPPROTO_TCP", "127.0.0.1", 5, "127.0.0.1", 80),
+                    ArgValue::Size(6)
+                ]
             ),
             "📤 sendmsg n /bin/x tcp 127.0.0.1:5 -> 127.0.0.1:80 bytes 6"
         );

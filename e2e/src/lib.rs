@@ -151,6 +151,11 @@ impl Sensor {
         sensor
     }
 
+    /// The sensor's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
@@ -290,4 +295,34 @@ pub fn run(cmd: &mut Command) -> (u32, ExitStatus) {
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     let pid = child.id();
     (pid, child.wait().unwrap())
+}
+
+/// Runs `vigil ARGS --server SOCKET`; returns its output whatever the exit status.
+pub fn vigil_cli(socket: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(bin_path("vigil"))
+        .args(args)
+        .arg("--server")
+        .arg(socket)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run vigil {args:?}: {e}"))
+}
+
+/// Runs a `vigil` command that must succeed; returns its stdout.
+pub fn vigil_ok(socket: &Path, args: &[&str]) -> String {
+    let out = vigil_cli(socket, args);
+    assert!(
+        out.status.success(),
+        "vigil {args:?} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `vigil policy list -o json` as JSON values.
+pub fn policy_list(socket: &Path) -> Vec<serde_json::Value> {
+    let out = vigil_ok(socket, &["policy", "list", "-o", "json"]);
+    let v: serde_json::Value =
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("bad JSON ({e}): {out}"));
+    v.as_array().expect("a JSON array").clone()
 }

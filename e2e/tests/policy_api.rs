@@ -2,10 +2,10 @@
 //! commands over the sensor's unix socket. Run as root (`make test-host`).
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
-use vigil_e2e::{Sensor, bin_path};
+use vigil_e2e::{Sensor, policy_list, vigil_cli, vigil_ok};
 
 /// A tracepoint policy that loads on every kernel and posts nothing (its binary never runs).
 const POLICY: &str = "\
@@ -43,35 +43,19 @@ spec:
 ";
 
 fn vigil(socket: &Path, args: &[&str]) -> Output {
-    Command::new(bin_path("vigil"))
-        .args(args)
-        .arg("--server")
-        .arg(socket)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run vigil {args:?}: {e}"))
+    vigil_cli(socket, args)
 }
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// Runs a command that must succeed; returns its stdout.
 fn ok(socket: &Path, args: &[&str]) -> String {
-    let out = vigil(socket, args);
-    assert!(
-        out.status.success(),
-        "vigil {args:?} failed ({}):\n{}",
-        out.status,
-        text(&out.stderr)
-    );
-    text(&out.stdout)
+    vigil_ok(socket, args)
 }
 
 fn list(socket: &Path) -> Vec<Value> {
-    let out = ok(socket, &["policy", "list", "-o", "json"]);
-    let v: Value =
-        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("bad JSON ({e}): {out}"));
-    v.as_array().expect("a JSON array").clone()
+    policy_list(socket)
 }
 
 fn only(socket: &Path) -> Value {

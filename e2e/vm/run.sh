@@ -25,7 +25,7 @@ CACHE=${VIGIL_VM_CACHE:-/var/cache/vigil/vm}
 APPEND_EXTRA=${VIGIL_VM_APPEND:-}
 KEEP=0
 HOST_PACKAGES=(coreutils dash)
-HOST_TOOLS=(setpriv)
+HOST_TOOLS=(setpriv unshare bpftool)
 
 usage() {
     cat <<EOF
@@ -293,6 +293,18 @@ make_initramfs() {
         (cd "$REPO" && find . \( -name .git -o -name target \) -prune -o -type f -print |
             cpio -pdm --quiet "$ROOT/vigil/src") || die "cannot copy the source tree into the initramfs"
     fi
+
+    # Tetragon's example policies (the shared corpus next to the repository), at their host
+    # path: the hook tests load some of them.
+    local corpus real
+    for corpus in "$REPO/../shared/policies" /work/shared/policies; do
+        if [ -d "$corpus" ]; then
+            real=$(cd "$corpus" && pwd -P)
+            mkdir -p "$ROOT$real"
+            cp -r "$real/." "$ROOT$real/"
+            break
+        fi
+    done
 
     cat >"$ROOT/etc/passwd" <<'EOF'
 root:x:0:0:root:/root:/bin/sh

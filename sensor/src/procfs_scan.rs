@@ -68,6 +68,20 @@ pub fn namespaces(dir: &Path) -> [u32; NS_COUNT] {
     ns
 }
 
+/// The host's namespaces: pid 1's, and where a sandbox forbids reading those, the sensor's own
+/// (the sensor runs in the host namespaces: `hostPID` and host mounts in the chart).
+pub fn host_namespaces(proc_root: &Path) -> [u32; NS_COUNT] {
+    let init = namespaces(&proc_root.join("1"));
+    let own = namespaces(&proc_root.join("self"));
+    let mut out = init;
+    for (slot, v) in out.iter_mut().enumerate() {
+        if *v == 0 {
+            *v = own[slot];
+        }
+    }
+    out
+}
+
 fn read_proc(dir: &Path, pid: u32, ticks: u64) -> Option<ScannedProc> {
     let stat = fs::read_to_string(dir.join("stat")).ok()?;
     let (ppid, flags, start_ticks) = parse_stat(&stat)?;
@@ -157,6 +171,29 @@ pub fn parse_cgroup_v2_name(cgroup: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn host_namespaces_fall_back_to_our_own_where_pid_1_is_unreadable() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("1/ns")).unwrap();
+        std::fs::create_dir_all(root.path().join("self/ns")).unwrap();
+        std::os::unix::fs::symlink("net:[111]", root.path().join("1/ns/net")).unwrap();
+        std::os::unix::fs::symlink("net:[999]", root.path().join("self/ns/net")).unwrap();
+        std::os::unix::fs::symlink("mnt:[222]", root.path().join("self/ns/mnt")).unwrap();
+        let ns = host_namespaces(root.path());
+        assert_eq!(
+            ns[vigil_sensor_bpf::abi::ns_slot::NET],
+            111,
+            "pid 1's when readable"
+        );
+        assert_eq!(
+            ns[vigil_sensor_bpf::abi::ns_slot::MNT],
+            222,
+            "ours otherwise"
+        );
+        assert_eq!(ns[vigil_sensor_bpf::abi::ns_slot::UTS], 0);
+    }
+
     use super::*;
 
     #[test]

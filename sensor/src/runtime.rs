@@ -65,7 +65,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     };
     let pins = Arc::new(PinDir::create()?);
     let mut bpf = bpf::load(&pins, config.ring_buffer_size, config.process_table_size)?;
-    let host_ns = procfs_scan::namespaces(Path::new("/proc/1"));
+    let host_ns = procfs_scan::host_namespaces(Path::new("/proc"));
     let hook_registry = Arc::new(HookRegistry::new());
     let engine = Arc::new(Engine::new(
         HookBpf::open(pins.clone(), host_ns[abi::ns_slot::USER])?,

@@ -427,23 +427,30 @@ fn lower_hook(
         _ => None,
     };
 
-    if h.args.len() > abi::HOOK_ARGS {
+    // `nop` arguments are declared but neither read nor reported.
+    let args: Vec<ArgSpec> = h
+        .args
+        .iter()
+        .filter(|a| a.r#type() != ArgType::Nop)
+        .cloned()
+        .collect();
+    if args.len() > abi::HOOK_ARGS {
         return Err(LowerError::Policy(format!(
             "{} arguments: at most {} per hook",
-            h.args.len(),
+            args.len(),
             abi::HOOK_ARGS
         )));
     }
     let mut cfg = HookCfg {
         flags,
         source: src,
-        nargs: h.args.len() as u8,
+        nargs: args.len() as u8,
         ret_signed: 1,
         ..Default::default()
     };
     let mut metas = Vec::new();
-    for (i, spec) in h.args.iter().enumerate() {
-        cfg.args[i] = lower_arg(spec, &h.args, is_syscall, format.as_ref())
+    for (i, spec) in args.iter().enumerate() {
+        cfg.args[i] = lower_arg(spec, &args, is_syscall, format.as_ref())
             .map_err(|e| LowerError::Policy(format!("args[{i}]: {e}")))?;
         metas.push(ArgMeta {
             ir_type: spec.r#type(),
@@ -461,7 +468,7 @@ fn lower_hook(
     }
     let mut sets = SetEntries::default();
     for (i, s) in h.selectors.iter().enumerate() {
-        let (sel, need) = lower_selector(s, h, &cfg, kernel, ids, &mut sets)
+        let (sel, need) = lower_selector(s, h, &args, &cfg, kernel, ids, &mut sets)
             .map_err(|e| LowerError::Policy(format!("selectors[{i}]: {e}")))?;
         cfg.sel[i] = sel;
         cfg.flags |= need;
@@ -667,6 +674,7 @@ fn add_ints(values: impl IntoIterator<Item = u64>, ids: &mut SetIds, sets: &mut 
 fn lower_selector(
     s: &ir::Selector,
     h: &ir::Hook,
+    args: &[ArgSpec],
     cfg: &HookCfg,
     kernel: &dyn KernelInfo,
     ids: &mut SetIds,
@@ -787,8 +795,7 @@ fn lower_selector(
         ));
     }
     for (i, f) in s.args.iter().enumerate() {
-        let pos = h
-            .args
+        let pos = args
             .iter()
             .position(|a| a.index == f.index)
             .ok_or_else(|| {
@@ -1279,6 +1286,30 @@ spec:
         assert_eq!(s.caps[0].mask, 1 << 21);
         assert!(h.cfg.flags & hook_flags::NEED_CAPS != 0);
         assert!(h.cfg.flags & hook_flags::NEED_NS != 0);
+    }
+
+    #[test]
+    fn nop_arguments_are_neither_read_nor_reported() {
+        let y = r#"
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata: {name: nop}
+spec:
+  kprobes:
+  - call: sys_mmap
+    syscall: true
+    args:
+    - {index: 0, type: nop}
+    - {index: 1, type: size_t}
+    selectors:
+    - matchArgs: [{index: 1, operator: GT, values: ["4096"]}]
+"#;
+        let h = lower_yaml(y, &HOST).unwrap().hooks.remove(0).unwrap();
+        assert_eq!(h.cfg.nargs, 1);
+        assert_eq!(h.cfg.args[0].index, 1);
+        assert_eq!(h.meta.args.len(), 1);
+        assert_eq!(h.cfg.sel[0].args[0].arg, 0);
+        assert_eq!(h.cfg.sel[0].args[0].value, 4096);
     }
 
     #[test]

@@ -1,0 +1,645 @@
+//! The hook engine on a real kernel: policies loaded into a real sensor, real workloads, the
+//! events they produce (and, as importantly, the ones they must not). Runs as root on the host
+//! (syscall hooks on the raw syscall tracepoints) and again in the VM (syscall hooks on
+//! kprobes).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use vigil_api::events::{ArgValue, GetEventsResponse, KprobeAction, ProcessKprobe};
+use vigil_e2e::{Sensor, bin_path, event_timeout, policy_list, vigil_cli, vigil_ok, wait_for};
+
+fn example(name: &str) -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/policies")
+        .join(name);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// Tetragon's example corpus (next to the repository, like the API crate's corpus test).
+fn corpus(name: &str) -> String {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = manifest
+        .ancestors()
+        .map(|a| a.join("shared/policies/tetragon-examples"))
+        .chain([PathBuf::from("/work/shared/policies/tetragon-examples")])
+        .find(|p| p.is_dir())
+        .expect("Tetragon example corpus next to the repository or in /work/shared");
+    std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn workload() -> PathBuf {
+    bin_path("vigil-e2e-workload")
+}
+
+fn kprobe(e: &GetEventsResponse) -> Option<&ProcessKprobe> {
+    e.process_kprobe.as_ref()
+}
+
+fn pid_of(k: &ProcessKprobe) -> Option<u32> {
+    k.process.as_ref().and_then(|p| p.pid)
+}
+
+fn arg(k: &ProcessKprobe, i: usize) -> Option<&ArgValue> {
+    k.args.get(i).and_then(|a| a.arg.as_ref())
+}
+
+/// The path of a string, file or path argument.
+fn path_arg(k: &ProcessKprobe, i: usize) -> Option<&str> {
+    match arg(k, i)? {
+        ArgValue::String(s) => Some(s),
+        ArgValue::File(f) => Some(&f.path),
+        ArgValue::Path(p) => Some(&p.path),
+        _ => None,
+    }
+}
+
+fn size_arg(k: &ProcessKprobe, i: usize) -> Option<u64> {
+    match arg(k, i)? {
+        ArgValue::Size(n) => Some(*n),
+        _ => None,
+    }
+}
+
+/// Runs the workload; returns (stdout, status).
+fn run_workload(args: &[&str]) -> (String, std::process::ExitStatus) {
+    let out = Command::new(workload())
+        .args(args)
+        .output()
+        .expect("run workload");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        out.status,
+    )
+}
+
+/// Every kprobe event of the export so far that names `path` in an argument.
+fn events_on(sensor: &Sensor, path: &str) -> Vec<ProcessKprobe> {
+    sensor
+        .events()
+        .iter()
+        .filter_map(kprobe)
+        .filter(|k| (0..k.args.len()).any(|i| path_arg(k, i) == Some(path)))
+        .cloned()
+        .collect()
+}
+
+fn wait_open(sensor: &Sensor, path: &str) -> ProcessKprobe {
+    wait_for(event_timeout(), &format!("an event on {path}"), || {
+        events_on(sensor, path).into_iter().next()
+    })
+}
+
+fn dirs() -> (tempfile::TempDir, String) {
+    let work = tempfile::tempdir().unwrap();
+    let d = work.path().join("watched");
+    std::fs::create_dir_all(d.join("forbidden")).unwrap();
+    (work, d.to_str().unwrap().to_string())
+}
+
+/// A policy with one openat hook whose path must start with `prefix`, plus a selector body.
+fn open_policy(name: &str, prefix: &str, selector_extra: &str) -> String {
+    format!(
+        "apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: {name}
+spec:
+  kprobes:
+  - call: sys_openat
+    syscall: true
+    args:
+    - index: 1
+      type: string
+    selectors:
+    - matchArgs:
+      - index: 1
+        operator: Prefix
+        values: [\"{prefix}\"]
+{selector_extra}"
+    )
+}
+
+#[test]
+fn file_access_events_carry_path_and_bytes_and_other_paths_produce_nothing() {
+    let (work, d) = dirs();
+    let other = work.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let policy = write(
+        work.path(),
+        "files.yaml",
+        &example("file-access.yaml").replace("/tmp/vigil-demo/", &format!("{d}/")),
+    );
+    let sensor = Sensor::start(&["--policy", policy.to_str().unwrap()]);
+
+    // Outside the directory first: if the kernel let anything through, it would be exported
+    // before the events we wait for below.
+    let (_, st) = run_workload(&["files", other.to_str().unwrap()]);
+    assert!(st.success());
+    let (out, st) = run_workload(&["files", &d]);
+    assert!(st.success());
+    let pid: u32 = out.trim().parse().unwrap();
+    let data = format!("{d}/data.txt");
+
+    let mine = wait_for(event_timeout(), "6 file events", || {
+        let evs: Vec<ProcessKprobe> = events_on(&sensor, &data)
+            .into_iter()
+            .filter(|k| pid_of(k) == Some(pid))
+            .collect();
+        let n = |f: &str| evs.iter().filter(|k| k.function_name == f).count();
+        (n("__x64_sys_openat") == 2
+            && n("__x64_sys_write") == 1
+            && n("__x64_sys_read") == 1
+            && n("__x64_sys_close") == 2)
+            .then_some(evs)
+    });
+    let write = mine
+        .iter()
+        .find(|k| k.function_name == "__x64_sys_write")
+        .unwrap();
+    assert_eq!(size_arg(write, 1), Some(11), "{write:?}");
+    let read = mine
+        .iter()
+        .find(|k| k.function_name == "__x64_sys_read")
+        .unwrap();
+    assert_eq!(size_arg(read, 1), Some(64), "{read:?}");
+    for k in &mine {
+        assert_eq!(k.policy_name, "file-access");
+        assert_eq!(k.action, KprobeAction::Post);
+        let p = k.process.as_ref().unwrap();
+        assert!(p.binary.ends_with("/vigil-e2e-workload"), "{p:?}");
+        assert!(k.parent.is_some(), "parent from the process cache: {k:?}");
+    }
+    let leaked: Vec<_> = sensor
+        .events()
+        .iter()
+        .filter_map(kprobe)
+        .filter(|k| format!("{:?}", k.args).contains(other.to_str().unwrap()))
+        .cloned()
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "events for a path outside the policy: {leaked:?}"
+    );
+}
+
+#[test]
+fn tcp_connect_send_and_close_carry_the_tuple() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut c, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 16];
+        let _ = std::io::Read::read(&mut c, &mut buf);
+    });
+    let work = tempfile::tempdir().unwrap();
+    let policy = write(work.path(), "tcp.yaml", &example("tcp-connect.yaml"));
+    let sensor = Sensor::start(&["--policy", policy.to_str().unwrap()]);
+    let (out, st) = run_workload(&["connect", &port.to_string()]);
+    assert!(st.success());
+    server.join().unwrap();
+    let local: u32 = out.trim().parse().unwrap();
+
+    let ours = |f: &'static str| {
+        let sensor = &sensor;
+        move || {
+            sensor
+                .events()
+                .iter()
+                .filter_map(kprobe)
+                .find(|k| {
+                    k.function_name == f
+                        && matches!(arg(k, 0), Some(ArgValue::Sock(s))
+                            if s.dport == u32::from(port) && s.sport == local)
+                })
+                .cloned()
+        }
+    };
+    let connect = wait_for(event_timeout(), "connect event", ours("__x64_sys_connect"));
+    let Some(ArgValue::Sock(s)) = arg(&connect, 0) else {
+        unreachable!()
+    };
+    assert_eq!(
+        (s.saddr.as_str(), s.daddr.as_str()),
+        ("127.0.0.1", "127.0.0.1")
+    );
+    assert_eq!(s.family, "AF_INET");
+    assert_eq!(s.protocol, "IPPROTO_TCP");
+    assert_eq!(
+        connect.return_value.as_ref().and_then(|r| r.arg.clone()),
+        Some(ArgValue::Int(0)),
+        "connect returned 0: {connect:?}"
+    );
+    let send = wait_for(event_timeout(), "sendto event", ours("__x64_sys_sendto"));
+    assert_eq!(size_arg(&send, 1), Some(6));
+    wait_for(event_timeout(), "close event", ours("__x64_sys_close"));
+}
+
+#[test]
+fn sigkill_kills_only_the_matching_process_and_monitor_mode_only_reports() {
+    let (work, d) = dirs();
+    let policy = write(
+        work.path(),
+        "kill.yaml",
+        &example("sigkill-enforce.yaml").replace("/tmp/vigil-demo/", &format!("{d}/")),
+    );
+    let sensor = Sensor::start(&["--policy", policy.to_str().unwrap()]);
+    let forbidden = format!("{d}/forbidden/x");
+
+    let (out, st) = run_workload(&["open", &format!("{d}/allowed")]);
+    assert!(st.success(), "{st}");
+    assert_eq!(out.trim(), "opened");
+
+    let child = Command::new(workload())
+        .args(["open", &forbidden])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(libc::SIGKILL), "{:?}", out.status);
+    assert!(out.stdout.is_empty(), "killed before open returned");
+
+    let k = wait_open(&sensor, &forbidden);
+    assert_eq!(pid_of(&k), Some(pid));
+    assert_eq!(k.action, KprobeAction::Sigkill);
+    let exit = sensor.wait_exit(pid);
+    assert_eq!(exit.process_exit.unwrap().signal, "SIGKILL");
+
+    // Monitor mode, switched at runtime: reported, not killed.
+    vigil_ok(
+        &sensor.socket,
+        &["policy", "set-mode", "sigkill-enforce", "monitor"],
+    );
+    let again = format!("{d}/forbidden/y");
+    let (out, st) = run_workload(&["open", &again]);
+    assert!(st.success(), "monitor mode must not kill: {st}");
+    assert_eq!(out.trim(), "opened");
+    wait_open(&sensor, &again);
+    let p = &policy_list(&sensor.socket)[0];
+    assert_eq!(p["mode"], "monitor");
+}
+
+#[test]
+fn match_binaries_in_and_not() {
+    let (work, d) = dirs();
+    let extra = format!(
+        "      matchBinaries:\n      - operator: In\n        values: [\"{}\"]\n",
+        workload().canonicalize().unwrap().display()
+    );
+    let policy = write(work.path(), "p.yaml", &open_policy("bins", &d, &extra));
+    let sensor = Sensor::start(&["--policy", policy.to_str().unwrap()]);
+    let neg = format!("{d}/neg");
+    let st = Command::new("cat")
+        .arg(&neg)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!st.success(), "cat of a missing file fails");
+    let pos = format!("{d}/pos");
+    assert!(run_workload(&["open", &pos]).1.success());
+    wait_open(&sensor, &pos);
+    assert!(
+        events_on(&sensor, &neg).is_empty(),
+        "cat is not in the binary set"
+    );
+}
+
+#[test]
+fn match_pids_follow_forks() {
+    let (work, d) = dirs();
+    let pos = format!("{d}/pos");
+    // A holder started before the sensor: its pid goes into the policy, and what it forks later
+    // must match through followForks.
+    let mut holder = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "read x; exec {} fork-open {pos}",
+            workload().display()
+        ))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let hpid = holder.id();
+    let extra = format!(
+        "      matchPIDs:\n      - operator: In\n        followForks: true\n        values: [{hpid}]\n"
+    );
+    let policy = write(work.path(), "p.yaml", &open_policy("pids", &d, &extra));
+    let sensor = Sensor::start(&["--policy", policy.to_str().unwrap()]);
+    let neg = format!("{d}/neg");
+    assert!(run_workload(&["open", &neg]).1.success());
+    holder.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let out = holder.wait_with_output().unwrap();
+    let child: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let k = wait_open(&sensor, &pos);
+    assert_eq!(pid_of(&k), Some(child), "the holder's forked child");
+    assert_eq!(k.parent.as_ref().and_then(|p| p.pid), Some(hpid), "{k:?}");
+    assert!(
+        events_on(&sensor, &neg).is_empty(),
+        "a process outside the pid tree"
+    );
+}
+
+#[test]
+fn match_capabilities_in() {
+    let (work, d) = dirs();
+    let extra = "      matchCapabilities:\n      - type: Effective\n        operator: In\n        values: [CAP_SYS_ADMIN]\n";
+    let policy = write(work.path(), "p.yaml", &open_policy("caps", &d, extra));
+    let sensor = Sensor::start(&["--policy", policy.to_str().unwrap()]);
+    let neg = format!("{d}/neg");
+    let st = Command::new("setpriv")
+        .args(["--bounding-set=-all", "--inh-caps=-all", "--"])
+        .arg(workload())
+        .args(["open", &neg])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "setpriv run: {st}");
+    let pos = format!("{d}/pos");
+    assert!(run_workload(&["open", &pos]).1.success());
+    wait_open(&sensor, &pos);
+    assert!(
+        events_on(&sensor, &neg).is_empty(),
+        "no CAP_SYS_ADMIN after dropping the bounding set"
+    );
+}
+
+#[test]
+fn match_namespaces_host_mount_namespace() {
+    let (work, d) = dirs();
+    let extra = "      matchNamespaces:\n      - namespace: Mnt\n        operator: In\n        values: [host_ns]\n";
+    let policy = write(work.path(), "p.yaml", &open_policy("ns", &d, extra));
+    let sensor = Sensor::start(&["--policy", policy.to_str().unwrap()]);
+    let neg = format!("{d}/neg");
+    let st = Command::new("unshare")
+        .args(["-m", "--"])
+        .arg(workload())
+        .args(["open", &neg])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "unshare run: {st}");
+    let pos = format!("{d}/pos");
+    assert!(run_workload(&["open", &pos]).1.success());
+    wait_open(&sensor, &pos);
+    assert!(
+        events_on(&sensor, &neg).is_empty(),
+        "a process in another mount namespace"
+    );
+}
+
+#[test]
+fn raw_syscalls_tracepoint_from_the_corpus() {
+    let work = tempfile::tempdir().unwrap();
+    let policy = write(work.path(), "raw.yaml", &corpus("raw_syscalls.yaml"));
+    let sensor = Sensor::start(&["--policy", policy.to_str().unwrap()]);
+    let (_, st) = run_workload(&["probe-me", "1"]);
+    assert!(st.success());
+    let ev = sensor.wait_event("a raw_syscalls/sys_enter event", |e| {
+        e.process_tracepoint.as_ref().is_some_and(|t| {
+            t.subsys == "raw_syscalls"
+                && t.event == "sys_enter"
+                && t.policy_name == "raw-syscalls"
+                && t.process
+                    .as_ref()
+                    .is_some_and(|p| p.binary.ends_with("/vigil-e2e-workload"))
+        })
+    });
+    let t = ev.process_tracepoint.unwrap();
+    assert_eq!(t.args.len(), 1, "{t:?}");
+    assert!(t.args[0].arg.is_some(), "{t:?}");
+}
+
+#[test]
+fn uprobe_on_a_test_binary_function() {
+    let work = tempfile::tempdir().unwrap();
+    let bin = workload().canonicalize().unwrap();
+    let policy = write(
+        work.path(),
+        "up.yaml",
+        &format!(
+            "apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: uprobe-e2e
+spec:
+  uprobes:
+  - path: \"{}\"
+    symbols: [vigil_e2e_probe_me]
+    args:
+    - index: 0
+      type: uint64
+",
+            bin.display()
+        ),
+    );
+    let sensor = Sensor::start(&["--policy", policy.to_str().unwrap()]);
+    let child = Command::new(&bin)
+        .args(["probe-me", "42"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&child.stdout).trim(), "127");
+    let ev = sensor.wait_event("the uprobe event", |e| e.process_uprobe.is_some());
+    let u = ev.process_uprobe.unwrap();
+    assert_eq!(u.symbol, "vigil_e2e_probe_me");
+    assert_eq!(u.path, bin.to_str().unwrap());
+    assert_eq!(u.policy_name, "uprobe-e2e");
+    assert_eq!(u.args[0].arg, Some(ArgValue::Size(42)), "{u:?}");
+}
+
+#[test]
+fn two_policies_on_one_hook_then_one_deleted() {
+    let (work, d) = dirs();
+    let a = write(
+        work.path(),
+        "a.yaml",
+        &open_policy("pa", &format!("{d}/a"), ""),
+    );
+    let b = write(
+        work.path(),
+        "b.yaml",
+        &open_policy("pb", &format!("{d}/b"), ""),
+    );
+    let sensor = Sensor::start(&[
+        "--policy",
+        a.to_str().unwrap(),
+        "--policy",
+        b.to_str().unwrap(),
+    ]);
+    for f in ["a1", "b1"] {
+        assert!(run_workload(&["open", &format!("{d}/{f}")]).1.success());
+    }
+    assert_eq!(wait_open(&sensor, &format!("{d}/a1")).policy_name, "pa");
+    assert_eq!(wait_open(&sensor, &format!("{d}/b1")).policy_name, "pb");
+
+    vigil_ok(&sensor.socket, &["policy", "delete", "pb"]);
+    for f in ["b2", "a2"] {
+        assert!(run_workload(&["open", &format!("{d}/{f}")]).1.success());
+    }
+    assert_eq!(wait_open(&sensor, &format!("{d}/a2")).policy_name, "pa");
+    assert!(events_on(&sensor, &format!("{d}/b2")).is_empty());
+    let names: Vec<_> = policy_list(&sensor.socket)
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, vec!["pa"]);
+}
+
+/// Counts of what the sensor holds in the kernel: its file descriptors, Vigil programs, and
+/// entries of the value-set maps.
+fn kernel_footprint(pid: u32) -> (usize, usize, usize, usize) {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    let progs = Command::new("bpftool")
+        .args(["-j", "prog", "show"])
+        .output()
+        .expect("bpftool");
+    let progs: serde_json::Value = serde_json::from_slice(&progs.stdout).unwrap();
+    let progs = progs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["name"].as_str().is_some_and(|n| n.starts_with("vigil_")))
+        .count();
+    let entries = |map: &str| {
+        let out = Command::new("bpftool")
+            .args(["-j", "map", "dump", "pinned"])
+            .arg(format!("/sys/fs/bpf/vigil/{pid}/{map}"))
+            .output()
+            .expect("bpftool");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "bpftool dump {map}: {e}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        v.as_array().map(Vec::len).unwrap_or(0)
+    };
+    (fds, progs, entries("vigil_ints"), entries("vigil_strs"))
+}
+
+#[test]
+fn five_policies_loaded_and_unloaded_fifty_times_leave_nothing_behind() {
+    let (work, d) = dirs();
+    let keeper = write(
+        work.path(),
+        "keeper.yaml",
+        &open_policy("keeper", &format!("{d}/k"), ""),
+    );
+    let sensor = Sensor::start(&["--policy", keeper.to_str().unwrap()]);
+    let pid = sensor.pid();
+    let files: Vec<PathBuf> = (0..5)
+        .map(|i| {
+            let extra = format!(
+                "      matchBinaries:\n      - operator: NotIn\n        values: [\"/nonexistent/{i}\"]\n"
+            );
+            write(
+                work.path(),
+                &format!("p{i}.yaml"),
+                &open_policy(&format!("leak{i}"), &format!("{d}/p{i}"), &extra),
+            )
+        })
+        .collect();
+    let before = kernel_footprint(pid);
+    for round in 0..50 {
+        for f in &files {
+            vigil_ok(&sensor.socket, &["policy", "add", f.to_str().unwrap()]);
+        }
+        if round == 0 {
+            assert_eq!(policy_list(&sensor.socket).len(), 6);
+            let during = kernel_footprint(pid);
+            assert!(during.3 > before.3, "string sets were written: {during:?}");
+        }
+        for i in 0..5 {
+            vigil_ok(&sensor.socket, &["policy", "delete", &format!("leak{i}")]);
+        }
+    }
+    assert_eq!(policy_list(&sensor.socket).len(), 1);
+    assert_eq!(
+        kernel_footprint(pid),
+        before,
+        "(fds, programs, int entries, string entries)"
+    );
+
+    // A hook with its own program (a tracepoint) is unloaded with its policy.
+    let tp = write(
+        work.path(),
+        "tp.yaml",
+        "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata: {name: tp}\nspec:\n  tracepoints:\n  - {subsystem: sched, event: sched_process_free}\n",
+    );
+    for _ in 0..3 {
+        vigil_ok(&sensor.socket, &["policy", "add", tp.to_str().unwrap()]);
+        assert_eq!(
+            kernel_footprint(pid).1,
+            before.1 + 1,
+            "one more program while loaded"
+        );
+        vigil_ok(&sensor.socket, &["policy", "delete", "tp"]);
+    }
+    assert_eq!(kernel_footprint(pid), before);
+}
+
+#[test]
+fn a_hook_that_cannot_load_is_reported_while_the_rest_runs() {
+    let (work, d) = dirs();
+    let policy = write(
+        work.path(),
+        "partial.yaml",
+        &format!(
+            "apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: partial
+spec:
+  kprobes:
+  - call: vigil_no_such_kernel_function
+    syscall: false
+  - call: sys_openat
+    syscall: true
+    args:
+    - index: 1
+      type: string
+    selectors:
+    - matchArgs:
+      - index: 1
+        operator: Prefix
+        values: [\"{d}/\"]
+"
+        ),
+    );
+    let sensor = Sensor::start(&["--policy", policy.to_str().unwrap()]);
+    let p = &policy_list(&sensor.socket)[0];
+    assert_eq!(p["state"], "partial", "{p}");
+    let hooks = p["hooks"].as_array().unwrap();
+    let bad = hooks
+        .iter()
+        .find(|h| h["source"] == "spec.kprobes[0]")
+        .unwrap();
+    assert_eq!(bad["loaded"], false);
+    let reason = bad["error"].as_str().unwrap();
+    assert!(
+        reason.contains("kprobes are not available") || reason.contains("not found"),
+        "{reason}"
+    );
+    let good = hooks
+        .iter()
+        .find(|h| h["source"] == "spec.kprobes[1]")
+        .unwrap();
+    assert_eq!(good["loaded"], true, "{p}");
+    let f = format!("{d}/x");
+    assert!(run_workload(&["open", &f]).1.success());
+    wait_open(&sensor, &f);
+    // The CLI says so too, in one line per hook.
+    let out = vigil_cli(&sensor.socket, &["policy", "list"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("partial"));
+}

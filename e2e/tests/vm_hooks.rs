@@ -1,0 +1,212 @@
+//! Hooks that need kprobes, BPF-LSM and trampolines: run only in the VM (`vm_` prefix; the
+//! host kernel has none of them). Tetragon's own example policies load and produce their events,
+//! and an Override policy really denies.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use vigil_api::events::{ArgValue, GetEventsResponse, ProcessKprobe};
+use vigil_e2e::{Sensor, bin_path, policy_list};
+
+fn corpus(name: &str) -> String {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = manifest
+        .ancestors()
+        .map(|a| a.join("shared/policies/tetragon-examples"))
+        .chain([PathBuf::from("/work/shared/policies/tetragon-examples")])
+        .find(|p| p.is_dir())
+        .expect("Tetragon example corpus next to the repository or in /work/shared");
+    std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn start_with(dir: &Path, name: &str, yaml: &str) -> Sensor {
+    let p = dir.join(name);
+    std::fs::write(&p, yaml).unwrap();
+    let s = Sensor::start(&["--policy", p.to_str().unwrap()]);
+    let list = policy_list(&s.socket);
+    assert_eq!(
+        list[0]["state"], "enabled",
+        "every hook loads in the VM: {list:?}"
+    );
+    s
+}
+
+fn kprobe_where(
+    sensor: &Sensor,
+    what: &str,
+    pred: impl Fn(&ProcessKprobe) -> bool,
+) -> ProcessKprobe {
+    sensor
+        .wait_event(what, |e: &GetEventsResponse| {
+            e.process_kprobe.as_ref().is_some_and(&pred)
+        })
+        .process_kprobe
+        .unwrap()
+}
+
+fn file_path(k: &ProcessKprobe, i: usize) -> Option<&str> {
+    match k.args.get(i)?.arg.as_ref()? {
+        ArgValue::File(f) => Some(&f.path),
+        ArgValue::Path(p) => Some(&p.path),
+        _ => None,
+    }
+}
+
+#[test]
+fn vm_write_yaml_reports_writes_to_stdout() {
+    let work = tempfile::tempdir().unwrap();
+    let sensor = start_with(work.path(), "write.yaml", &corpus("write.yaml"));
+    let out = Command::new(bin_path("vigil-e2e-workload"))
+        .args(["probe-me", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "4\n");
+    let k = kprobe_where(&sensor, "a sys_write of \"4\\n\"", |k| {
+        k.function_name == "__x64_sys_write"
+            && k.args.get(1).and_then(|a| a.arg.as_ref()) == Some(&ArgValue::Bytes(b"4\n".to_vec()))
+    });
+    assert_eq!(k.args[0].arg, Some(ArgValue::Int(1)));
+    assert_eq!(k.args[2].arg, Some(ArgValue::Size(2)));
+    assert_eq!(k.policy_name, "sys-write");
+}
+
+#[test]
+fn vm_tcp_connect_yaml_on_kernel_functions() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = u32::from(listener.local_addr().unwrap().port());
+    let server = std::thread::spawn(move || {
+        let (mut c, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 16];
+        let _ = std::io::Read::read(&mut c, &mut buf);
+    });
+    let work = tempfile::tempdir().unwrap();
+    let sensor = start_with(work.path(), "tcp.yaml", &corpus("tcp-connect.yaml"));
+    let out = Command::new(bin_path("vigil-e2e-workload"))
+        .args(["connect", &port.to_string()])
+        .output()
+        .unwrap();
+    server.join().unwrap();
+    let local: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    for f in ["tcp_connect", "tcp_sendmsg", "tcp_close"] {
+        let k = kprobe_where(&sensor, f, |k| {
+            k.function_name == f
+                && matches!(k.args.first().and_then(|a| a.arg.as_ref()),
+                    Some(ArgValue::Sock(s)) if s.sport == local && s.dport == port)
+        });
+        assert_eq!(k.policy_name, "connect");
+        if f == "tcp_connect" {
+            let Some(ArgValue::Sock(s)) = k.args[0].arg.as_ref() else {
+                unreachable!()
+            };
+            assert_eq!(
+                (s.saddr.as_str(), s.daddr.as_str()),
+                ("127.0.0.1", "127.0.0.1")
+            );
+            assert_eq!(s.state, "TCP_SYN_SENT");
+        }
+    }
+}
+
+#[test]
+fn vm_filename_monitoring_yaml_with_return_values() {
+    let work = tempfile::tempdir().unwrap();
+    let sensor = start_with(work.path(), "fm.yaml", &corpus("filename_monitoring.yaml"));
+    let st = Command::new("/usr/bin/cat")
+        .arg("/etc/passwd")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let k = kprobe_where(&sensor, "security_file_permission on /etc/passwd", |k| {
+        k.function_name == "security_file_permission" && file_path(k, 0) == Some("/etc/passwd")
+    });
+    assert_eq!(
+        k.return_value.as_ref().and_then(|r| r.arg.clone()),
+        Some(ArgValue::Int(0))
+    );
+    assert_eq!(k.policy_name, "file-monitoring");
+}
+
+#[test]
+fn vm_lsm_file_open_yaml() {
+    let work = tempfile::tempdir().unwrap();
+    let sensor = start_with(work.path(), "lsm.yaml", &corpus("lsm_file_open.yaml"));
+    let st = Command::new("/usr/bin/cat")
+        .arg("/etc/passwd")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "observation only: the open is allowed");
+    let ev = sensor.wait_event("process_lsm file_open", |e| {
+        e.process_lsm.as_ref().is_some_and(|l| {
+            l.function_name == "file_open"
+                && matches!(l.args.first().and_then(|a| a.arg.as_ref()),
+                    Some(ArgValue::File(f)) if f.path == "/etc/passwd")
+        })
+    });
+    let l = ev.process_lsm.unwrap();
+    assert_eq!(l.policy_name, "lsm-file-open");
+    assert_eq!(l.process.unwrap().binary, "/usr/bin/cat");
+}
+
+#[test]
+fn vm_override_denies_the_open() {
+    let work = tempfile::tempdir().unwrap();
+    let secret = work.path().join("secret");
+    std::fs::write(&secret, "top secret\n").unwrap();
+    let open = work.path().join("open");
+    std::fs::write(&open, "fine\n").unwrap();
+    let yaml = format!(
+        "apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: deny-secret
+spec:
+  lsmhooks:
+  - hook: file_open
+    args:
+    - index: 0
+      type: file
+    selectors:
+    - matchArgs:
+      - index: 0
+        operator: Equal
+        values: [\"{}\"]
+      matchActions:
+      - action: Override
+        argError: -1
+",
+        secret.display()
+    );
+    let sensor = start_with(work.path(), "deny.yaml", &yaml);
+    let out = Command::new("/usr/bin/cat").arg(&secret).output().unwrap();
+    assert!(!out.status.success(), "the open must be denied");
+    assert!(out.stdout.is_empty(), "nothing of the file was read");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Operation not permitted"),
+        "{out:?}"
+    );
+    let out = Command::new("/usr/bin/cat").arg(&open).output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "fine\n",
+        "other files open"
+    );
+    let ev = sensor.wait_event("the denied open's event", |e| {
+        e.process_lsm.as_ref().is_some_and(|l| {
+            matches!(l.args.first().and_then(|a| a.arg.as_ref()),
+                Some(ArgValue::File(f)) if Path::new(&f.path) == secret)
+        })
+    });
+    assert_eq!(
+        ev.process_lsm.unwrap().action,
+        vigil_api::events::KprobeAction::Override
+    );
+    // Monitor mode: reported, not denied.
+    vigil_e2e::vigil_ok(
+        &sensor.socket,
+        &["policy", "set-mode", "deny-secret", "monitor"],
+    );
+    let out = Command::new("/usr/bin/cat").arg(&secret).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "top secret\n");
+}
