@@ -45,6 +45,7 @@ test-vm: build-release
 ## bench: overhead of the sensor on a fork+exec storm (ratios; not pass/fail).
 bench: build-release
 	@e2e/bench/exec-storm.sh $(RELEASE_DIR)
+	@e2e/bench/open-storm.sh $(RELEASE_DIR)
 
 clean:
 	$(CARGO) clean

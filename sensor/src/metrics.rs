@@ -67,6 +67,8 @@ pub struct Metrics {
     pub process_cache_evictions: Counter,
     pub process_cache_misses: Counter,
     pub process_table_insert_failures: Counter,
+    /// Return probes whose entry state could not be saved (their return is not reported).
+    pub hook_return_state_lost: Counter,
     pub map_entries: Family<MapLabel, Gauge>,
     pub map_capacity: Family<MapLabel, Gauge>,
     pub kernel_features: Family<FeatureLabel, Gauge>,
@@ -147,6 +149,11 @@ impl Metrics {
             "process_table_insert_failures",
             "Kernel process table inserts that failed (table full)",
             self.process_table_insert_failures.clone(),
+        );
+        r.register(
+            "hook_return_state_lost",
+            "Calls of return-probe hooks whose entry state could not be kept (their return is not reported)",
+            self.hook_return_state_lost.clone(),
         );
         r.register(
             "map_entries",

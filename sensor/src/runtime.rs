@@ -285,7 +285,9 @@ impl KernelCounters {
             (counters::RB_LOST_EXEC, Some("exec")),
             (counters::RB_LOST_FORK, Some("fork")),
             (counters::RB_LOST_EXIT, Some("exit")),
+            (counters::RB_LOST_HOOK, Some("hook")),
             (counters::PROC_TABLE_FULL, None),
+            (counters::PENDING_FULL, None),
         ] {
             let now = bpf.counter(index);
             let delta = now.saturating_sub(self.last[index as usize]);
@@ -298,6 +300,9 @@ impl KernelCounters {
                     .ringbuf_lost
                     .get_or_create(&RecordLabel { record: r.into() })
                     .inc_by(delta),
+                None if index == counters::PENDING_FULL => {
+                    metrics.hook_return_state_lost.inc_by(delta)
+                }
                 None => metrics.process_table_insert_failures.inc_by(delta),
             };
         }

@@ -24,6 +24,7 @@ fn main() {
             println!("{}", vigil_e2e_probe_me(n));
         }
         "fork-open" => fork_open(arg(1)),
+        "open-storm" => open_storm(arg(1).parse().unwrap_or_else(|_| usage()), arg(2)),
         _ => usage(),
     }
 }
@@ -87,6 +88,22 @@ fn fork_open(path: &str) {
     }
 }
 
+/// Opens and closes `path` `n` times; prints the elapsed nanoseconds.
+fn open_storm(n: u64, path: &str) {
+    let c = std::ffi::CString::new(path).expect("path");
+    let t0 = std::time::Instant::now();
+    for _ in 0..n {
+        // SAFETY: a valid NUL-terminated path; the descriptor is closed right away.
+        unsafe {
+            let fd = libc::open(c.as_ptr(), libc::O_RDONLY);
+            if fd >= 0 {
+                libc::close(fd);
+            }
+        }
+    }
+    println!("{}", t0.elapsed().as_nanos());
+}
+
 /// A function for uprobe tests: its symbol stays in the binary.
 #[unsafe(no_mangle)]
 #[inline(never)]
@@ -96,7 +113,7 @@ pub extern "C" fn vigil_e2e_probe_me(n: u64) -> u64 {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: vigil-e2e-workload fork-exit CODE | threads N | exec-storm N PROGRAM [ARGS…] | files DIR | connect PORT | open PATH | fork-open PATH | probe-me N"
+        "usage: vigil-e2e-workload fork-exit CODE | threads N | exec-storm N PROGRAM [ARGS…] | files DIR | connect PORT | open PATH | fork-open PATH | probe-me N | open-storm N PATH"
     );
     std::process::exit(2)
 }
