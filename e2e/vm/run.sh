@@ -257,7 +257,7 @@ make_initramfs() {
     # (a copy of /bin/true must still be `true`, /proc/PID/exe of `sleep` must
     # be sleep), dash as /bin/sh (busybox sh runs applets without exec, so no
     # exec events) and util-linux's setpriv (busybox's lacks --reuid/--regid).
-    local files=() dash
+    local files=() dash real
     for name in "${HOST_TOOLS[@]}"; do
         path=$(command -v "$name") || die "host tool $name not found"
         files+=("$path")
@@ -268,6 +268,10 @@ make_initramfs() {
         name=${path##*/}
         rm -f "$ROOT/bin/$name" "$ROOT/sbin/$name" "$ROOT/usr/bin/$name" "$ROOT/usr/sbin/$name"
         copy_with_libs "$path" "$path"
+        # Also at its real path (/usr/bin/cat for /bin/cat on a merged-/usr host): policies
+        # name binaries by the path the kernel resolves on the host.
+        real=$(realpath "$path")
+        [ "$real" = "$path" ] || copy_with_libs "$path" "$real"
     done
     for dash in /bin/dash /usr/bin/dash ""; do [ -x "$ROOT$dash" ] && break; done
     [ -n "$dash" ] || die "dash was not copied (package dash)"

@@ -179,6 +179,28 @@ static __always_inline struct vigil_hook_cfg *hook_cfg(__u32 slot)
 	return bpf_map_lookup_elem(&vigil_hooks, &slot);
 }
 
+/*
+ * Bounded element pointers. Each checks the index right where the pointer is formed: an index
+ * checked earlier and then spilled across a helper call loses its bounds on older verifiers
+ * (6.1), which then refuse the pointer arithmetic. barrier_var() keeps the compiler from moving
+ * the check away from the use.
+ */
+static __always_inline struct vigil_selector *sel_at(struct vigil_hook_cfg *h, __u64 i)
+{
+	barrier_var(i);
+	if (i >= VIGIL_HOOK_SELECTORS)
+		return 0;
+	return &h->sel[i];
+}
+
+static __always_inline struct vigil_arg_cfg *arg_at(struct vigil_hook_cfg *h, __u64 i)
+{
+	barrier_var(i);
+	if (i >= VIGIL_HOOK_ARGS)
+		return 0;
+	return &h->args[i];
+}
+
 static __always_inline void stat(__u32 policy, __u32 which)
 {
 	__u32 idx = policy * VIGIL_STAT_NUM + which;
@@ -249,7 +271,10 @@ static long rev_cb(__u64 j, void *c)
 	struct rev_ctx *r = c;
 	struct hook_scratch *s = scratch();
 
-	if (!s || j >= VIGIL_STR_MAX)
+	if (!s)
+		return 1;
+	barrier_var(j);
+	if (j >= VIGIL_STR_MAX)
 		return 1;
 	s->skey.data[j] = r->from_tmp ? s->tmp[(r->src - j) & (VIGIL_BIN_KEEP - 1)]
 				      : s->data[(r->src - j) & DATA_MASK];
@@ -555,9 +580,11 @@ static long sel_proc_cb(__u64 i, void *c)
 	struct vigil_selector *sel;
 	__u32 zero = 0;
 
-	if (!s || !h || i >= VIGIL_HOOK_SELECTORS)
+	if (!s || !h)
 		return 1;
-	sel = &h->sel[i];
+	sel = sel_at(h, i);
+	if (!sel)
+		return 1;
 	cfg = bpf_map_lookup_elem(&vigil_config, &zero);
 	if (sel->pid_op && !pids_match(s, sel))
 		return 0;
@@ -749,6 +776,9 @@ static long arg_cb(__u64 i, void *c)
 	struct hook_scratch *s = scratch();
 	struct vigil_hook_cfg *h = hook_cfg(rc->slot);
 	struct vigil_arg_cfg *a;
+	__u64 *p_raw;
+	__u32 *p_off, *p_len, *p_aux;
+	__u8 *p_kind;
 	__u32 off, len = 0, aux = 0;
 	bool user, cut = false;
 	char *dst;
@@ -756,16 +786,31 @@ static long arg_cb(__u64 i, void *c)
 	__u64 v;
 	long n;
 
-	if (!s || !h || i >= VIGIL_HOOK_ARGS)
+	if (!s || !h)
 		return 1;
+	barrier_var(i);
+	if (i >= VIGIL_HOOK_ARGS)
+		return 1;
+	/* Every element pointer is formed here, right after the check (see sel_at()). */
 	a = &h->args[i];
+	p_raw = &s->raw[i];
+	p_off = &s->arg_off[i];
+	p_kind = &s->rec.arg_kind[i];
+	p_len = &s->rec.arg_len[i];
+	p_aux = &s->rec.arg_aux[i];
+	barrier_var(a);
+	barrier_var(p_raw);
+	barrier_var(p_off);
+	barrier_var(p_kind);
+	barrier_var(p_len);
+	barrier_var(p_aux);
 	user = h->flags & VIGIL_HOOK_USER_MEM;
 	off = s->data_len;
 	if (off > (VIGIL_HOOK_ARGS - 1) * VIGIL_ARG_SLOT)
 		off = (VIGIL_HOOK_ARGS - 1) * VIGIL_ARG_SLOT;
 	dst = &s->data[off & DATA_MASK];
-	v = s->raw[i];
-	s->arg_off[i] = off;
+	v = *p_raw;
+	*p_off = off;
 	switch (a->kind) {
 	case VIGIL_ARGK_INT:
 		v = (a->flags & VIGIL_ARGF_SIGNED) ? (__u64)sign_extend(v, a->size)
@@ -900,9 +945,9 @@ static long arg_cb(__u64 i, void *c)
 		break;
 	}
 	}
-	s->rec.arg_kind[i] = a->kind;
-	s->rec.arg_len[i] = len;
-	s->rec.arg_aux[i] = aux;
+	*p_kind = a->kind;
+	*p_len = len;
+	*p_aux = aux;
 	s->data_len = off + len;
 	return 0;
 }
@@ -970,9 +1015,12 @@ static long filter_cb(__u64 j, void *c)
 	struct vigil_filter *f;
 	__u64 v;
 
-	if (!s || !h || rc->sel >= VIGIL_HOOK_SELECTORS)
+	if (!s || !h)
 		return 1;
-	sel = &h->sel[rc->sel];
+	sel = sel_at(h, rc->sel);
+	if (!sel)
+		return 1;
+	barrier_var(j);
 	if (rc->stage == STAGE_EXIT) {
 		if (j >= VIGIL_SEL_RET_FILTERS)
 			return 1;
@@ -1001,11 +1049,16 @@ static long sel_args_cb(__u64 i, void *c)
 	struct vigil_hook_cfg *h = hook_cfg(rc->slot);
 	__u32 n;
 
-	if (!h || i >= VIGIL_HOOK_SELECTORS)
+	struct vigil_selector *sel;
+
+	if (!h)
+		return 1;
+	sel = sel_at(h, i);
+	if (!sel)
 		return 1;
 	if (!(rc->mask & (1u << i)))
 		return 0;
-	n = rc->stage == STAGE_EXIT ? h->sel[i].n_ret : h->sel[i].n_args;
+	n = rc->stage == STAGE_EXIT ? sel->n_ret : sel->n_args;
 	if (!n)
 		return 0;
 	rc->sel = i;
@@ -1069,7 +1122,10 @@ static __always_inline void act(struct run_ctx *rc, struct hook_scratch *s,
 
 	stat(h->policy, VIGIL_STAT_MATCHED);
 	if (si < VIGIL_HOOK_SELECTORS) {
-		struct vigil_selector *sel = &h->sel[si];
+		struct vigil_selector *sel = sel_at(h, si);
+
+		if (!sel)
+			return;
 
 #pragma unroll
 		for (int k = 0; k < VIGIL_SEL_ACTIONS; k++) {
@@ -1209,7 +1265,10 @@ static __always_inline void run_entry(struct run_ctx *rc, struct hook_scratch *s
 	for (int i = 0; i < VIGIL_HOOK_ARGS; i++) {
 		if (i >= h->nargs)
 			break;
-		s->raw[i] = raw_arg(s, h, &h->args[i]);
+		struct vigil_arg_cfg *a = arg_at(h, i);
+
+		if (a)
+			s->raw[i] = raw_arg(s, h, a);
 	}
 	read_args(rc, s, h);
 	if (nsel)
@@ -1261,7 +1320,10 @@ static long hook_cb(__u64 i, void *c)
 	struct vigil_policy_cfg *pol;
 	struct vigil_hook_cfg *h;
 
-	if (!at || !s || i >= VIGIL_ATTACH_HOOKS)
+	if (!at || !s)
+		return 1;
+	barrier_var(i);
+	if (i >= VIGIL_ATTACH_HOOKS)
 		return 1;
 	rc->slot = at->hooks[i];
 	h = hook_cfg(rc->slot);
