@@ -643,3 +643,120 @@ spec:
     let out = vigil_cli(&sensor.socket, &["policy", "list"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("partial"));
 }
+
+#[test]
+fn return_filters_report_only_failed_opens() {
+    let (work, d) = dirs();
+    let policy = write(
+        work.path(),
+        "ret.yaml",
+        &format!(
+            "apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: failed-opens
+spec:
+  kprobes:
+  - call: sys_openat
+    syscall: true
+    return: true
+    args:
+    - index: 1
+      type: string
+    returnArg:
+      index: 0
+      type: int
+    selectors:
+    - matchArgs:
+      - index: 1
+        operator: Prefix
+        values: [\"{d}/\"]
+      matchReturnArgs:
+      - index: 0
+        operator: LT
+        values: [\"0\"]
+"
+        ),
+    );
+    let sensor = Sensor::start(&["--policy", policy.to_str().unwrap()]);
+    let exists = format!("{d}/exists");
+    assert!(
+        run_workload(&["open", &exists]).1.success(),
+        "creates and opens it"
+    );
+    let missing = format!("{d}/no-such-dir/file");
+    let (out, _) = run_workload(&["open", &missing]);
+    assert!(out.is_empty(), "the open failed");
+    let k = wait_open(&sensor, &missing);
+    assert_eq!(
+        k.return_value.as_ref().and_then(|r| r.arg.clone()),
+        Some(ArgValue::Int(-libc::ENOENT)),
+        "{k:?}"
+    );
+    assert!(
+        events_on(&sensor, &exists).is_empty(),
+        "a successful open does not pass matchReturnArgs"
+    );
+}
+
+#[test]
+fn rate_limit_suppresses_identical_events_and_counts_them() {
+    let (work, d) = dirs();
+    // Global scope: each open below comes from a new process (the default scope is a thread).
+    let extra = "      matchActions:\n      - action: Post\n        rateLimit: 1m\n        rateLimitScope: global\n";
+    let policy = write(work.path(), "rl.yaml", &open_policy("limited", &d, extra));
+    let sensor = Sensor::start(&["--policy", policy.to_str().unwrap()]);
+    let f = format!("{d}/same");
+    for _ in 0..5 {
+        assert!(run_workload(&["open", &f]).1.success());
+    }
+    let last = format!("{d}/other");
+    assert!(run_workload(&["open", &last]).1.success());
+    wait_open(&sensor, &last);
+    assert_eq!(
+        events_on(&sensor, &f).len(),
+        1,
+        "one event per minute for identical opens"
+    );
+    let stats = wait_for(event_timeout(), "rate-limited count", || {
+        let p = policy_list(&sensor.socket).remove(0);
+        (p["stats"]["rate_limited"].as_u64() == Some(4)).then_some(p)
+    });
+    assert_eq!(stats["stats"]["posted"].as_u64(), Some(2), "{stats}");
+}
+
+#[test]
+fn policy_dir_follows_files_at_runtime() {
+    let (work, d) = dirs();
+    let pdir = work.path().join("policies");
+    std::fs::create_dir_all(&pdir).unwrap();
+    let sensor = Sensor::start(&["--policy-dir", pdir.to_str().unwrap()]);
+    assert!(policy_list(&sensor.socket).is_empty());
+    let file = pdir.join("p.yaml");
+    std::fs::write(&file, open_policy("from-dir", &format!("{d}/one"), "")).unwrap();
+    wait_for(event_timeout(), "the policy from the directory", || {
+        let l = policy_list(&sensor.socket);
+        (l.len() == 1 && l[0]["name"] == "from-dir").then_some(())
+    });
+    assert!(run_workload(&["open", &format!("{d}/one")]).1.success());
+    wait_open(&sensor, &format!("{d}/one"));
+
+    // A bad edit is reported and the running version stays.
+    std::fs::write(&file, "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata: {name: from-dir}\nspec: {bogus: 1}\n").unwrap();
+    wait_for(event_timeout(), "the bad edit reported", || {
+        sensor.stderr().contains("bogus").then_some(())
+    });
+    assert_eq!(policy_list(&sensor.socket)[0]["name"], "from-dir");
+
+    // An edit replaces it; removing the file removes it.
+    std::fs::write(&file, open_policy("from-dir", &format!("{d}/two"), "")).unwrap();
+    assert!(run_workload(&["open", &format!("{d}/two")]).1.success());
+    wait_for(event_timeout(), "the edited policy's event", || {
+        assert!(run_workload(&["open", &format!("{d}/two")]).1.success());
+        (!events_on(&sensor, &format!("{d}/two")).is_empty()).then_some(())
+    });
+    std::fs::remove_file(&file).unwrap();
+    wait_for(event_timeout(), "the policy removed", || {
+        policy_list(&sensor.socket).is_empty().then_some(())
+    });
+}
