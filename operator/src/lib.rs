@@ -1,5 +1,8 @@
-//! Vigil operator library. For now: CRD generation (`vigil-operator crdgen`).
+//! Vigil operator library: CRD generation (`vigil-operator crdgen`) and, per [`fleet`], the
+//! contract between policy sources and policy distribution.
 #![forbid(unsafe_code)]
+
+pub mod fleet;
 
 /// File names under `config/crd/`, in the order `crd_documents` returns them.
 pub const CRD_FILES: [&str; 2] = [

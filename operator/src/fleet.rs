@@ -1,0 +1,89 @@
+//! The contract between the operator's policy sources (Kubernetes controllers, the GitOps
+//! directory) and policy distribution (the gRPC service sensors connect to).
+//!
+//! A source says which policies should exist ([`Fleet::upsert`], [`Fleet::remove`]); the fleet
+//! pushes them to every sensor whose node they target, collects each node's ACK/NACK, and
+//! reports the roll-up per policy ([`Fleet::rollup`]). Sources learn that roll-ups changed
+//! through [`Fleet::changes`], so they can update status without polling.
+
+use vigil_api::policy::PolicyIr;
+use vigil_api::policy::ir::LabelSelector;
+
+/// Identifies a policy: name plus namespace (empty for cluster-scoped).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PolicyKey {
+    pub name: String,
+    pub namespace: String,
+}
+
+impl PolicyKey {
+    pub fn new(name: impl Into<String>, namespace: impl Into<String>) -> Self {
+        PolicyKey {
+            name: name.into(),
+            namespace: namespace.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for PolicyKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.namespace.is_empty() {
+            f.write_str(&self.name)
+        } else {
+            write!(f, "{}/{}", self.namespace, self.name)
+        }
+    }
+}
+
+/// A policy that should run on the nodes it targets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredPolicy {
+    pub key: PolicyKey,
+    /// What the source calls this revision: the resource's `metadata.generation` in Kubernetes,
+    /// a content hash in GitOps mode. Reported back in roll-ups (`observedGeneration`).
+    pub generation: i64,
+    /// The compiled policy.
+    pub ir: PolicyIr,
+    /// `spec.nodeSelector`: only nodes whose labels match receive it (`None`: every node).
+    pub node_selector: Option<LabelSelector>,
+}
+
+/// One node's answer for one policy revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeResult {
+    /// Sent, no answer yet.
+    Pending,
+    /// Loaded with every hook.
+    Ready,
+    /// Loaded, but some hooks could not attach on this node (the message says which and why).
+    Partial(String),
+    /// Not loaded (NACK), with the sensor's reason.
+    Failed(String),
+}
+
+/// Where a policy stands across the fleet.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Rollup {
+    /// The revision these counts are about (the latest upserted).
+    pub generation: i64,
+    /// Connected nodes the policy targets.
+    pub targeted: u32,
+    /// Nodes that loaded the current revision with every hook.
+    pub ready: u32,
+    /// Per node that did not (Failed or Partial), sorted by node name: (node, reason).
+    pub failed: Vec<(String, String)>,
+    /// Nodes that have not answered for the current revision.
+    pub pending: u32,
+}
+
+/// Policy distribution, as the sources see it.
+pub trait Fleet: Send + Sync + 'static {
+    /// Adds or replaces a policy; pushed to targeted nodes at once.
+    fn upsert(&self, policy: DesiredPolicy);
+    /// Removes a policy from every node.
+    fn remove(&self, key: &PolicyKey);
+    /// The current roll-up of a policy; `None` when the fleet does not have it.
+    fn rollup(&self, key: &PolicyKey) -> Option<Rollup>;
+    /// Ticks whenever any roll-up may have changed (a node answered, connected or left).
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64>;
+}
