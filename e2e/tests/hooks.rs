@@ -760,3 +760,23 @@ fn policy_dir_follows_files_at_runtime() {
         policy_list(&sensor.socket).is_empty().then_some(())
     });
 }
+
+#[test]
+fn match_capability_changes_since_exec() {
+    let (work, d) = dirs();
+    let extra = "      matchCapabilityChanges:\n      - type: Effective\n        operator: In\n        values: [CAP_SYS_ADMIN]\n";
+    let policy = write(work.path(), "p.yaml", &open_policy("capchg", &d, extra));
+    let sensor = Sensor::start(&["--policy", policy.to_str().unwrap()]);
+    let neg = format!("{d}/unchanged");
+    assert!(run_workload(&["open", &neg]).1.success());
+    let pos = format!("{d}/changed");
+    let (out, st) = run_workload(&["drop-cap-open", &pos]);
+    assert!(st.success(), "{st}");
+    assert_eq!(out.trim(), "opened");
+    let k = wait_open(&sensor, &pos);
+    assert_eq!(k.policy_name, "capchg");
+    assert!(
+        events_on(&sensor, &neg).is_empty(),
+        "capabilities unchanged since exec"
+    );
+}

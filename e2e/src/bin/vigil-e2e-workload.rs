@@ -24,6 +24,7 @@ fn main() {
             println!("{}", vigil_e2e_probe_me(n));
         }
         "fork-open" => fork_open(arg(1)),
+        "drop-cap-open" => drop_cap_open(arg(1)),
         "open-storm" => open_storm(arg(1).parse().unwrap_or_else(|_| usage()), arg(2)),
         _ => usage(),
     }
@@ -88,6 +89,39 @@ fn fork_open(path: &str) {
     }
 }
 
+/// Drops CAP_SYS_ADMIN from the effective set (capset, no exec), then opens `path`.
+fn drop_cap_open(path: &str) {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+    const CAP_SYS_ADMIN: u32 = 21;
+    let mut hdr = Header {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [Data::default(); 2];
+    // SAFETY: capget/capset with a v3 header and two data structs, as capget(2) documents.
+    unsafe {
+        assert_eq!(
+            libc::syscall(libc::SYS_capget, &mut hdr, data.as_mut_ptr()),
+            0
+        );
+        data[0].effective &= !(1 << CAP_SYS_ADMIN);
+        assert_eq!(libc::syscall(libc::SYS_capset, &mut hdr, data.as_ptr()), 0);
+    }
+    open_file(path);
+}
+
 /// Opens and closes `path` `n` times; prints the elapsed nanoseconds.
 fn open_storm(n: u64, path: &str) {
     let c = std::ffi::CString::new(path).expect("path");
@@ -113,7 +147,7 @@ pub extern "C" fn vigil_e2e_probe_me(n: u64) -> u64 {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: vigil-e2e-workload fork-exit CODE | threads N | exec-storm N PROGRAM [ARGS…] | files DIR | connect PORT | open PATH | fork-open PATH | probe-me N | open-storm N PATH"
+        "usage: vigil-e2e-workload fork-exit CODE | threads N | exec-storm N PROGRAM [ARGS…] | files DIR | connect PORT | open PATH | fork-open PATH | probe-me N | open-storm N PATH | drop-cap-open PATH"
     );
     std::process::exit(2)
 }
