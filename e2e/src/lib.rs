@@ -326,3 +326,16 @@ pub fn policy_list(socket: &Path) -> Vec<serde_json::Value> {
         serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("bad JSON ({e}): {out}"));
     v.as_array().expect("a JSON array").clone()
 }
+
+/// A policy from Tetragon's example corpus (`shared/policies/tetragon-examples` next to the
+/// repository, found by walking up from this crate, else /work/shared).
+pub fn corpus_policy(name: &str) -> String {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = manifest
+        .ancestors()
+        .map(|a| a.join("shared/policies/tetragon-examples"))
+        .chain([PathBuf::from("/work/shared/policies/tetragon-examples")])
+        .find(|p| p.is_dir())
+        .expect("Tetragon example corpus next to the repository or in /work/shared");
+    std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}

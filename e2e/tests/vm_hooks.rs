@@ -2,22 +2,11 @@
 //! host kernel has none of them). Tetragon's own example policies load and produce their events,
 //! and an Override policy really denies.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use vigil_api::events::{ArgValue, GetEventsResponse, ProcessKprobe};
-use vigil_e2e::{Sensor, bin_path, policy_list};
-
-fn corpus(name: &str) -> String {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let dir = manifest
-        .ancestors()
-        .map(|a| a.join("shared/policies/tetragon-examples"))
-        .chain([PathBuf::from("/work/shared/policies/tetragon-examples")])
-        .find(|p| p.is_dir())
-        .expect("Tetragon example corpus next to the repository or in /work/shared");
-    std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
-}
+use vigil_e2e::{Sensor, bin_path, corpus_policy, policy_list};
 
 fn start_with(dir: &Path, name: &str, yaml: &str) -> Sensor {
     let p = dir.join(name);
@@ -55,7 +44,7 @@ fn file_path(k: &ProcessKprobe, i: usize) -> Option<&str> {
 #[test]
 fn vm_write_yaml_reports_writes_to_stdout() {
     let work = tempfile::tempdir().unwrap();
-    let sensor = start_with(work.path(), "write.yaml", &corpus("write.yaml"));
+    let sensor = start_with(work.path(), "write.yaml", &corpus_policy("write.yaml"));
     let out = Command::new(bin_path("vigil-e2e-workload"))
         .args(["probe-me", "1"])
         .output()
@@ -80,7 +69,7 @@ fn vm_tcp_connect_yaml_on_kernel_functions() {
         let _ = std::io::Read::read(&mut c, &mut buf);
     });
     let work = tempfile::tempdir().unwrap();
-    let sensor = start_with(work.path(), "tcp.yaml", &corpus("tcp-connect.yaml"));
+    let sensor = start_with(work.path(), "tcp.yaml", &corpus_policy("tcp-connect.yaml"));
     let out = Command::new(bin_path("vigil-e2e-workload"))
         .args(["connect", &port.to_string()])
         .output()
@@ -110,7 +99,11 @@ fn vm_tcp_connect_yaml_on_kernel_functions() {
 #[test]
 fn vm_filename_monitoring_yaml_with_return_values() {
     let work = tempfile::tempdir().unwrap();
-    let sensor = start_with(work.path(), "fm.yaml", &corpus("filename_monitoring.yaml"));
+    let sensor = start_with(
+        work.path(),
+        "fm.yaml",
+        &corpus_policy("filename_monitoring.yaml"),
+    );
     let st = Command::new("/usr/bin/cat")
         .arg("/etc/passwd")
         .stdout(std::process::Stdio::null())
@@ -130,7 +123,11 @@ fn vm_filename_monitoring_yaml_with_return_values() {
 #[test]
 fn vm_lsm_file_open_yaml() {
     let work = tempfile::tempdir().unwrap();
-    let sensor = start_with(work.path(), "lsm.yaml", &corpus("lsm_file_open.yaml"));
+    let sensor = start_with(
+        work.path(),
+        "lsm.yaml",
+        &corpus_policy("lsm_file_open.yaml"),
+    );
     let st = Command::new("/usr/bin/cat")
         .arg("/etc/passwd")
         .stdout(std::process::Stdio::null())

@@ -739,23 +739,6 @@ static __always_inline long read_mem(void *dst, __u32 len, const void *src, bool
 	return user ? bpf_probe_read_user(dst, len, src) : bpf_probe_read_kernel(dst, len, src);
 }
 
-static __always_inline void read_cred(const struct cred *cred, struct vigil_creds *c)
-{
-	c->uid = BPF_CORE_READ(cred, uid.val);
-	c->gid = BPF_CORE_READ(cred, gid.val);
-	c->euid = BPF_CORE_READ(cred, euid.val);
-	c->egid = BPF_CORE_READ(cred, egid.val);
-	c->suid = BPF_CORE_READ(cred, suid.val);
-	c->sgid = BPF_CORE_READ(cred, sgid.val);
-	c->fsuid = BPF_CORE_READ(cred, fsuid.val);
-	c->fsgid = BPF_CORE_READ(cred, fsgid.val);
-	c->securebits = BPF_CORE_READ(cred, securebits);
-	bpf_core_read(&c->cap_permitted, 8, &cred->cap_permitted);
-	bpf_core_read(&c->cap_effective, 8, &cred->cap_effective);
-	bpf_core_read(&c->cap_inheritable, 8, &cred->cap_inheritable);
-	c->auid = 0xffffffff;
-}
-
 /* Write a resolved path into the record at `dst`; returns its length, sets aux flags. */
 static __always_inline __u32 put_path(char *dst, __u32 pos, bool cut, __u32 *aux)
 {
@@ -1406,8 +1389,8 @@ int BPF_PROG(vigil_sys_exit, struct pt_regs *regs, long ret)
 	return 0;
 }
 
-SEC("kprobe/vigil")
-int vigil_kprobe(struct pt_regs *ctx)
+/* Function-call arguments (kprobes, uprobes): rdi, rsi, rdx, rcx, r8, r9. */
+static __always_inline int run_function_entry(struct pt_regs *ctx)
 {
 	struct hook_scratch *s = scratch();
 
@@ -1421,6 +1404,12 @@ int vigil_kprobe(struct pt_regs *ctx)
 	s->regs[5] = ctx->r9;
 	run(VIGIL_ATTACH_ID, STAGE_ENTRY, 0);
 	return 0;
+}
+
+SEC("kprobe/vigil")
+int vigil_kprobe(struct pt_regs *ctx)
+{
+	return run_function_entry(ctx);
 }
 
 SEC("kretprobe/vigil")
@@ -1445,18 +1434,7 @@ int vigil_tracepoint(void *ctx)
 SEC("uprobe/vigil")
 int vigil_uprobe(struct pt_regs *ctx)
 {
-	struct hook_scratch *s = scratch();
-
-	if (!s)
-		return 0;
-	s->regs[0] = PT_REGS_PARM1(ctx);
-	s->regs[1] = PT_REGS_PARM2(ctx);
-	s->regs[2] = PT_REGS_PARM3(ctx);
-	s->regs[3] = PT_REGS_PARM4(ctx);
-	s->regs[4] = PT_REGS_PARM5(ctx);
-	s->regs[5] = ctx->r9;
-	run(VIGIL_ATTACH_ID, STAGE_ENTRY, 0);
-	return 0;
+	return run_function_entry(ctx);
 }
 
 /* BPF-LSM: the return value denies the operation (Override). */

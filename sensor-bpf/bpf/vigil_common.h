@@ -206,10 +206,9 @@ static __always_inline __u32 copy_path(char *dst, char *buf, __u32 pos)
 	return len;
 }
 
-static __always_inline void read_creds(struct task_struct *task, struct vigil_creds *c)
+/* Credentials as a vigil_creds; auid is a task property, left unset (AUID_UNSET). */
+static __always_inline void read_cred(const struct cred *cred, struct vigil_creds *c)
 {
-	const struct cred *cred = BPF_CORE_READ(task, cred);
-
 	c->uid = BPF_CORE_READ(cred, uid.val);
 	c->gid = BPF_CORE_READ(cred, gid.val);
 	c->euid = BPF_CORE_READ(cred, euid.val);
@@ -226,6 +225,12 @@ static __always_inline void read_creds(struct task_struct *task, struct vigil_cr
 	bpf_core_read(&c->cap_permitted, 8, &cred->cap_permitted);
 	bpf_core_read(&c->cap_effective, 8, &cred->cap_effective);
 	bpf_core_read(&c->cap_inheritable, 8, &cred->cap_inheritable);
+	c->auid = 0xffffffff;
+}
+
+static __always_inline void read_creds(struct task_struct *task, struct vigil_creds *c)
+{
+	read_cred(BPF_CORE_READ(task, cred), c);
 	c->auid = BPF_CORE_READ(task, loginuid.val);
 }
 
