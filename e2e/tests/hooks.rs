@@ -387,10 +387,15 @@ fn match_namespaces_host_mount_namespace() {
 fn raw_syscalls_tracepoint_from_the_corpus() {
     let work = tempfile::tempdir().unwrap();
     let policy = write(work.path(), "raw.yaml", &corpus_policy("raw_syscalls.yaml"));
-    let sensor = Sensor::start(&["--policy", policy.to_str().unwrap()]);
-    let (_, st) = run_workload(&["probe-me", "1"]);
-    assert!(st.success());
-    let ev = sensor.wait_event("a raw_syscalls/sys_enter event", |e| {
+    // Every syscall of the machine is posted: under load the ring buffer overflows (counted),
+    // so the workload runs again until one of its events made it through.
+    let sensor = Sensor::start(&[
+        "--policy",
+        policy.to_str().unwrap(),
+        "--ring-buffer-size",
+        "67108864",
+    ]);
+    let is_ours = |e: &GetEventsResponse| {
         e.process_tracepoint.as_ref().is_some_and(|t| {
             t.subsys == "raw_syscalls"
                 && t.event == "sys_enter"
@@ -399,6 +404,10 @@ fn raw_syscalls_tracepoint_from_the_corpus() {
                     .as_ref()
                     .is_some_and(|p| p.binary.ends_with("/vigil-e2e-workload"))
         })
+    };
+    let ev = wait_for(event_timeout(), "a raw_syscalls/sys_enter event", || {
+        assert!(run_workload(&["probe-me", "1"]).1.success());
+        sensor.events().into_iter().find(|e| is_ours(e))
     });
     let t = ev.process_tracepoint.unwrap();
     assert_eq!(t.args.len(), 1, "{t:?}");
