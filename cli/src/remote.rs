@@ -158,6 +158,15 @@ fn explain_alert(what: &str, alert: &str) -> String {
     }
 }
 
+/// An https:// connection that ended right after the handshake without a reason we could read.
+fn closed_after_handshake(what: &str, detail: &str) -> String {
+    format!(
+        "cannot connect to {what}: the server closed the connection after the TLS handshake \
+         ({detail}); if it requires client certificates, give one signed by its CA with \
+         --tls-cert and --tls-key"
+    )
+}
+
 /// A connection failure phrased for a person: what failed and the likely cause.
 pub fn explain(target: &Target, e: &io::Error) -> String {
     let what = target.describe();
@@ -181,6 +190,15 @@ pub fn explain(target: &Target, e: &io::Error) -> String {
         }
         io::ErrorKind::ConnectionRefused => {
             format!("cannot connect to {what}: connection refused (is vigil-sensor running?)")
+        }
+        // With TLS 1.3 a server checks the client's certificate after the client is done with
+        // the handshake; when it refuses, its alert can be lost to the reset of the connection.
+        io::ErrorKind::BrokenPipe
+        | io::ErrorKind::ConnectionReset
+        | io::ErrorKind::UnexpectedEof
+            if matches!(target.addr, Addr::Https(_)) =>
+        {
+            closed_after_handshake(&what, &e.to_string())
         }
         _ => format!("cannot connect to {what}: {e}"),
     }
@@ -327,7 +345,19 @@ pub async fn connect(target: &Target) -> Result<Channel, String> {
 }
 
 pub fn status_line(target: &Target, s: &tonic::Status) -> String {
-    explain_chain(target, s).unwrap_or_else(|| format!("{}: {}", target.describe(), s.message()))
+    if let Some(m) = explain_chain(target, s) {
+        return m;
+    }
+    // The same race as in [`explain`], seen by the RPC as a cancelled or failed stream.
+    if matches!(target.addr, Addr::Https(_))
+        && matches!(
+            s.code(),
+            tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
+        )
+    {
+        return closed_after_handshake(&target.describe(), s.message());
+    }
+    format!("{}: {}", target.describe(), s.message())
 }
 
 /// Server-side filters from the observe flags.
@@ -785,6 +815,15 @@ mod tests {
         );
     }
 
+    /// The server refused the client's certificate (or its lack of one): the alert's meaning,
+    /// or, when the TLS 1.3 alert is lost to the connection's reset (a race), the closed
+    /// connection with the hint.
+    fn refused(msg: &str) -> bool {
+        msg.contains("requires a client certificate")
+            || msg.contains("refused our client certificate")
+            || msg.contains("closed the connection after the TLS handshake")
+    }
+
     #[tokio::test]
     async fn mtls_client_certificates() {
         let ca = Ca::new("server CA");
@@ -796,13 +835,13 @@ mod tests {
             .await
             .unwrap_err();
         one_line(&msg);
-        assert!(msg.contains("requires a client certificate"), "{msg}");
+        assert!(refused(&msg), "{msg}");
 
         rogue.issue("client", &["client"]);
         let mut args = tls_args(Some(&ca), Some(&rogue));
         let msg = get_info(&Target::new(&url, &args)).await.unwrap_err();
         one_line(&msg);
-        assert!(msg.contains("refused our client certificate"), "{msg}");
+        assert!(refused(&msg), "{msg}");
 
         clients.issue("client", &["client"]);
         args = tls_args(Some(&ca), Some(&clients));
