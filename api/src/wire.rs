@@ -22,11 +22,20 @@ pub mod tetragon {
     include!(concat!(env!("OUT_DIR"), "/tetragon.rs"));
 }
 
-/// Vigil's own `vigil.sensor.v1.SensorInfo` service (probed kernel features).
-#[allow(clippy::all, clippy::pedantic, rust_2018_idioms)]
-pub mod sensor_info {
-    include!(concat!(env!("OUT_DIR"), "/vigil.sensor.v1.rs"));
+/// Package `vigil.sensor.v1`, nested as its proto package so that the generated paths to the
+/// `tetragon` messages it imports (`super::super::super::tetragon`) resolve to [`tetragon`].
+pub mod vigil {
+    pub mod sensor {
+        #[allow(clippy::all, clippy::pedantic, rust_2018_idioms)]
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/vigil.sensor.v1.rs"));
+        }
+    }
 }
+
+/// Vigil's own services: `vigil.sensor.v1.SensorInfo` (probed kernel features) and
+/// `vigil.sensor.v1.Sensors` (the `tetragon.FineGuidanceSensors` RPCs under a Vigil name).
+pub use vigil::sensor::v1 as sensor_info;
 
 static DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vigil_descriptor.bin"));
 

@@ -36,9 +36,8 @@ enum Command {
 
 #[derive(clap::Args, Debug)]
 struct StatusArgs {
-    /// The sensor: a unix socket path, unix://PATH or http://HOST:PORT.
-    #[arg(long, value_name = "ADDR", default_value = remote::DEFAULT_SOCKET)]
-    server: String,
+    #[command(flatten)]
+    server: remote::ServerArg,
     /// Output format: text or json.
     #[arg(short = 'o', long, default_value = "text", value_parser = ["text", "json"])]
     output: String,
@@ -49,9 +48,7 @@ fn main() -> anyhow::Result<()> {
     let code = match cli.command {
         Command::Observe(args) => observe::run(*args)?,
         Command::Policy(cmd) => policy::run(cmd)?,
-        Command::Status(a) => {
-            remote::status(&remote::Target::parse(&a.server), a.output == "json")?
-        }
+        Command::Status(a) => remote::status(&a.server.target(), a.output == "json")?,
     };
     std::process::exit(code);
 }
@@ -75,7 +72,10 @@ mod tests {
     }
 
     fn server(s: &str) -> ServerArg {
-        ServerArg { server: s.into() }
+        ServerArg {
+            server: s.into(),
+            tls: Default::default(),
+        }
     }
 
     #[test]
@@ -153,6 +153,67 @@ mod tests {
             PolicyCommand::SetMode { mode, .. } => assert_eq!(mode, Mode::Enforce),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn tls_flags_parse_for_every_remote_command() {
+        let tls = [
+            "--server",
+            "https://sensor:54321",
+            "--tls-ca",
+            "ca.pem",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "c.key",
+            "--tls-server-name",
+            "sensor.example",
+        ];
+        let want = remote::TlsArgs {
+            tls_ca: Some("ca.pem".into()),
+            tls_cert: Some("c.pem".into()),
+            tls_key: Some("c.key".into()),
+            tls_server_name: Some("sensor.example".into()),
+        };
+        let with = |head: &[&'static str]| -> Vec<&'static str> { [head, &tls[..]].concat() };
+        match parse(&with(&["status"])).unwrap() {
+            Command::Status(a) => {
+                assert_eq!(a.server.tls, want);
+                let t = a.server.target();
+                assert_eq!(t.addr, remote::Addr::Https("https://sensor:54321".into()));
+                assert_eq!(t.tls, want);
+            }
+            other => panic!("{other:?}"),
+        }
+        match policy(&with(&["policy", "list"])) {
+            PolicyCommand::List { server, .. } => assert_eq!(server.tls, want),
+            other => panic!("{other:?}"),
+        }
+        match policy(&with(&["policy", "add", "p.yaml"])) {
+            PolicyCommand::Add { server, .. } => assert_eq!(server.tls, want),
+            other => panic!("{other:?}"),
+        }
+        match policy(&with(&["policy", "set-mode", "p", "monitor"])) {
+            PolicyCommand::SetMode { policy: r, .. } => assert_eq!(r.server.tls, want),
+            other => panic!("{other:?}"),
+        }
+        match policy(&with(&["policy", "delete", "p"])) {
+            PolicyCommand::Delete(r) => assert_eq!(r.server.tls, want),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse(&with(&["observe"])).unwrap(),
+            Command::Observe(_)
+        ));
+        // Defaults: no TLS options.
+        match parse(&["status"]).unwrap() {
+            Command::Status(a) => assert_eq!(a.server.tls, remote::TlsArgs::default()),
+            other => panic!("{other:?}"),
+        }
+        // A client certificate needs its key and the other way round.
+        assert!(parse(&["status", "--tls-cert", "c.pem"]).is_err());
+        assert!(parse(&["policy", "list", "--tls-key", "c.key"]).is_err());
+        assert!(parse(&["observe", "--tls-cert", "c.pem"]).is_err());
     }
 
     #[test]

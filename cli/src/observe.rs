@@ -23,11 +23,13 @@ use vigil_api::events::{EventError, EventKind, GetEventsResponse};
 
 #[derive(Args, Debug)]
 pub struct ObserveArgs {
-    /// Read events from a running sensor: a unix socket path, unix://PATH or http://HOST:PORT.
-    /// Default when neither --server nor --file is given and stdin is a terminal:
-    /// /var/run/vigil/vigil.sock.
+    /// Read events from a running sensor: a unix socket path, unix://PATH, http://HOST:PORT or
+    /// https://HOST:PORT. Default when neither --server nor --file is given and stdin is a
+    /// terminal: /var/run/vigil/vigil.sock.
     #[arg(long, value_name = "ADDR", conflicts_with = "file")]
     server: Option<String>,
+    #[command(flatten)]
+    tls: remote::TlsArgs,
     /// Read events (JSON lines) from FILE; `-` reads stdin (also the default when stdin is not
     /// a terminal).
     #[arg(long, value_name = "FILE")]
@@ -115,7 +117,7 @@ pub fn run(args: ObserveArgs) -> anyhow::Result<i32> {
             exclude_fields: args.exclude_fields.clone(),
         };
         return remote::observe(
-            &remote::Target::parse(&server),
+            &remote::Target::new(&server, &args.tls),
             &filter,
             args.output == Output::Json,
             args.reconnect,
@@ -127,9 +129,10 @@ pub fn run(args: ObserveArgs) -> anyhow::Result<i32> {
         || !args.include_fields.is_empty()
         || !args.exclude_fields.is_empty()
         || args.reconnect
+        || !args.tls.is_empty()
     {
         eprintln!(
-            "vigil observe: --pid, --pid-set, --policy-names, --include-fields, --exclude-fields and --reconnect need --server"
+            "vigil observe: --pid, --pid-set, --policy-names, --include-fields, --exclude-fields, --reconnect and the --tls-* options need --server"
         );
         return Ok(2);
     }

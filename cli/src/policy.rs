@@ -12,13 +12,7 @@ use vigil_api::wire::tetragon::TracingPolicyMode;
 use crate::policy_remote::{self as pr, Failure};
 use crate::remote::{self, Target};
 
-/// Which sensor to talk to.
-#[derive(Args, Debug, Clone, PartialEq, Eq)]
-pub struct ServerArg {
-    /// The sensor: a unix socket path, unix://PATH or http://HOST:PORT.
-    #[arg(long, value_name = "ADDR", default_value = remote::DEFAULT_SOCKET)]
-    pub server: String,
-}
+pub use crate::remote::ServerArg;
 
 /// A policy on the sensor: its name and, for a TracingPolicyNamespaced, its namespace.
 #[derive(Args, Debug, Clone, PartialEq, Eq)]
@@ -125,10 +119,10 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<i32> {
     match cmd {
         PolicyCommand::Validate { files } => Ok(validate(&files)),
         PolicyCommand::Compile { file } => compile(&file),
-        PolicyCommand::Add { file, server } => add(&file, &Target::parse(&server.server)),
-        PolicyCommand::List { output, server } => list(&Target::parse(&server.server), output),
+        PolicyCommand::Add { file, server } => add(&file, &server.target()),
+        PolicyCommand::List { output, server } => list(&server.target(), output),
         PolicyCommand::Delete(r) => {
-            let t = Target::parse(&r.server.server);
+            let t = r.server.target();
             remote_call("delete", || async {
                 pr::delete(&t, &r.name, &r.namespace).await?;
                 let shown = if r.namespace.is_empty() {
@@ -229,7 +223,7 @@ fn configure(
     enable: Option<bool>,
     mode: Option<TracingPolicyMode>,
 ) -> anyhow::Result<i32> {
-    let t = Target::parse(&r.server.server);
+    let t = r.server.target();
     remote_call(verb, || async {
         let done = match verb {
             "enable" => "enabled",

@@ -8,6 +8,7 @@ use clap::Parser;
 use serde::Deserialize;
 
 use crate::error::SensorError;
+pub use crate::grpc_tls::GrpcTls;
 
 /// Command line of `vigil-sensor`. Every option is optional here so that the file can fill in
 /// what the command line and the environment leave out.
@@ -53,6 +54,20 @@ pub struct Cli {
     /// Also serve the gRPC API on this TCP address (e.g. 127.0.0.1:54321).
     #[arg(long, env = "VIGIL_GRPC_ADDRESS", value_name = "ADDR")]
     pub grpc_address: Option<SocketAddr>,
+
+    /// Serve --grpc-address over TLS with this certificate chain (PEM, leaf first); needs
+    /// --grpc-tls-key. The unix socket stays plain text.
+    #[arg(long, env = "VIGIL_GRPC_TLS_CERT", value_name = "FILE")]
+    pub grpc_tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM: PKCS#8, PKCS#1 or SEC1) of --grpc-tls-cert.
+    #[arg(long, env = "VIGIL_GRPC_TLS_KEY", value_name = "FILE")]
+    pub grpc_tls_key: Option<PathBuf>,
+
+    /// Require TLS clients to present a certificate signed by one of these CAs (PEM): mTLS.
+    /// Needs --grpc-tls-cert and --grpc-tls-key.
+    #[arg(long, env = "VIGIL_GRPC_TLS_CLIENT_CA", value_name = "FILE")]
+    pub grpc_tls_client_ca: Option<PathBuf>,
 
     /// Events queued per GetEvents client before new ones are dropped for it (and reported to
     /// it) [default: 4096].
@@ -121,6 +136,9 @@ struct FileConfig {
     metrics_address: Option<String>,
     grpc_socket: Option<String>,
     grpc_address: Option<String>,
+    grpc_tls_cert: Option<PathBuf>,
+    grpc_tls_key: Option<PathBuf>,
+    grpc_tls_client_ca: Option<PathBuf>,
     grpc_client_queue_size: Option<usize>,
     enable_process_cred: Option<bool>,
     enable_process_ns: Option<bool>,
@@ -145,6 +163,8 @@ pub struct Config {
     /// `None` when disabled (`--grpc-socket ""`).
     pub grpc_socket: Option<PathBuf>,
     pub grpc_address: Option<SocketAddr>,
+    /// TLS (and mTLS) for `grpc_address`; `None` serves it in plain text.
+    pub grpc_tls: Option<GrpcTls>,
     pub grpc_client_queue_size: usize,
     pub enable_process_cred: bool,
     pub enable_process_ns: bool,
@@ -196,6 +216,38 @@ impl Config {
             })?),
             (None, None) => None,
         };
+        let grpc_tls = match (
+            cli.grpc_tls_cert.clone().or(file.grpc_tls_cert),
+            cli.grpc_tls_key.clone().or(file.grpc_tls_key),
+            cli.grpc_tls_client_ca.clone().or(file.grpc_tls_client_ca),
+        ) {
+            (None, None, None) => None,
+            (Some(cert), Some(key), client_ca) => Some(GrpcTls {
+                cert,
+                key,
+                client_ca,
+            }),
+            (Some(_), None, _) => {
+                return Err(SensorError::Config {
+                    option: "grpc-tls-cert".into(),
+                    message: "needs --grpc-tls-key (the certificate's private key)".into(),
+                });
+            }
+            (None, Some(_), _) => {
+                return Err(SensorError::Config {
+                    option: "grpc-tls-key".into(),
+                    message: "needs --grpc-tls-cert (the certificate the key belongs to)".into(),
+                });
+            }
+            (None, None, Some(_)) => {
+                return Err(SensorError::Config {
+                    option: "grpc-tls-client-ca".into(),
+                    message: "needs --grpc-tls-cert and --grpc-tls-key (client certificates \
+                              are checked inside a TLS connection)"
+                        .into(),
+                });
+            }
+        };
         let grpc_socket = cli
             .grpc_socket
             .clone()
@@ -224,6 +276,7 @@ impl Config {
             metrics_address,
             grpc_socket,
             grpc_address,
+            grpc_tls,
             grpc_client_queue_size: cli
                 .grpc_client_queue_size
                 .or(file.grpc_client_queue_size)
@@ -327,6 +380,17 @@ impl Config {
                     self.grpc_client_queue_size
                 ),
             );
+        }
+        if let Some(tls) = &self.grpc_tls {
+            if self.grpc_address.is_none() {
+                return bad(
+                    "grpc-tls-cert",
+                    "TLS applies to the TCP listener, but --grpc-address is not set (the unix \
+                     socket is always plain text, protected by its file mode)"
+                        .into(),
+                );
+            }
+            tls.server_config()?;
         }
         if self.export_file_max_size == 0 {
             return bad(

@@ -1,5 +1,6 @@
-//! gRPC server (`tetragon.FineGuidanceSensors` + `vigil.sensor.v1.SensorInfo`) and the event
-//! broadcast behind GetEvents. The policy RPCs are in [`crate::policy_api`].
+//! gRPC server (`tetragon.FineGuidanceSensors`, the same RPCs as `vigil.sensor.v1.Sensors`, and
+//! `vigil.sensor.v1.SensorInfo`) and the event broadcast behind GetEvents. The policy RPCs are in
+//! [`crate::policy_api`]; TLS for the TCP listener is in [`crate::grpc_tls`].
 //!
 //! The pipeline calls [`Broadcaster::publish`] for every event; it never waits. Each GetEvents
 //! client has its own bounded queue (`--grpc-client-queue-size`); when that queue is full the
@@ -25,6 +26,7 @@ use vigil_api::wire::{self, FieldFilterSpec, sensor_info, tetragon};
 use crate::error::SensorError;
 use crate::event_filter::RequestFilter;
 use crate::features::Features;
+use crate::grpc_tls::GrpcTls;
 use crate::metrics::{ClientLabel, Metrics};
 use crate::policy_api::PolicyApi;
 use crate::policy_control::PolicyControl;
@@ -267,8 +269,10 @@ impl StreamState {
     }
 }
 
+use tetragon::fine_guidance_sensors_server::FineGuidanceSensors as Fgs;
+
 #[tonic::async_trait]
-impl tetragon::fine_guidance_sensors_server::FineGuidanceSensors for Api {
+impl Fgs for Api {
     type GetEventsStream = EventStream;
 
     async fn get_events(
@@ -398,6 +402,76 @@ impl tetragon::fine_guidance_sensors_server::FineGuidanceSensors for Api {
     }
 }
 
+/// `vigil.sensor.v1.Sensors`: the RPCs of `tetragon.FineGuidanceSensors` under a Vigil name, with
+/// the same messages. Every call goes to the Tetragon-named implementation above.
+#[tonic::async_trait]
+impl sensor_info::sensors_server::Sensors for Api {
+    type GetEventsStream = EventStream;
+
+    async fn get_events(
+        &self,
+        request: Request<tetragon::GetEventsRequest>,
+    ) -> Result<Response<Self::GetEventsStream>, Status> {
+        Fgs::get_events(self, request).await
+    }
+
+    async fn get_health(
+        &self,
+        request: Request<tetragon::GetHealthStatusRequest>,
+    ) -> Result<Response<tetragon::GetHealthStatusResponse>, Status> {
+        Fgs::get_health(self, request).await
+    }
+
+    async fn get_version(
+        &self,
+        request: Request<tetragon::GetVersionRequest>,
+    ) -> Result<Response<tetragon::GetVersionResponse>, Status> {
+        Fgs::get_version(self, request).await
+    }
+
+    async fn add_tracing_policy(
+        &self,
+        request: Request<tetragon::AddTracingPolicyRequest>,
+    ) -> Result<Response<tetragon::AddTracingPolicyResponse>, Status> {
+        Fgs::add_tracing_policy(self, request).await
+    }
+
+    async fn delete_tracing_policy(
+        &self,
+        request: Request<tetragon::DeleteTracingPolicyRequest>,
+    ) -> Result<Response<tetragon::DeleteTracingPolicyResponse>, Status> {
+        Fgs::delete_tracing_policy(self, request).await
+    }
+
+    async fn list_tracing_policies(
+        &self,
+        request: Request<tetragon::ListTracingPoliciesRequest>,
+    ) -> Result<Response<tetragon::ListTracingPoliciesResponse>, Status> {
+        Fgs::list_tracing_policies(self, request).await
+    }
+
+    async fn configure_tracing_policy(
+        &self,
+        request: Request<tetragon::ConfigureTracingPolicyRequest>,
+    ) -> Result<Response<tetragon::ConfigureTracingPolicyResponse>, Status> {
+        Fgs::configure_tracing_policy(self, request).await
+    }
+
+    async fn enable_tracing_policy(
+        &self,
+        request: Request<tetragon::EnableTracingPolicyRequest>,
+    ) -> Result<Response<tetragon::EnableTracingPolicyResponse>, Status> {
+        Fgs::enable_tracing_policy(self, request).await
+    }
+
+    async fn disable_tracing_policy(
+        &self,
+        request: Request<tetragon::DisableTracingPolicyRequest>,
+    ) -> Result<Response<tetragon::DisableTracingPolicyResponse>, Status> {
+        Fgs::disable_tracing_policy(self, request).await
+    }
+}
+
 #[tonic::async_trait]
 impl sensor_info::sensor_info_server::SensorInfo for Api {
     async fn get_info(
@@ -433,31 +507,52 @@ pub struct Servers {
     stop: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     socket: Option<PathBuf>,
+    tcp_address: Option<std::net::SocketAddr>,
 }
 
-fn router(api: Api) -> tonic::transport::server::Router {
-    tonic::transport::Server::builder()
+/// The three services on one listener, over TLS when `tls` is given.
+fn router(
+    api: Api,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+) -> Result<tonic::transport::server::Router, SensorError> {
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        server = server.tls_config(tls).map_err(|e| SensorError::Config {
+            option: "grpc-tls-cert".into(),
+            message: e.to_string(),
+        })?;
+    }
+    Ok(server
         .add_service(
             tetragon::fine_guidance_sensors_server::FineGuidanceSensorsServer::new(api.clone()),
         )
-        .add_service(sensor_info::sensor_info_server::SensorInfoServer::new(api))
+        .add_service(sensor_info::sensors_server::SensorsServer::new(api.clone()))
+        .add_service(sensor_info::sensor_info_server::SensorInfoServer::new(api)))
 }
 
 /// Binds the unix socket (directory created, stale socket replaced, mode 0660) and/or the TCP
-/// address, and serves on both until [`Servers::shutdown`]. The policy RPCs go to `policies`;
-/// without it they answer `UNAVAILABLE`.
+/// address (over TLS when `tls` is given; the socket is always plain text), and serves on both
+/// until [`Servers::shutdown`]. The policy RPCs go to `policies`; without it they answer
+/// `UNAVAILABLE`.
 pub async fn start(
     service: Service,
     policies: Option<Arc<dyn PolicyControl>>,
     socket: Option<&Path>,
     address: Option<std::net::SocketAddr>,
+    tls: Option<&GrpcTls>,
 ) -> Result<Servers, SensorError> {
+    // Read and check the TLS files before binding anything.
+    let tls_config = match (address, tls) {
+        (Some(_), Some(t)) => Some(t.server_config()?),
+        _ => None,
+    };
     let service = Api {
         service,
         policies: PolicyApi::new(policies),
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
+    let mut tcp_address = None;
     let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|v| *v).await;
     };
@@ -495,7 +590,7 @@ pub async fn start(
         std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o660))
             .map_err(|e| SensorError::io(format!("cannot chmod {}", path.display()), e))?;
         let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
-        let r = router(service.clone());
+        let r = router(service.clone(), None)?;
         let rx = stopped.clone();
         tasks.push(tokio::spawn(async move {
             if let Err(e) = r.serve_with_incoming_shutdown(incoming, wait(rx)).await {
@@ -508,24 +603,42 @@ pub async fn start(
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| SensorError::io(format!("cannot listen on {addr}"), e))?;
+        // The bound address (the real port when `addr` asked for port 0).
+        let addr = listener
+            .local_addr()
+            .map_err(|e| SensorError::io(format!("cannot listen on {addr}"), e))?;
+        tcp_address = Some(addr);
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-        let r = router(service);
+        let mode = match tls {
+            None => "plain text",
+            Some(GrpcTls {
+                client_ca: None, ..
+            }) => "TLS",
+            Some(_) => "mTLS: client certificates required",
+        };
+        let r = router(service, tls_config)?;
         let rx = stopped.clone();
         tasks.push(tokio::spawn(async move {
             if let Err(e) = r.serve_with_incoming_shutdown(incoming, wait(rx)).await {
                 tracing::error!("gRPC server on {addr} failed: {e}");
             }
         }));
-        tracing::info!(%addr, "gRPC listening");
+        tracing::info!(%addr, mode, "gRPC listening");
     }
     Ok(Servers {
         stop,
         tasks,
         socket: socket.map(Path::to_path_buf),
+        tcp_address,
     })
 }
 
 impl Servers {
+    /// The TCP listener's bound address, if there is one.
+    pub fn tcp_address(&self) -> Option<std::net::SocketAddr> {
+        self.tcp_address
+    }
+
     /// Stops accepting, lets open streams finish (the broadcaster must be closed first so they
     /// do), waits up to `grace`, and removes the socket file.
     pub async fn shutdown(self, grace: Duration) {

@@ -13,6 +13,7 @@ pub mod export;
 pub mod features;
 pub mod fmod_ret;
 pub mod grpc;
+pub mod grpc_tls;
 pub mod hooks;
 pub mod metrics;
 pub mod pipeline;

@@ -236,6 +236,7 @@ mod tests {
 
     use tonic::Code;
     use tonic::transport::{Channel, Endpoint, Uri};
+    use vigil_api::wire::sensor_info::sensors_client::SensorsClient;
     use vigil_api::wire::tetragon::fine_guidance_sensors_client::FineGuidanceSensorsClient;
 
     use super::*;
@@ -359,6 +360,8 @@ spec:
     /// A real server on a temporary unix socket and a real client connected to it.
     struct Harness {
         client: FineGuidanceSensorsClient<Channel>,
+        /// The same connection, through `vigil.sensor.v1.Sensors`.
+        vigil: SensorsClient<Channel>,
         servers: Option<grpc::Servers>,
         _dir: tempfile::TempDir,
     }
@@ -375,7 +378,7 @@ spec:
                     features: Default::default(),
                 }),
             };
-            let servers = grpc::start(service, engine, Some(&socket), None)
+            let servers = grpc::start(service, engine, Some(&socket), None, None)
                 .await
                 .unwrap();
             let channel = Endpoint::from_static("http://localhost")
@@ -389,7 +392,8 @@ spec:
                 .await
                 .unwrap();
             Harness {
-                client: FineGuidanceSensorsClient::new(channel),
+                client: FineGuidanceSensorsClient::new(channel.clone()),
+                vigil: SensorsClient::new(channel),
                 servers: Some(servers),
                 _dir: dir,
             }
@@ -420,6 +424,67 @@ spec:
 
     fn named(name: &str) -> (String, String) {
         (name.to_string(), String::new())
+    }
+
+    #[tokio::test]
+    async fn vigil_named_service_answers_like_the_tetragon_one() {
+        let mut h = Harness::start(Some(Arc::new(FakeEngine::default()))).await;
+        let health = h
+            .client
+            .get_health(tetragon::GetHealthStatusRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        let vigil_health = h
+            .vigil
+            .get_health(tetragon::GetHealthStatusRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(vigil_health, health);
+        assert_eq!(
+            vigil_health.health_status[0].status,
+            tetragon::HealthStatusResult::HealthStatusRunning as i32
+        );
+        let version = h
+            .vigil
+            .get_version(tetragon::GetVersionRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(version.version, "test");
+
+        // A policy added through one name is listed identically through both.
+        let added = h
+            .vigil
+            .add_tracing_policy(tetragon::AddTracingPolicyRequest {
+                yaml: POLICY.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(added.vigil_status.unwrap().name, "sys-enter");
+        let tetragon_list = h.list().await;
+        let vigil_list = h
+            .vigil
+            .list_tracing_policies(tetragon::ListTracingPoliciesRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .policies;
+        assert_eq!(tetragon_list.len(), 1);
+        assert_eq!(vigil_list, tetragon_list);
+
+        // Errors are the same too.
+        let e = h
+            .vigil
+            .add_tracing_policy(tetragon::AddTracingPolicyRequest {
+                yaml: POLICY.into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::AlreadyExists);
+        h.stop().await;
     }
 
     #[tokio::test]

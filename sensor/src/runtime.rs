@@ -140,6 +140,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         Some(engine.clone() as Arc<dyn PolicyControl>),
         config.grpc_socket.as_deref(),
         config.grpc_address,
+        config.grpc_tls.as_ref(),
     )
     .await?;
 
