@@ -1,8 +1,21 @@
-//! Vigil operator library: CRD generation (`vigil-operator crdgen`) and, per [`fleet`], the
-//! contract between policy sources and policy distribution.
+//! Vigil operator library: CRD generation (`vigil-operator crdgen`), per [`fleet`] the
+//! contract between policy sources and policy distribution, and the Kubernetes side
+//! ([`run_kube`]: leader election, the TracingPolicy controllers, status roll-up).
 #![forbid(unsafe_code)]
 
+pub mod controller;
+pub mod error;
 pub mod fleet;
+pub mod kubernetes;
+pub mod leader;
+pub mod metrics;
+pub mod status;
+#[cfg(test)]
+mod testing;
+
+pub use error::OperatorError;
+pub use kubernetes::{KubeConfig, run_kube, run_kube_with};
+pub use metrics::KubeMetrics;
 
 /// File names under `config/crd/`, in the order `crd_documents` returns them.
 pub const CRD_FILES: [&str; 2] = [
@@ -14,15 +27,15 @@ pub const CRD_FILES: [&str; 2] = [
 pub const REGENERATE: &str = "cargo run -p vigil-operator -- crdgen --out-dir config/crd";
 
 /// Each CRD as its own YAML document (TracingPolicy, then TracingPolicyNamespaced).
-pub fn crd_documents() -> anyhow::Result<Vec<String>> {
+pub fn crd_documents() -> Result<Vec<String>, OperatorError> {
     vigil_api::policy::crds()
         .iter()
-        .map(|crd| Ok(serde_saphyr::to_string(crd)?))
+        .map(|crd| serde_saphyr::to_string(crd).map_err(|e| OperatorError::Yaml(e.to_string())))
         .collect()
 }
 
 /// Both CRDs as one multi-document YAML stream.
-pub fn crd_yaml() -> anyhow::Result<String> {
+pub fn crd_yaml() -> Result<String, OperatorError> {
     let docs = crd_documents()?;
     let mut out = String::new();
     for d in docs {

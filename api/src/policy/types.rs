@@ -34,7 +34,26 @@ macro_rules! tracing_policy_specs {
             plural = "tracingpolicies",
             singular = "tracingpolicy",
             status = "TracingPolicyStatus",
-            derive = "PartialEq"
+            derive = "PartialEq",
+            printcolumn(
+                name = "Ready",
+                type_ = "string",
+                json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+                description = "Every targeted node loaded the current generation"
+            ),
+            printcolumn(
+                name = "Nodes",
+                type_ = "string",
+                json_path = ".status.nodes.summary",
+                description = "Nodes that loaded the policy / nodes it targets"
+            ),
+            printcolumn(
+                name = "Mode",
+                type_ = "string",
+                json_path = ".status.mode",
+                description = "enforce or monitor"
+            ),
+            printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
         )]
         pub struct TracingPolicySpec { $( $(#[$fm])* pub $f: $t, )* }
 
@@ -49,7 +68,26 @@ macro_rules! tracing_policy_specs {
             singular = "tracingpolicynamespaced",
             namespaced,
             status = "TracingPolicyStatus",
-            derive = "PartialEq"
+            derive = "PartialEq",
+            printcolumn(
+                name = "Ready",
+                type_ = "string",
+                json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+                description = "Every targeted node loaded the current generation"
+            ),
+            printcolumn(
+                name = "Nodes",
+                type_ = "string",
+                json_path = ".status.nodes.summary",
+                description = "Nodes that loaded the policy / nodes it targets"
+            ),
+            printcolumn(
+                name = "Mode",
+                type_ = "string",
+                json_path = ".status.mode",
+                description = "enforce or monitor"
+            ),
+            printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
         )]
         pub struct TracingPolicyNamespacedSpec { $( $(#[$fm])* pub $f: $t, )* }
 
@@ -117,24 +155,59 @@ tracing_policy_specs! {
     pub node_selector: Option<LabelSelector>,
 }
 
-/// Status of a TracingPolicy. Its shape belongs to the operator; reserved here as an open
-/// object so that the status subresource exists.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+/// Status of a TracingPolicy, written by the operator (server-side apply, field manager
+/// `vigil-operator`) from the policy's compilation and its nodes' reports.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct TracingPolicyStatus {
-    #[serde(flatten)]
-    pub fields: BTreeMap<String, serde_json::Value>,
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Accepted` (the spec compiled), `Ready` (every targeted node loaded the current
+    /// generation) and `Degraded` (some node failed to load it, or loaded it partially).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
+    /// Node counts for the current generation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<PolicyNodeCounts>,
+    /// Whether enforcing actions run (`enforce`) or are only reported (`monitor`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<PolicyModeName>,
 }
 
-impl JsonSchema for TracingPolicyStatus {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "TracingPolicyStatus".into()
-    }
+/// How many nodes a policy targets and how many loaded it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyNodeCounts {
+    /// Connected nodes the policy targets.
+    pub targeted: u32,
+    /// Nodes that loaded the current generation with every hook.
+    pub ready: u32,
+    /// Nodes that did not load it, or loaded it only partially.
+    pub failed: u32,
+    /// Nodes that have not answered for the current generation yet.
+    #[serde(default)]
+    pub pending: u32,
+    /// `ready/targeted`, for `kubectl get` (column NODES).
+    #[serde(default)]
+    pub summary: String,
+}
 
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
-            "type": "object",
-            "x-kubernetes-preserve-unknown-fields": true
-        })
+/// A policy's mode as shown in its status.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyModeName {
+    Enforce,
+    Monitor,
+}
+
+impl PolicyModeName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyModeName::Enforce => "enforce",
+            PolicyModeName::Monitor => "monitor",
+        }
     }
 }
 

@@ -1,0 +1,368 @@
+//! Kubernetes controllers for `TracingPolicy` (cluster-scoped) and `TracingPolicyNamespaced`.
+//!
+//! On every new generation the spec is compiled; an accepted policy goes to the [`Fleet`]
+//! (`upsert`), a rejected one is not pushed (whatever runs keeps running) and its status says
+//! why. The status (server-side apply, field manager [`FIELD_MANAGER`]) rolls up what the
+//! nodes reported. Both controllers also reconcile every policy when [`Fleet::changes`]
+//! ticks, and patch a status only when it changed. The [`FINALIZER`] makes deletion remove
+//! the policy from every node first.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::finalizer::{Event, finalizer};
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+use vigil_api::policy::ir::PolicyMode;
+use vigil_api::policy::{
+    self, OptionSpec, PolicyModeName, TracingPolicy, TracingPolicyDoc, TracingPolicyNamespaced,
+    TracingPolicyStatus,
+};
+
+use crate::error::{OperatorError, Result};
+use crate::fleet::{DesiredPolicy, Fleet, PolicyKey};
+use crate::metrics::KubeMetrics;
+use crate::status::{self, Compiled};
+
+/// Field manager of the operator's status patches.
+pub const FIELD_MANAGER: &str = "vigil-operator";
+/// Finalizer that keeps a policy resource until its policy left every node.
+pub const FINALIZER: &str = "vigil.dev/policy-cleanup";
+/// Delay before a failed reconciliation is retried.
+pub const RETRY_AFTER: Duration = Duration::from_secs(10);
+
+/// What the controllers need to know about each of the two policy kinds.
+pub trait PolicyResource:
+    Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + Debug + Send + Sync + 'static
+{
+    /// `TracingPolicy` or `TracingPolicyNamespaced`.
+    const KIND: &'static str;
+    /// The policy as the compiler reads it (namespaced kind: with its namespace as identity).
+    fn doc(&self) -> TracingPolicyDoc;
+    fn policy_status(&self) -> Option<&TracingPolicyStatus>;
+    fn options(&self) -> &[OptionSpec];
+    /// An Api through which this object can be patched.
+    fn object_api(client: &Client, obj: &Self) -> Result<Api<Self>>;
+    /// The fleet key: name, plus namespace for the namespaced kind.
+    fn key(&self) -> Result<PolicyKey>;
+}
+
+fn name_of<K: Resource>(obj: &K, kind: &'static str) -> Result<String> {
+    obj.meta().name.clone().ok_or(OperatorError::MissingField {
+        kind,
+        field: "metadata.name",
+    })
+}
+
+fn namespace_of<K: Resource>(obj: &K, kind: &'static str) -> Result<String> {
+    obj.meta()
+        .namespace
+        .clone()
+        .ok_or(OperatorError::MissingField {
+            kind,
+            field: "metadata.namespace",
+        })
+}
+
+impl PolicyResource for TracingPolicy {
+    const KIND: &'static str = "TracingPolicy";
+
+    fn doc(&self) -> TracingPolicyDoc {
+        TracingPolicyDoc::from_cluster(self)
+    }
+
+    fn policy_status(&self) -> Option<&TracingPolicyStatus> {
+        self.status.as_ref()
+    }
+
+    fn options(&self) -> &[OptionSpec] {
+        &self.spec.options
+    }
+
+    fn object_api(client: &Client, _: &Self) -> Result<Api<Self>> {
+        Ok(Api::all(client.clone()))
+    }
+
+    fn key(&self) -> Result<PolicyKey> {
+        Ok(PolicyKey::new(name_of(self, Self::KIND)?, ""))
+    }
+}
+
+impl PolicyResource for TracingPolicyNamespaced {
+    const KIND: &'static str = "TracingPolicyNamespaced";
+
+    fn doc(&self) -> TracingPolicyDoc {
+        TracingPolicyDoc::from_namespaced(self)
+    }
+
+    fn policy_status(&self) -> Option<&TracingPolicyStatus> {
+        self.status.as_ref()
+    }
+
+    fn options(&self) -> &[OptionSpec] {
+        &self.spec.options
+    }
+
+    fn object_api(client: &Client, obj: &Self) -> Result<Api<Self>> {
+        Ok(Api::namespaced(
+            client.clone(),
+            &namespace_of(obj, Self::KIND)?,
+        ))
+    }
+
+    fn key(&self) -> Result<PolicyKey> {
+        Ok(PolicyKey::new(
+            name_of(self, Self::KIND)?,
+            namespace_of(self, Self::KIND)?,
+        ))
+    }
+}
+
+/// What was last compiled (and pushed) for one policy.
+struct Entry {
+    uid: String,
+    generation: i64,
+    compiled: Compiled,
+    /// The accepted revision, kept to re-push it if the fleet lost it.
+    desired: Option<DesiredPolicy>,
+}
+
+/// Shared state of both controllers.
+pub struct Context {
+    client: Client,
+    fleet: Arc<dyn Fleet>,
+    metrics: Arc<KubeMetrics>,
+    compiled: Mutex<HashMap<PolicyKey, Entry>>,
+}
+
+impl Context {
+    pub fn new(client: Client, fleet: Arc<dyn Fleet>, metrics: Arc<KubeMetrics>) -> Self {
+        Context {
+            client,
+            fleet,
+            metrics,
+            compiled: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<PolicyKey, Entry>> {
+        self.compiled.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn mode_name(mode: i32) -> PolicyModeName {
+    if mode == PolicyMode::Monitor as i32 {
+        PolicyModeName::Monitor
+    } else {
+        PolicyModeName::Enforce
+    }
+}
+
+/// `policy-mode` from `spec.options`, for specs that did not compile.
+fn mode_from_options(options: &[OptionSpec]) -> Option<PolicyModeName> {
+    match options
+        .iter()
+        .rev()
+        .find(|o| o.name == "policy-mode")
+        .map(|o| o.value.as_str())
+    {
+        Some("monitor") => Some(PolicyModeName::Monitor),
+        Some("enforce") | None => Some(PolicyModeName::Enforce),
+        Some(_) => None,
+    }
+}
+
+/// Reconcile one policy resource (the controllers' reconciler; public for tests and callers
+/// that drive it themselves).
+pub async fn reconcile<K: PolicyResource>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action> {
+    let start = Instant::now();
+    let result = reconcile_inner(obj, &ctx).await;
+    ctx.metrics.observe_reconcile(
+        K::KIND,
+        start.elapsed(),
+        result.as_ref().err().map(OperatorError::metric_label),
+    );
+    result
+}
+
+async fn reconcile_inner<K: PolicyResource>(obj: Arc<K>, ctx: &Context) -> Result<Action> {
+    let api = K::object_api(&ctx.client, &obj)?;
+    finalizer(&api, FINALIZER, obj, |event| async {
+        match event {
+            Event::Apply(obj) => apply(obj, ctx, &api).await,
+            Event::Cleanup(obj) => cleanup(obj, ctx),
+        }
+    })
+    .await
+    .map_err(|e| OperatorError::Finalizer(Box::new(e)))
+}
+
+async fn apply<K: PolicyResource>(obj: Arc<K>, ctx: &Context, api: &Api<K>) -> Result<Action> {
+    let key = obj.key()?;
+    let name = key.name.clone();
+    let generation = obj.meta().generation.unwrap_or(0);
+    let uid = obj.meta().uid.clone().unwrap_or_default();
+
+    let fresh = ctx.entries().get(&key).map(|e| {
+        (
+            e.uid == uid && e.generation == generation,
+            e.compiled.clone(),
+        )
+    });
+    let compiled = match fresh {
+        Some((true, compiled)) => {
+            // Already compiled and pushed; push again only if the fleet lost it.
+            if ctx.fleet.rollup(&key).is_none() {
+                let again = ctx.entries().get(&key).and_then(|e| e.desired.clone());
+                if let Some(d) = again {
+                    tracing::info!(policy = %key, generation, "fleet lost the policy; pushing it again");
+                    ctx.fleet.upsert(d);
+                }
+            }
+            compiled
+        }
+        _ => {
+            let (compiled, desired) = match policy::compile(&obj.doc()) {
+                Ok(ir) => {
+                    let compiled = Compiled::Accepted {
+                        mode: mode_name(ir.mode),
+                        hooks: ir.hooks.len(),
+                    };
+                    let node_selector = ir.scope.as_ref().and_then(|s| s.node_selector.clone());
+                    let desired = DesiredPolicy {
+                        key: key.clone(),
+                        generation,
+                        ir,
+                        node_selector,
+                    };
+                    tracing::info!(kind = K::KIND, policy = %key, generation, "policy accepted; distributing");
+                    ctx.fleet.upsert(desired.clone());
+                    (compiled, Some(desired))
+                }
+                Err(errors) => {
+                    tracing::warn!(kind = K::KIND, policy = %key, generation, %errors, "policy rejected; not distributed");
+                    (
+                        Compiled::Rejected {
+                            message: errors.to_string(),
+                            mode: mode_from_options(obj.options()),
+                        },
+                        None,
+                    )
+                }
+            };
+            ctx.entries().insert(
+                key.clone(),
+                Entry {
+                    uid,
+                    generation,
+                    compiled: compiled.clone(),
+                    desired,
+                },
+            );
+            compiled
+        }
+    };
+
+    let rollup = ctx.fleet.rollup(&key);
+    // Kubernetes keeps times to the second.
+    let now = Timestamp::from_second(Timestamp::now().as_second()).unwrap_or(Timestamp::UNIX_EPOCH);
+    let desired = status::build(
+        generation,
+        &compiled,
+        rollup.as_ref(),
+        obj.policy_status(),
+        now,
+    );
+    ctx.metrics
+        .set_state(K::KIND, &key, Some(status::state_of(&desired)));
+    if obj.policy_status() != Some(&desired) {
+        let patch = serde_json::json!({
+            "apiVersion": K::api_version(&()),
+            "kind": K::KIND,
+            "status": desired,
+        });
+        api.patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+        ctx.metrics
+            .status_patches
+            .get_or_create(&crate::metrics::KindLabel {
+                kind: K::KIND.into(),
+            })
+            .inc();
+        tracing::debug!(kind = K::KIND, policy = %key, generation, "status updated");
+    }
+    Ok(Action::await_change())
+}
+
+fn cleanup<K: PolicyResource>(obj: Arc<K>, ctx: &Context) -> Result<Action> {
+    let key = obj.key()?;
+    tracing::info!(kind = K::KIND, policy = %key, "policy deleted; removing it from every node");
+    ctx.fleet.remove(&key);
+    ctx.entries().remove(&key);
+    ctx.metrics.set_state(K::KIND, &key, None);
+    Ok(Action::await_change())
+}
+
+/// What the controllers do after a failed reconciliation: retry later.
+pub fn error_policy<K: PolicyResource>(
+    obj: Arc<K>,
+    err: &OperatorError,
+    _: Arc<Context>,
+) -> Action {
+    tracing::warn!(kind = K::KIND, name = %obj.name_any(), error = %err, "reconcile failed; retrying in {RETRY_AFTER:?}");
+    Action::requeue(RETRY_AFTER)
+}
+
+/// A stream that yields once per tick of the fleet's change counter.
+fn fleet_ticks(rx: watch::Receiver<u64>) -> impl futures::Stream<Item = ()> + Send + 'static {
+    futures::stream::unfold(rx, |mut rx| async move {
+        rx.changed().await.ok().map(|()| ((), rx))
+    })
+}
+
+/// Completes once `stop` holds `true` (or its sender is gone).
+pub(crate) async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+async fn run_one<K: PolicyResource>(ctx: Arc<Context>, stop: watch::Receiver<bool>) {
+    Controller::new(
+        Api::<K>::all(ctx.client.clone()),
+        watcher::Config::default(),
+    )
+    .reconcile_all_on(fleet_ticks(ctx.fleet.changes()))
+    .graceful_shutdown_on(stopped(stop))
+    .run(reconcile::<K>, error_policy::<K>, ctx)
+    .for_each(|res| async move {
+        match res {
+            Ok((obj, _)) => tracing::trace!(kind = K::KIND, object = %obj, "reconciled"),
+            Err(e) => tracing::warn!(kind = K::KIND, error = %e, "controller"),
+        }
+    })
+    .await;
+}
+
+/// Run both controllers until `stop` turns `true`.
+pub async fn run_controllers(ctx: Arc<Context>, stop: watch::Receiver<bool>) {
+    futures::join!(
+        run_one::<TracingPolicy>(ctx.clone(), stop.clone()),
+        run_one::<TracingPolicyNamespaced>(ctx, stop),
+    );
+}
+
+#[cfg(test)]
+#[path = "controller_tests.rs"]
+mod tests;

@@ -1,0 +1,49 @@
+//! The operator library's one error type.
+
+/// Everything that can go wrong in the operator library.
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    /// A Kubernetes API call failed.
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// Adding or removing the cleanup finalizer, or the reconcile step it wraps, failed.
+    #[error("{0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<OperatorError>>),
+    /// Leader election (the coordination.k8s.io Lease) failed.
+    #[error("leader election: {0}")]
+    LeaderElection(#[from] kube_lease_manager::LeaseManagerError),
+    /// The leader-election task ended while the operator was still running.
+    #[error("leader election stopped unexpectedly")]
+    LeaderElectionStopped,
+    /// An object the API server sent lacks a field every object has.
+    #[error("{kind} object without {field}")]
+    MissingField {
+        kind: &'static str,
+        field: &'static str,
+    },
+    /// Serializing a CRD to YAML failed.
+    #[error("CRD to YAML: {0}")]
+    Yaml(String),
+}
+
+impl OperatorError {
+    /// A short label for the `error` metric label.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            OperatorError::Kube(_) => "kube",
+            OperatorError::Finalizer(e) => match e.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(inner)
+                | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner.metric_label(),
+                _ => "finalizer",
+            },
+            OperatorError::LeaderElection(_) | OperatorError::LeaderElectionStopped => {
+                "leader_election"
+            }
+            OperatorError::MissingField { .. } => "invalid_object",
+            OperatorError::Yaml(_) => "yaml",
+        }
+    }
+}
+
+/// Result with [`OperatorError`].
+pub type Result<T, E = OperatorError> = std::result::Result<T, E>;
