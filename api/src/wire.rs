@@ -28,6 +28,25 @@ pub mod sensor_info {
     include!(concat!(env!("OUT_DIR"), "/vigil.sensor.v1.rs"));
 }
 
+/// The generated code's package layout (`vigil.policysync.v1` refers to `vigil.policy.v1` as
+/// `super::super::policy::v1`); use [`policy_sync`].
+#[doc(hidden)]
+pub mod vigil_packages {
+    pub mod policy {
+        pub use crate::policy::ir as v1;
+    }
+    pub mod policysync {
+        #[allow(clippy::all, clippy::pedantic, rust_2018_idioms)]
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/vigil.policysync.v1.rs"));
+        }
+    }
+}
+
+/// Vigil's `vigil.policysync.v1.PolicySync` service: operator → sensor policy distribution
+/// (see `api/proto/vigil/policysync/v1/sync.proto`).
+pub use vigil_packages::policysync::v1 as policy_sync;
+
 static DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vigil_descriptor.bin"));
 
 /// Errors converting between the JSON model and the protobuf messages.
