@@ -1,8 +1,18 @@
-//! Vigil operator library: CRD generation (`vigil-operator crdgen`) and, per [`fleet`], the
-//! contract between policy sources and policy distribution.
+//! Vigil operator library: CRD generation (`vigil-operator crdgen`), the contract between
+//! policy sources and policy distribution ([`fleet`]), policy distribution to the sensors
+//! ([`distribution`], served by [`grpc`]), GitOps mode ([`gitops`]) and `run` ([`run`]).
 #![forbid(unsafe_code)]
 
+pub mod distribution;
+pub mod error;
 pub mod fleet;
+pub mod gitops;
+pub mod grpc;
+pub mod metrics;
+pub mod run;
+pub mod selector;
+
+pub use error::OperatorError;
 
 /// File names under `config/crd/`, in the order `crd_documents` returns them.
 pub const CRD_FILES: [&str; 2] = [

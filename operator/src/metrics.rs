@@ -1,0 +1,134 @@
+//! The operator's Prometheus metrics (`vigil_operator_*`) and the HTTP endpoint serving them
+//! (`/metrics`, `/healthz`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::error::OperatorError;
+
+/// `policy` is `name` or `namespace/name`; `state` is `ready`, `partial`, `failed`, `pending`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyStateLabel {
+    pub policy: String,
+    pub state: String,
+}
+
+/// Every metric of the operator. Cloning a metric shares it.
+#[derive(Debug)]
+pub struct OperatorMetrics {
+    pub sensors_connected: Gauge,
+    pub sensor_connections: Counter,
+    pub policies: Gauge,
+    pub policy_nodes: Family<PolicyStateLabel, Gauge>,
+    pub pushes: Counter,
+    pub push_latency: Histogram,
+    pub policy_dir_errors: Counter,
+}
+
+impl Default for OperatorMetrics {
+    fn default() -> Self {
+        OperatorMetrics {
+            sensors_connected: Gauge::default(),
+            sensor_connections: Counter::default(),
+            policies: Gauge::default(),
+            policy_nodes: Family::default(),
+            pushes: Counter::default(),
+            // 1 ms … ~65 s.
+            push_latency: Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 17),
+            ),
+            policy_dir_errors: Counter::default(),
+        }
+    }
+}
+
+impl OperatorMetrics {
+    pub fn registry(&self) -> Registry {
+        let mut r = Registry::with_prefix("vigil_operator");
+        r.register(
+            "sensors_connected",
+            "Sensors with an open policy sync stream",
+            self.sensors_connected.clone(),
+        );
+        r.register(
+            "sensor_connections",
+            "Policy sync streams opened by sensors",
+            self.sensor_connections.clone(),
+        );
+        r.register(
+            "policies",
+            "Policies the operator distributes",
+            self.policies.clone(),
+        );
+        r.register(
+            "policy_nodes",
+            "Targeted nodes per policy and state of its current version (ready, partial, failed, pending)",
+            self.policy_nodes.clone(),
+        );
+        r.register("pushes", "Policy sets sent to sensors", self.pushes.clone());
+        r.register(
+            "push_latency_seconds",
+            "Time from a policy version's upsert to the last targeted node's answer for it",
+            self.push_latency.clone(),
+        );
+        r.register(
+            "policy_dir_errors",
+            "Policy directory files that could not be turned into a policy",
+            self.policy_dir_errors.clone(),
+        );
+        r
+    }
+}
+
+/// Binds the metrics listener (so that a bad address fails at start).
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, OperatorError> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        OperatorError::io(
+            format!("cannot listen on {addr} for metrics (--metrics-address)"),
+            e,
+        )
+    })
+}
+
+/// Renders the registry in the OpenMetrics text format.
+pub fn render(registry: &Registry) -> String {
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, registry);
+    out
+}
+
+/// Serves `/metrics` and `/healthz` until the task is dropped.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    registry: Arc<Registry>,
+) -> Result<(), OperatorError> {
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let registry = registry.clone();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        render(&registry),
+                    )
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }));
+    axum::serve(listener, app)
+        .await
+        .map_err(|e| OperatorError::io("metrics server", e))
+}

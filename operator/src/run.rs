@@ -1,0 +1,159 @@
+//! `vigil-operator run`: the options both modes share, and the run loop.
+//!
+//! GitOps mode (`--policy-dir`) reads policies from a directory; Kubernetes mode (no
+//! `--policy-dir`) will read TracingPolicy resources through the controllers. Both feed the
+//! same [`Distribution`], which serves the sensors over gRPC.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::distribution::Distribution;
+use crate::error::OperatorError;
+use crate::gitops::{self, PolicyDir, SyncReport};
+use crate::grpc::{self, SyncService};
+use crate::metrics::{self, OperatorMetrics};
+
+/// The default policy sync address.
+pub const DEFAULT_GRPC_ADDRESS: &str = "0.0.0.0:4245";
+
+/// The line written to stderr once the operator serves sensors; tests and scripts wait for it.
+pub const READY_LINE: &str = "vigil-operator: ready, serving policy sync";
+
+/// Options of `vigil-operator run`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Where sensors connect (`--grpc-address`).
+    pub grpc_address: SocketAddr,
+    /// Prometheus `/metrics` (`--metrics-address`).
+    pub metrics_address: Option<SocketAddr>,
+    /// GitOps mode: the policy directory (`--policy-dir`); `None` is Kubernetes mode.
+    pub policy_dir: Option<PathBuf>,
+}
+
+impl RunOptions {
+    /// Checks what can be checked before binding anything.
+    pub fn check(&self) -> Result<(), OperatorError> {
+        match &self.policy_dir {
+            Some(d) if !d.is_dir() => Err(OperatorError::Config {
+                option: "policy-dir".into(),
+                message: format!("{}: not a directory", d.display()),
+            }),
+            Some(_) => Ok(()),
+            None => Err(OperatorError::Config {
+                option: "policy-dir".into(),
+                message: "Kubernetes mode (run without --policy-dir) is not wired yet; \
+                          pass --policy-dir DIR to distribute the policies of a directory"
+                    .into(),
+            }),
+        }
+    }
+}
+
+/// The distribution side, serving: what both modes start.
+pub struct Distributor {
+    pub dist: Arc<Distribution>,
+    pub metrics: Arc<OperatorMetrics>,
+    pub grpc_address: SocketAddr,
+    tasks: Vec<tokio::task::JoinHandle<Result<(), OperatorError>>>,
+}
+
+impl Distributor {
+    /// Binds the gRPC and metrics listeners and starts serving.
+    pub async fn start(opts: &RunOptions) -> Result<Distributor, OperatorError> {
+        let metrics = Arc::new(OperatorMetrics::default());
+        let dist = Arc::new(Distribution::new(metrics.clone()));
+        let grpc_listener = grpc::bind(opts.grpc_address).await?;
+        let grpc_address = grpc_listener
+            .local_addr()
+            .map_err(|e| OperatorError::io("gRPC listener address", e))?;
+        let mut tasks = vec![tokio::spawn(grpc::serve(
+            grpc_listener,
+            SyncService { dist: dist.clone() },
+        ))];
+        if let Some(addr) = opts.metrics_address {
+            let l = metrics::bind(addr).await?;
+            tasks.push(tokio::spawn(metrics::serve(
+                l,
+                Arc::new(metrics.registry()),
+            )));
+        }
+        Ok(Distributor {
+            dist,
+            metrics,
+            grpc_address,
+            tasks,
+        })
+    }
+
+    /// Waits until a server task fails (they do not end otherwise).
+    pub async fn failed(&mut self) -> OperatorError {
+        let (r, _, _) = futures::future::select_all(self.tasks.iter_mut()).await;
+        match r {
+            Ok(Err(e)) => e,
+            Ok(Ok(())) => OperatorError::Grpc("a server stopped".into()),
+            Err(e) => OperatorError::Grpc(format!("a server task failed: {e}")),
+        }
+    }
+}
+
+impl Drop for Distributor {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+fn report(r: &SyncReport, metrics: &OperatorMetrics) {
+    for p in &r.upserted {
+        tracing::info!(policy = %p, "policy file loaded");
+    }
+    for p in &r.removed {
+        tracing::info!(policy = %p, "policy removed: its file is gone");
+    }
+    for e in &r.errors {
+        tracing::error!("policy directory: {e}");
+        metrics.policy_dir_errors.inc();
+    }
+}
+
+/// Runs the operator until `shutdown` completes (or a server fails).
+pub async fn run(
+    opts: RunOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), OperatorError> {
+    opts.check()?;
+    let dir = opts.policy_dir.clone().expect("checked: GitOps mode");
+    let mut d = Distributor::start(&opts).await?;
+    let mut pd = PolicyDir::new(dir, d.dist.clone());
+    report(&pd.sync(), &d.metrics);
+    eprintln!("{READY_LINE} on {}", d.grpc_address);
+    let metrics = d.metrics.clone();
+    let watcher = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(gitops::POLL_INTERVAL_MS));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        let pd = Arc::new(std::sync::Mutex::new(pd));
+        loop {
+            tick.tick().await;
+            let pd = pd.clone();
+            let r = tokio::task::spawn_blocking(move || {
+                pd.lock().unwrap_or_else(|e| e.into_inner()).sync()
+            })
+            .await;
+            if let Ok(r) = r {
+                report(&r, &metrics);
+            }
+        }
+    });
+    let result = tokio::select! {
+        () = shutdown => Ok(()),
+        e = d.failed() => Err(e),
+    };
+    watcher.abort();
+    tracing::info!("stopping");
+    result
+}
