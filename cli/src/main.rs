@@ -4,6 +4,7 @@
 mod compact;
 mod filter;
 mod observe;
+mod operator_status;
 mod policy;
 mod policy_remote;
 mod remote;
@@ -30,7 +31,8 @@ enum Command {
     /// Validate, compile and manage TracingPolicies.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
-    /// Show a running sensor's health, version and probed kernel features.
+    /// Show a running sensor's health, version and probed kernel features; with --operator,
+    /// the operator's policies × nodes.
     Status(StatusArgs),
 }
 
@@ -39,6 +41,10 @@ struct StatusArgs {
     /// The sensor: a unix socket path, unix://PATH or http://HOST:PORT.
     #[arg(long, value_name = "ADDR", default_value = remote::DEFAULT_SOCKET)]
     server: String,
+    /// Ask the operator instead (HOST:PORT or http://HOST:PORT): every policy on every node,
+    /// with state and errors.
+    #[arg(long, value_name = "ADDR", conflicts_with = "server")]
+    operator: Option<String>,
     /// Output format: text or json.
     #[arg(short = 'o', long, default_value = "text", value_parser = ["text", "json"])]
     output: String,
@@ -49,9 +55,10 @@ fn main() -> anyhow::Result<()> {
     let code = match cli.command {
         Command::Observe(args) => observe::run(*args)?,
         Command::Policy(cmd) => policy::run(cmd)?,
-        Command::Status(a) => {
-            remote::status(&remote::Target::parse(&a.server), a.output == "json")?
-        }
+        Command::Status(a) => match &a.operator {
+            Some(op) => operator_status::run(op, a.output == "json")?,
+            None => remote::status(&remote::Target::parse(&a.server), a.output == "json")?,
+        },
     };
     std::process::exit(code);
 }
