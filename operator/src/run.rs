@@ -52,44 +52,64 @@ impl RunOptions {
     }
 }
 
-/// The distribution side, serving: what both modes start.
+/// The distribution side: what both modes start. [`Distributor::bind`] binds the listeners
+/// (a busy address fails at once); [`Distributor::serve`] starts answering sensors. A source
+/// upserts its initial policies in between, so that no sensor is ever sent a set that lacks
+/// them (it would unload them).
 pub struct Distributor {
     pub dist: Arc<Distribution>,
     pub metrics: Arc<OperatorMetrics>,
     pub grpc_address: SocketAddr,
+    listeners: Option<(tokio::net::TcpListener, Option<tokio::net::TcpListener>)>,
     tasks: Vec<tokio::task::JoinHandle<Result<(), OperatorError>>>,
 }
 
 impl Distributor {
-    /// Binds the gRPC and metrics listeners and starts serving.
-    pub async fn start(opts: &RunOptions) -> Result<Distributor, OperatorError> {
+    /// Binds the gRPC and metrics listeners.
+    pub async fn bind(opts: &RunOptions) -> Result<Distributor, OperatorError> {
         let metrics = Arc::new(OperatorMetrics::default());
         let dist = Arc::new(Distribution::new(metrics.clone()));
         let grpc_listener = grpc::bind(opts.grpc_address).await?;
         let grpc_address = grpc_listener
             .local_addr()
             .map_err(|e| OperatorError::io("gRPC listener address", e))?;
-        let mut tasks = vec![tokio::spawn(grpc::serve(
-            grpc_listener,
-            SyncService { dist: dist.clone() },
-        ))];
-        if let Some(addr) = opts.metrics_address {
-            let l = metrics::bind(addr).await?;
-            tasks.push(tokio::spawn(metrics::serve(
-                l,
-                Arc::new(metrics.registry()),
-            )));
-        }
+        let metrics_listener = match opts.metrics_address {
+            Some(addr) => Some(metrics::bind(addr).await?),
+            None => None,
+        };
         Ok(Distributor {
             dist,
             metrics,
             grpc_address,
-            tasks,
+            listeners: Some((grpc_listener, metrics_listener)),
+            tasks: Vec::new(),
         })
+    }
+
+    /// Starts serving sensors and metrics.
+    pub fn serve(&mut self) {
+        let Some((grpc_listener, metrics_listener)) = self.listeners.take() else {
+            return;
+        };
+        self.tasks.push(tokio::spawn(grpc::serve(
+            grpc_listener,
+            SyncService {
+                dist: self.dist.clone(),
+            },
+        )));
+        if let Some(l) = metrics_listener {
+            self.tasks.push(tokio::spawn(metrics::serve(
+                l,
+                Arc::new(self.metrics.registry()),
+            )));
+        }
     }
 
     /// Waits until a server task fails (they do not end otherwise).
     pub async fn failed(&mut self) -> OperatorError {
+        if self.tasks.is_empty() {
+            return std::future::pending().await;
+        }
         let (r, _, _) = futures::future::select_all(self.tasks.iter_mut()).await;
         match r {
             Ok(Err(e)) => e,
@@ -127,9 +147,10 @@ pub async fn run(
 ) -> Result<(), OperatorError> {
     opts.check()?;
     let dir = opts.policy_dir.clone().expect("checked: GitOps mode");
-    let mut d = Distributor::start(&opts).await?;
+    let mut d = Distributor::bind(&opts).await?;
     let mut pd = PolicyDir::new(dir, d.dist.clone());
     report(&pd.sync(), &d.metrics);
+    d.serve();
     eprintln!("{READY_LINE} on {}", d.grpc_address);
     let metrics = d.metrics.clone();
     let watcher = tokio::spawn(async move {
