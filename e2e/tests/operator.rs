@@ -109,6 +109,7 @@ fn node<'a>(p: &'a Value, n: &str) -> &'a Value {
 fn open(path: &str) {
     let st = Command::new(bin_path("vigil-e2e-workload"))
         .args(["open", path])
+        .stdout(std::process::Stdio::null())
         .status()
         .unwrap();
     assert!(st.success());
