@@ -42,10 +42,12 @@ test-host: build-release
 test-vm: build-release
 	e2e/vm/run.sh
 
-## bench: overhead of the sensor on a fork+exec storm (ratios; not pass/fail).
+## bench: overhead of the sensor on a fork+exec storm (ratios; not pass/fail); policy
+## distribution to 500 simulated sensors.
 bench: build-release
 	@e2e/bench/exec-storm.sh $(RELEASE_DIR)
 	@e2e/bench/open-storm.sh $(RELEASE_DIR)
+	@e2e/bench/policy-sync.sh $(RELEASE_DIR)
 
 clean:
 	$(CARGO) clean

@@ -22,8 +22,9 @@ pub mod tetragon {
     include!(concat!(env!("OUT_DIR"), "/tetragon.rs"));
 }
 
-/// Package `vigil.sensor.v1`, nested as its proto package so that the generated paths to the
-/// `tetragon` messages it imports (`super::super::super::tetragon`) resolve to [`tetragon`].
+/// Vigil's packages, nested as their proto packages so that the generated cross-package paths
+/// resolve: `vigil.sensor.v1` imports the `tetragon` messages (`super::super::super::tetragon`),
+/// `vigil.policysync.v1` refers to `vigil.policy.v1` (`super::super::policy::v1`).
 pub mod vigil {
     pub mod sensor {
         #[allow(clippy::all, clippy::pedantic, rust_2018_idioms)]
@@ -31,11 +32,24 @@ pub mod vigil {
             include!(concat!(env!("OUT_DIR"), "/vigil.sensor.v1.rs"));
         }
     }
+    pub mod policy {
+        pub use crate::policy::ir as v1;
+    }
+    pub mod policysync {
+        #[allow(clippy::all, clippy::pedantic, rust_2018_idioms)]
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/vigil.policysync.v1.rs"));
+        }
+    }
 }
 
 /// Vigil's own services: `vigil.sensor.v1.SensorInfo` (probed kernel features) and
 /// `vigil.sensor.v1.Sensors` (the `tetragon.FineGuidanceSensors` RPCs under a Vigil name).
 pub use vigil::sensor::v1 as sensor_info;
+
+/// Vigil's `vigil.policysync.v1.PolicySync` service: operator → sensor policy distribution
+/// (see `api/proto/vigil/policysync/v1/sync.proto`).
+pub use vigil::policysync::v1 as policy_sync;
 
 static DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vigil_descriptor.bin"));
 

@@ -4,6 +4,7 @@
 mod compact;
 mod filter;
 mod observe;
+mod operator_status;
 mod policy;
 mod policy_remote;
 mod remote;
@@ -30,7 +31,8 @@ enum Command {
     /// Validate, compile and manage TracingPolicies.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
-    /// Show a running sensor's health, version and probed kernel features.
+    /// Show a running sensor's health, version and probed kernel features; with --operator,
+    /// the operator's policies × nodes.
     Status(StatusArgs),
 }
 
@@ -38,6 +40,10 @@ enum Command {
 struct StatusArgs {
     #[command(flatten)]
     server: remote::ServerArg,
+    /// Ask the operator instead (HOST:PORT or http://HOST:PORT): every policy on every node,
+    /// with state and errors.
+    #[arg(long, value_name = "ADDR")]
+    operator: Option<String>,
     /// Output format: text or json.
     #[arg(short = 'o', long, default_value = "text", value_parser = ["text", "json"])]
     output: String,
@@ -48,7 +54,10 @@ fn main() -> anyhow::Result<()> {
     let code = match cli.command {
         Command::Observe(args) => observe::run(*args)?,
         Command::Policy(cmd) => policy::run(cmd)?,
-        Command::Status(a) => remote::status(&a.server.target(), a.output == "json")?,
+        Command::Status(a) => match &a.operator {
+            Some(op) => operator_status::run(op, a.output == "json")?,
+            None => remote::status(&a.server.target(), a.output == "json")?,
+        },
     };
     std::process::exit(code);
 }

@@ -339,3 +339,178 @@ pub fn corpus_policy(name: &str) -> String {
         .expect("Tetragon example corpus next to the repository or in /work/shared");
     std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
+
+/// A running `vigil-operator run` in GitOps mode: a policy directory of its own, policy sync on
+/// a free local port, metrics on another.
+pub struct Operator {
+    child: Option<Child>,
+    /// The policy directory (the test writes manifests here).
+    pub policy_dir: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+    pub grpc_port: u16,
+    pub metrics_port: u16,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Operator {
+    /// Starts the operator on a fresh policy directory and waits until it serves.
+    pub fn start() -> Operator {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let policy_dir = dir.path().join("policies");
+        std::fs::create_dir_all(&policy_dir).unwrap();
+        let mut op = Operator {
+            child: None,
+            policy_dir,
+            _dir: Some(dir),
+            grpc_port: free_port(),
+            metrics_port: free_port(),
+            stderr: Arc::new(Mutex::new(String::new())),
+        };
+        op.spawn();
+        op
+    }
+
+    /// `HOST:PORT` of the policy sync service.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.grpc_port)
+    }
+
+    /// `http://HOST:PORT`, as sensors take it.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address())
+    }
+
+    fn spawn(&mut self) {
+        let mut child = Command::new(bin_path("vigil-operator"))
+            .args(["run", "--log-level", "info", "--policy-dir"])
+            .arg(&self.policy_dir)
+            .args(["--grpc-address", &self.address()])
+            .args([
+                "--metrics-address",
+                &format!("127.0.0.1:{}", self.metrics_port),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {}: {e}", bin_path("vigil-operator").display())
+            });
+        self.stderr.lock().unwrap().clear();
+        let pipe = child.stderr.take().expect("stderr");
+        let sink = self.stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        self.child = Some(child);
+        let deadline = Instant::now() + start_timeout();
+        loop {
+            if self.stderr().contains("vigil-operator: ready") {
+                break;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("operator exited early ({status}):\n{}", self.stderr());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "operator not ready in time:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Everything the operator logged since it last started.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Whether the process runs.
+    pub fn running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Kills the operator (SIGKILL: no goodbye to the sensors) and waits for it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then waits for the exit; returns the exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        signal(child.id(), libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("operator did not stop after SIGTERM:\n{}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts it again with the same directory and ports (stopping it first if it runs).
+    pub fn restart(&mut self) {
+        if self.child.is_some() {
+            self.stop();
+        }
+        self.spawn();
+    }
+
+    /// Writes `name` into the policy directory atomically (the operator never sees half a file).
+    pub fn write_policy(&self, name: &str, text: &str) {
+        let tmp = self.policy_dir.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, self.policy_dir.join(name)).unwrap();
+    }
+
+    /// Removes `name` from the policy directory.
+    pub fn remove_policy(&self, name: &str) {
+        std::fs::remove_file(self.policy_dir.join(name)).unwrap();
+    }
+
+    /// `vigil status --operator ADDR -o json`.
+    pub fn status(&self) -> serde_json::Value {
+        let out = Command::new(bin_path("vigil"))
+            .args(["status", "--operator", &self.address(), "-o", "json"])
+            .output()
+            .expect("run vigil status");
+        assert!(
+            out.status.success(),
+            "vigil status --operator failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("bad JSON ({e}): {text}"))
+    }
+
+    /// `vigil status --operator ADDR` as text.
+    pub fn status_text(&self) -> String {
+        let out = Command::new(bin_path("vigil"))
+            .args(["status", "--operator", &self.address()])
+            .output()
+            .expect("run vigil status");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Scrapes the operator's `/metrics`.
+    pub fn metrics(&self) -> String {
+        http_get(self.metrics_port, "/metrics")
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

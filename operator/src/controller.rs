@@ -30,7 +30,7 @@ use vigil_api::policy::{
 
 use crate::error::{OperatorError, Result};
 use crate::fleet::{DesiredPolicy, Fleet, PolicyKey};
-use crate::metrics::KubeMetrics;
+use crate::kube_metrics::KubeMetrics;
 use crate::status::{self, Compiled};
 
 /// Field manager of the operator's status patches.
@@ -298,7 +298,7 @@ async fn apply<K: PolicyResource>(obj: Arc<K>, ctx: &Context, api: &Api<K>) -> R
         .await?;
         ctx.metrics
             .status_patches
-            .get_or_create(&crate::metrics::KindLabel {
+            .get_or_create(&crate::kube_metrics::KindLabel {
                 kind: K::KIND.into(),
             })
             .inc();

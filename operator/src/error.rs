@@ -24,9 +24,35 @@ pub enum OperatorError {
     /// Serializing a CRD to YAML failed.
     #[error("CRD to YAML: {0}")]
     Yaml(String),
+    /// A run option has a bad value (the message names the option).
+    #[error("invalid option --{option}: {message}")]
+    Config { option: String, message: String },
+    /// A sensor said something the protocol does not allow.
+    #[error("policy sync protocol: {0}")]
+    Protocol(String),
+    /// A policy file could not be turned into a policy.
+    #[error("{path}: {message}")]
+    PolicyFile { path: String, message: String },
+    /// File or socket I/O failed.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The gRPC server failed.
+    #[error("gRPC server: {0}")]
+    Grpc(String),
 }
 
 impl OperatorError {
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        OperatorError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
     /// A short label for the `error` metric label.
     pub fn metric_label(&self) -> &'static str {
         match self {
@@ -41,6 +67,11 @@ impl OperatorError {
             }
             OperatorError::MissingField { .. } => "invalid_object",
             OperatorError::Yaml(_) => "yaml",
+            OperatorError::Config { .. } => "config",
+            OperatorError::Protocol(_) => "protocol",
+            OperatorError::PolicyFile { .. } => "policy_file",
+            OperatorError::Io { .. } => "io",
+            OperatorError::Grpc(_) => "grpc",
         }
     }
 }

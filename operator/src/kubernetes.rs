@@ -10,8 +10,8 @@ use tokio::sync::watch;
 use crate::controller::{Context, run_controllers};
 use crate::error::Result;
 use crate::fleet::Fleet;
+use crate::kube_metrics::KubeMetrics;
 use crate::leader::{self, LeaderConfig};
-use crate::metrics::KubeMetrics;
 
 /// Settings of [`run_kube_with`].
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::error::{OperatorError, Result};
-use crate::metrics::KubeMetrics;
+use crate::kube_metrics::KubeMetrics;
 
 /// Default Lease name.
 pub const LEASE_NAME: &str = "vigil-operator";

@@ -1,21 +1,29 @@
-//! Vigil operator library: CRD generation (`vigil-operator crdgen`), per [`fleet`] the
-//! contract between policy sources and policy distribution, and the Kubernetes side
-//! ([`run_kube`]: leader election, the TracingPolicy controllers, status roll-up).
+//! Vigil operator library: CRD generation (`vigil-operator crdgen`), the contract between
+//! policy sources and policy distribution ([`fleet`]), policy distribution to the sensors
+//! ([`distribution`], served by [`grpc`]), GitOps mode ([`gitops`]), the Kubernetes side
+//! ([`run_kube`]: leader election, the TracingPolicy controllers, status roll-up) and `run`
+//! ([`run`]).
 #![forbid(unsafe_code)]
 
 pub mod controller;
+pub mod distribution;
 pub mod error;
 pub mod fleet;
+pub mod gitops;
+pub mod grpc;
+pub mod kube_metrics;
 pub mod kubernetes;
 pub mod leader;
 pub mod metrics;
+pub mod run;
+pub mod selector;
 pub mod status;
 #[cfg(test)]
 mod testing;
 
 pub use error::OperatorError;
+pub use kube_metrics::KubeMetrics;
 pub use kubernetes::{KubeConfig, run_kube, run_kube_with};
-pub use metrics::KubeMetrics;
 
 /// File names under `config/crd/`, in the order `crd_documents` returns them.
 pub const CRD_FILES: [&str; 2] = [

@@ -1,4 +1,4 @@
-//! `vigil-operator`: skeleton until the operator issue; `crdgen` prints the CRDs.
+//! `vigil-operator`: `crdgen` prints the CRDs; `run` distributes policies to the sensors.
 #![forbid(unsafe_code)]
 
 use clap::{Parser, Subcommand};
@@ -20,8 +20,26 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out_dir: Option<std::path::PathBuf>,
     },
-    /// Run the operator (not implemented yet).
-    Run,
+    /// Run the operator: serve policy sync to the sensors. With --policy-dir (GitOps mode) the
+    /// policies are the *.yaml/*.yml files of a directory; without it, TracingPolicy resources
+    /// of the cluster (Kubernetes mode, not wired yet).
+    Run(RunArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// Address sensors connect to (policy sync gRPC, plain text).
+    #[arg(long, env = "VIGIL_OPERATOR_GRPC_ADDRESS", value_name = "ADDR", default_value = vigil_operator::run::DEFAULT_GRPC_ADDRESS)]
+    grpc_address: std::net::SocketAddr,
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:2113).
+    #[arg(long, env = "VIGIL_OPERATOR_METRICS_ADDRESS", value_name = "ADDR")]
+    metrics_address: Option<std::net::SocketAddr>,
+    /// GitOps mode: every *.yaml/*.yml file of DIR is one policy; the directory is followed.
+    #[arg(long, env = "VIGIL_OPERATOR_POLICY_DIR", value_name = "DIR")]
+    policy_dir: Option<std::path::PathBuf>,
+    /// Log filter (tracing-subscriber syntax).
+    #[arg(long, env = "VIGIL_OPERATOR_LOG_LEVEL", default_value = "info")]
+    log_level: String,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,9 +59,40 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Run => {
-            eprintln!("vigil-operator run: not implemented yet (only `crdgen` is available)");
-            std::process::exit(2);
-        }
+        Command::Run(a) => run(a),
     }
+}
+
+fn run(a: RunArgs) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&a.log_level)
+        .map_err(|e| anyhow::anyhow!("invalid option --log-level: {e}"))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let opts = vigil_operator::run::RunOptions {
+        grpc_address: a.grpc_address,
+        metrics_address: a.metrics_address,
+        policy_dir: a.policy_dir,
+    };
+    if let Err(e) = opts.check() {
+        eprintln!("vigil-operator: {e}");
+        std::process::exit(2);
+    }
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let shutdown = async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        };
+        vigil_operator::run::run(opts, shutdown).await
+    })?;
+    // Open sync streams never end by themselves: do not wait for them.
+    rt.shutdown_timeout(std::time::Duration::from_millis(100));
+    Ok(())
 }

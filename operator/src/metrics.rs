@@ -1,180 +1,134 @@
-//! Prometheus metrics of the Kubernetes side of the operator (`vigil_operator_` prefix once
-//! registered under the `vigil` registry prefix).
+//! The operator's Prometheus metrics (`vigil_operator_*`) and the HTTP endpoint serving them
+//! (`/metrics`, `/healthz`).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::fleet::PolicyKey;
-use crate::status::PolicyState;
+use crate::error::OperatorError;
 
+/// `policy` is `name` or `namespace/name`; `state` is `ready`, `partial`, `failed`, `pending`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReconcileLabel {
-    /// `TracingPolicy` or `TracingPolicyNamespaced`.
-    pub kind: String,
-    /// `ok` or `error`.
-    pub result: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ErrorLabel {
-    pub kind: String,
-    /// What failed: `kube`, `finalizer`, `invalid_object`, …
-    pub error: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct KindLabel {
-    pub kind: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct StateLabel {
-    pub kind: String,
-    /// `rejected`, `pending`, `ready`, `degraded`.
+pub struct PolicyStateLabel {
+    pub policy: String,
     pub state: String,
 }
 
-fn duration_histogram() -> Histogram {
-    // 1 ms .. ~16 s
-    Histogram::new(exponential_buckets(0.001, 2.0, 15))
-}
-
-/// Metrics of the controllers and leader election. Cloning a metric shares it.
+/// Every metric of the operator. Cloning a metric shares it.
 #[derive(Debug)]
-pub struct KubeMetrics {
-    pub reconciles: Family<ReconcileLabel, Counter>,
-    pub reconcile_errors: Family<ErrorLabel, Counter>,
-    pub reconcile_duration: Family<KindLabel, Histogram, fn() -> Histogram>,
-    pub status_patches: Family<KindLabel, Counter>,
-    pub policies: Family<StateLabel, Gauge>,
-    pub leader: Gauge,
-    /// Per policy, its kind and state; `policies` is recomputed from it.
-    states: Mutex<HashMap<(&'static str, PolicyKey), PolicyState>>,
+pub struct OperatorMetrics {
+    pub sensors_connected: Gauge,
+    pub sensor_connections: Counter,
+    pub policies: Gauge,
+    pub policy_nodes: Family<PolicyStateLabel, Gauge>,
+    pub pushes: Counter,
+    pub push_latency: Histogram,
+    pub policy_dir_errors: Counter,
 }
 
-impl Default for KubeMetrics {
+impl Default for OperatorMetrics {
     fn default() -> Self {
-        KubeMetrics {
-            reconciles: Family::default(),
-            reconcile_errors: Family::default(),
-            reconcile_duration: Family::new_with_constructor(duration_histogram),
-            status_patches: Family::default(),
-            policies: Family::default(),
-            leader: Gauge::default(),
-            states: Mutex::new(HashMap::new()),
+        OperatorMetrics {
+            sensors_connected: Gauge::default(),
+            sensor_connections: Counter::default(),
+            policies: Gauge::default(),
+            policy_nodes: Family::default(),
+            pushes: Counter::default(),
+            // 1 ms … ~65 s.
+            push_latency: Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 17),
+            ),
+            policy_dir_errors: Counter::default(),
         }
     }
 }
 
-impl KubeMetrics {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Register every metric under `registry` (use a registry with prefix `vigil`).
-    pub fn register(&self, registry: &mut Registry) {
-        registry.register(
-            "operator_reconciles",
-            "Reconciliations of TracingPolicy resources, by kind and result",
-            self.reconciles.clone(),
+impl OperatorMetrics {
+    pub fn registry(&self) -> Registry {
+        let mut r = Registry::with_prefix("vigil_operator");
+        r.register(
+            "sensors_connected",
+            "Sensors with an open policy sync stream",
+            self.sensors_connected.clone(),
         );
-        registry.register(
-            "operator_reconcile_errors",
-            "Failed reconciliations, by kind and what failed",
-            self.reconcile_errors.clone(),
+        r.register(
+            "sensor_connections",
+            "Policy sync streams opened by sensors",
+            self.sensor_connections.clone(),
         );
-        registry.register(
-            "operator_reconcile_duration_seconds",
-            "Time one reconciliation took, by kind",
-            self.reconcile_duration.clone(),
-        );
-        registry.register(
-            "operator_status_patches",
-            "Status updates written to TracingPolicy resources, by kind",
-            self.status_patches.clone(),
-        );
-        registry.register(
-            "operator_policies",
-            "TracingPolicy resources by kind and state (rejected, pending, ready, degraded)",
+        r.register(
+            "policies",
+            "Policies the operator distributes",
             self.policies.clone(),
         );
-        registry.register(
-            "operator_leader",
-            "1 while this replica holds the leader lease and runs the controllers",
-            self.leader.clone(),
+        r.register(
+            "policy_nodes",
+            "Targeted nodes per policy and state of its current version (ready, partial, failed, pending)",
+            self.policy_nodes.clone(),
         );
+        r.register("pushes", "Policy sets sent to sensors", self.pushes.clone());
+        r.register(
+            "push_latency_seconds",
+            "Time from a policy version's upsert to the last targeted node's answer for it",
+            self.push_latency.clone(),
+        );
+        r.register(
+            "policy_dir_errors",
+            "Policy directory files that could not be turned into a policy",
+            self.policy_dir_errors.clone(),
+        );
+        r
     }
+}
 
-    pub(crate) fn observe_reconcile(
-        &self,
-        kind: &'static str,
-        took: Duration,
-        error: Option<&'static str>,
-    ) {
-        self.reconciles
-            .get_or_create(&ReconcileLabel {
-                kind: kind.into(),
-                result: if error.is_some() { "error" } else { "ok" }.into(),
-            })
-            .inc();
-        if let Some(error) = error {
-            self.reconcile_errors
-                .get_or_create(&ErrorLabel {
-                    kind: kind.into(),
-                    error: error.into(),
-                })
-                .inc();
-        }
-        self.reconcile_duration
-            .get_or_create(&KindLabel { kind: kind.into() })
-            .observe(took.as_secs_f64());
-    }
+/// Binds the metrics listener (so that a bad address fails at start).
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, OperatorError> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        OperatorError::io(
+            format!("cannot listen on {addr} for metrics (--metrics-address)"),
+            e,
+        )
+    })
+}
 
-    /// Record a policy's state (`None`: the policy is gone) and refresh `policies`.
-    pub(crate) fn set_state(
-        &self,
-        kind: &'static str,
-        key: &PolicyKey,
-        state: Option<PolicyState>,
-    ) {
-        let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
-        match state {
-            Some(s) => {
-                states.insert((kind, key.clone()), s);
-            }
-            None => {
-                states.remove(&(kind, key.clone()));
-            }
-        }
-        for s in PolicyState::ALL {
-            let n = states
-                .iter()
-                .filter(|((k, _), v)| *k == kind && **v == s)
-                .count();
-            self.policies
-                .get_or_create(&StateLabel {
-                    kind: kind.into(),
-                    state: s.as_str().into(),
-                })
-                .set(i64::try_from(n).unwrap_or(i64::MAX));
-        }
-    }
+/// Renders the registry in the OpenMetrics text format.
+pub fn render(registry: &Registry) -> String {
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, registry);
+    out
+}
 
-    /// Render every metric in the Prometheus text format (for tests and simple servers).
-    pub fn encode(&self) -> String {
-        let mut r = Registry::with_prefix("vigil");
-        self.register(&mut r);
-        let mut out = String::new();
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &r);
-        out
-    }
+/// Serves `/metrics` and `/healthz` until the task is dropped.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    registry: Arc<Registry>,
+) -> Result<(), OperatorError> {
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let registry = registry.clone();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        render(&registry),
+                    )
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }));
+    axum::serve(listener, app)
+        .await
+        .map_err(|e| OperatorError::io("metrics server", e))
 }

@@ -1,6 +1,7 @@
 //! Sensor configuration: command-line flags, environment (`VIGIL_*`), and a YAML file
 //! (`--config`). Precedence: flag, then environment, then file, then default.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -116,6 +117,14 @@ pub struct Cli {
     /// removed while the sensor runs add, replace or remove their policy.
     #[arg(long, env = "VIGIL_POLICY_DIR", value_name = "DIR")]
     pub policy_dir: Option<PathBuf>,
+
+    /// Receive policies from the operator at this address (http://HOST:PORT or HOST:PORT).
+    #[arg(long, env = "VIGIL_OPERATOR_ADDRESS", value_name = "URL")]
+    pub operator_address: Option<String>,
+
+    /// This node's labels, for the operator's nodeSelector: k=v,k2=v2.
+    #[arg(long, env = "VIGIL_NODE_LABELS", value_name = "LABELS")]
+    pub node_labels: Option<String>,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -149,6 +158,16 @@ struct FileConfig {
     log_level: Option<String>,
     policy: Option<Vec<PathBuf>>,
     policy_dir: Option<PathBuf>,
+    operator_address: Option<String>,
+    node_labels: Option<FileLabels>,
+}
+
+/// `node-labels` in the file: `k=v,k2=v2` or a mapping.
+#[derive(Deserialize, Debug)]
+#[serde(untagged)]
+enum FileLabels {
+    Text(String),
+    Map(BTreeMap<String, String>),
 }
 
 /// The resolved configuration the sensor runs with.
@@ -177,6 +196,10 @@ pub struct Config {
     pub policies: Vec<PathBuf>,
     /// `--policy-dir`, loaded at start and followed.
     pub policy_dir: Option<PathBuf>,
+    /// `--operator-address`, normalized to `http://HOST:PORT`.
+    pub operator_address: Option<String>,
+    /// `--node-labels`.
+    pub node_labels: BTreeMap<String, String>,
 }
 
 pub const DEFAULT_RING_BUFFER_SIZE: u32 = 8 << 20;
@@ -264,6 +287,29 @@ impl Config {
             .export_file_max_size_mb
             .or(file.export_file_max_size_mb)
             .unwrap_or(DEFAULT_EXPORT_FILE_MAX_SIZE_MB);
+        let operator_address = match cli.operator_address.clone().or(file.operator_address) {
+            Some(a) => Some(crate::policy_sync::parse_address(&a).map_err(|message| {
+                SensorError::Config {
+                    option: "operator-address".into(),
+                    message,
+                }
+            })?),
+            None => None,
+        };
+        let labels_error = |message| SensorError::Config {
+            option: "node-labels".into(),
+            message,
+        };
+        let node_labels = match (cli.node_labels.clone(), file.node_labels) {
+            (Some(s), _) | (None, Some(FileLabels::Text(s))) => {
+                crate::policy_sync::parse_labels(&s).map_err(labels_error)?
+            }
+            (None, Some(FileLabels::Map(m))) => {
+                crate::policy_sync::check_labels(&m).map_err(labels_error)?;
+                m
+            }
+            (None, None) => BTreeMap::new(),
+        };
         let config = Config {
             node_name,
             export_file: cli.export_file.clone().or(file.export_file),
@@ -316,6 +362,8 @@ impl Config {
                 cli.policies.clone()
             },
             policy_dir: cli.policy_dir.clone().or(file.policy_dir),
+            operator_address,
+            node_labels,
         };
         config.check()?;
         Ok(config)
@@ -541,6 +589,55 @@ mod tests {
         assert!(err.to_string().contains("export-file"), "{err}");
         let err = Config::resolve(&parse(&["--node-name", "a:b"]), None).unwrap_err();
         assert!(err.to_string().contains("node-name"), "{err}");
+    }
+
+    #[test]
+    fn operator_address_and_node_labels() {
+        let c = Config::resolve(&parse(&[]), None).unwrap();
+        assert_eq!(c.operator_address, None);
+        assert!(c.node_labels.is_empty());
+        let c = Config::resolve(
+            &parse(&[
+                "--operator-address",
+                "127.0.0.1:4245",
+                "--node-labels",
+                "zone=a,role=web",
+            ]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.operator_address.as_deref(), Some("http://127.0.0.1:4245"));
+        assert_eq!(c.node_labels.len(), 2);
+        let e = Config::resolve(&parse(&["--operator-address", "https://x:1"]), None).unwrap_err();
+        assert!(e.to_string().contains("--operator-address"), "{e}");
+        let e = Config::resolve(&parse(&["--node-labels", "zone"]), None).unwrap_err();
+        assert!(e.to_string().contains("--node-labels"), "{e}");
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(
+            f,
+            "operator-address: http://op:4245\nnode-labels:\n  zone: b\n  tier: \"1\""
+        )
+        .unwrap();
+        let c = Config::resolve(&parse(&["--config", f.path().to_str().unwrap()]), None).unwrap();
+        assert_eq!(c.operator_address.as_deref(), Some("http://op:4245"));
+        assert_eq!(c.node_labels["zone"], "b");
+        assert_eq!(c.node_labels["tier"], "1");
+        let c = Config::resolve(
+            &parse(&[
+                "--config",
+                f.path().to_str().unwrap(),
+                "--node-labels",
+                "zone=c",
+            ]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.node_labels.len(), 1);
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(f, "node-labels: \"zone=a,zone=b\"").unwrap();
+        let e =
+            Config::resolve(&parse(&["--config", f.path().to_str().unwrap()]), None).unwrap_err();
+        assert!(e.to_string().contains("twice"), "{e}");
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod pipeline;
 pub mod policy_api;
 pub mod policy_control;
 pub mod policy_dir;
+pub mod policy_sync;
 pub mod process_cache;
 pub mod procfs_scan;
 pub mod runtime;

@@ -79,6 +79,12 @@ pub struct Metrics {
     pub policy_events: Family<PolicyLabel, Counter>,
     pub hook_records_orphaned: Counter,
     pub hook_arg_errors: Counter,
+    /// 1 while the policy stream to the operator is open.
+    pub operator_connected: Gauge,
+    /// Failed connections to the operator, and streams that broke.
+    pub operator_connection_failures: Counter,
+    /// Policy sets received from the operator.
+    pub operator_policy_sets: Counter,
 }
 
 impl Metrics {
@@ -201,6 +207,21 @@ impl Metrics {
             "hook_arg_errors",
             "Hook arguments the kernel could not read (reported empty in their event)",
             self.hook_arg_errors.clone(),
+        );
+        r.register(
+            "operator_connected",
+            "1 while the policy stream to the operator (--operator-address) is open",
+            self.operator_connected.clone(),
+        );
+        r.register(
+            "operator_connection_failures",
+            "Connections to the operator that failed or broke",
+            self.operator_connection_failures.clone(),
+        );
+        r.register(
+            "operator_policy_sets",
+            "Policy sets received from the operator",
+            self.operator_policy_sets.clone(),
         );
         r
     }

@@ -26,6 +26,7 @@ use crate::metrics::{self, FeatureLabel, MapLabel, Metrics, RecordLabel};
 use crate::pipeline::Pipeline;
 use crate::policy_control::{PolicyControl, PolicyOrigin};
 use crate::policy_dir::{self, PolicyDir, SyncReport};
+use crate::policy_sync::{self, Applier, SyncOptions, SyncTarget};
 use crate::procfs_scan;
 
 /// Longest time a record waits in the ring buffer when the kernel did not wake the reader.
@@ -163,6 +164,21 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 
     let server = listener.map(|l| tokio::spawn(metrics::serve(l, registry.clone())));
     let watcher = policy_dir.map(|pd| tokio::spawn(watch_policy_dir(pd, policy_metrics.clone())));
+    let operator_client = config.operator_address.clone().map(|address| {
+        let opts = SyncOptions {
+            address,
+            node_name: config.node_name.clone(),
+            labels: config.node_labels.clone(),
+            kernel_release: feats.kernel_release.clone(),
+            features: feats
+                .as_pairs()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        };
+        let applier = Applier::new(engine.clone() as Arc<dyn SyncTarget>);
+        tokio::spawn(policy_sync::run(opts, applier, metrics.clone()))
+    });
 
     let ring = bpf.events.take().expect("ring buffer taken once");
     // SAFETY: the ring buffer owns its map fd, which stays open and unchanged for as long as the
@@ -216,6 +232,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
     if let Some(w) = watcher {
         w.abort();
+    }
+    if let Some(c) = operator_client {
+        c.abort();
+        let _ = c.await;
     }
     engine.clear();
     drop(ring);

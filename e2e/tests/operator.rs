@@ -1,0 +1,384 @@
+//! Policy distribution end to end: a real `vigil-operator run --policy-dir` and three real
+//! sensors (nodes n1, n2, n3 with their own labels and sockets) over real gRPC, observed with
+//! the real `vigil policy list` and `vigil status --operator`. Run as root (`make test-host`).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use vigil_api::events::GetEventsResponse;
+use vigil_e2e::{Operator, Sensor, bin_path, event_timeout, metric_value, policy_list, wait_for};
+
+fn sync_timeout() -> Duration {
+    // Reconnects back off up to 10 s.
+    Duration::from_secs(if vigil_e2e::slow_machine() { 180 } else { 45 })
+}
+
+fn open_policy(name: &str, prefix: &str) -> String {
+    format!(
+        "apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: {name}
+spec:
+  kprobes:
+  - call: sys_openat
+    syscall: true
+    args:
+    - index: 1
+      type: string
+    selectors:
+    - matchArgs:
+      - index: 1
+        operator: Prefix
+        values: [\"{prefix}\"]
+"
+    )
+}
+
+fn sensor(op: &Operator, node: &str, labels: &str) -> Sensor {
+    Sensor::start(&[
+        "--node-name",
+        node,
+        "--operator-address",
+        &op.url(),
+        "--node-labels",
+        labels,
+    ])
+}
+
+fn cluster(op: &Operator) -> Vec<Sensor> {
+    vec![
+        sensor(op, "n1", "zone=a,role=web"),
+        sensor(op, "n2", "zone=a,role=db"),
+        sensor(op, "n3", "zone=b,role=web"),
+    ]
+}
+
+/// The sensor's policy `name` as `vigil policy list -o json` shows it.
+fn listed(s: &Sensor, name: &str) -> Option<Value> {
+    policy_list(&s.socket)
+        .into_iter()
+        .find(|p| p["name"] == name)
+}
+
+fn wait_listed(s: &Sensor, name: &str, state: &str) -> Value {
+    wait_for(
+        sync_timeout(),
+        &format!(
+            "{name} listed as {state} (origin operator) on {}",
+            s.socket.display()
+        ),
+        || listed(s, name).filter(|p| p["origin"] == "operator" && p["state"] == state),
+    )
+}
+
+fn wait_unlisted(s: &Sensor, name: &str) {
+    wait_for(
+        sync_timeout(),
+        &format!("{name} gone from {}", s.socket.display()),
+        || listed(s, name).is_none().then_some(()),
+    )
+}
+
+fn status_of(op: &Operator, name: &str) -> Option<Value> {
+    op.status()["policies"]
+        .as_array()?
+        .iter()
+        .find(|p| p["name"] == name)
+        .cloned()
+}
+
+/// Waits until the operator's status of `name` satisfies `pred`.
+fn wait_status(op: &Operator, name: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    wait_for(sync_timeout(), &format!("status of {name}: {what}"), || {
+        status_of(op, name).filter(|p| pred(p))
+    })
+}
+
+fn node<'a>(p: &'a Value, n: &str) -> &'a Value {
+    p["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["node"] == n)
+        .unwrap_or_else(|| panic!("{n} not in {p}"))
+}
+
+fn open(path: &str) {
+    let st = Command::new(bin_path("vigil-e2e-workload"))
+        .args(["open", path])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+fn is_open_of(e: &GetEventsResponse, policy: &str, path: &str) -> bool {
+    e.process_kprobe
+        .as_ref()
+        .is_some_and(|k| k.policy_name == policy && k.args.iter().any(|a| a.string() == Some(path)))
+}
+
+/// The open of `path` reaches every sensor as an event of `policy`.
+fn wait_open_everywhere(sensors: &[&Sensor], policy: &str, path: &str) {
+    open(path);
+    for s in sensors {
+        wait_for(
+            event_timeout(),
+            &format!("{policy} event on {path} from {}", s.socket.display()),
+            || {
+                s.events()
+                    .iter()
+                    .any(|e| is_open_of(e, policy, path))
+                    .then_some(())
+            },
+        );
+    }
+}
+
+fn watched(work: &Path, sub: &str) -> String {
+    let d = work.join(sub);
+    std::fs::create_dir_all(&d).unwrap();
+    d.to_str().unwrap().to_string()
+}
+
+#[test]
+fn policies_reach_every_node_follow_edits_and_deletes_and_survive_operator_restarts() {
+    let work = tempfile::tempdir().unwrap();
+    let (d1, d2) = (watched(work.path(), "one"), watched(work.path(), "two"));
+    let mut op = Operator::start();
+    let mut sensors = cluster(&op);
+    wait_for(sync_timeout(), "3 sensors connected", || {
+        (op.status()["nodes"].as_array()?.len() == 3).then_some(())
+    });
+
+    // Add: every node loads it, the operator sees 3/3.
+    op.write_policy("open.yaml", &open_policy("e2e-op-open", &format!("{d1}/")));
+    for s in &sensors {
+        wait_listed(s, "e2e-op-open", "enabled");
+    }
+    let p = wait_status(&op, "e2e-op-open", "3/3 ready", |p| {
+        p["targeted"] == 3 && p["ready"] == 3
+    });
+    let v1 = p["version"].as_str().unwrap().to_string();
+    let table = op.status_text();
+    assert!(
+        table.contains("e2e-op-open") && table.contains("3/3"),
+        "{table}"
+    );
+    let refs: Vec<&Sensor> = sensors.iter().collect();
+    wait_open_everywhere(&refs, "e2e-op-open", &format!("{d1}/a"));
+
+    // Edit: a new version everywhere.
+    op.write_policy("open.yaml", &open_policy("e2e-op-open", &format!("{d2}/")));
+    let p = wait_status(&op, "e2e-op-open", "new version 3/3 ready", |p| {
+        p["version"] != v1.as_str() && p["ready"] == 3
+    });
+    let v2 = p["version"].as_str().unwrap().to_string();
+    wait_open_everywhere(&refs, "e2e-op-open", &format!("{d2}/b"));
+    let id_before = listed(&sensors[0], "e2e-op-open").unwrap()["id"].clone();
+
+    // The operator dies: the sensors keep the policy and keep producing its events.
+    op.kill();
+    for s in &sensors {
+        assert!(listed(s, "e2e-op-open").is_some());
+    }
+    wait_open_everywhere(&refs, "e2e-op-open", &format!("{d2}/while-down"));
+    // Back: every sensor resyncs; the same version is not reloaded.
+    op.restart();
+    let p = wait_status(
+        &op,
+        "e2e-op-open",
+        "3/3 ready after the operator restart",
+        |p| p["ready"] == 3,
+    );
+    assert_eq!(p["version"], v2.as_str());
+    assert_eq!(
+        listed(&sensors[0], "e2e-op-open").unwrap()["id"],
+        id_before,
+        "an unchanged version is not reloaded on resync"
+    );
+    let m = op.metrics();
+    assert_eq!(
+        metric_value(&m, "vigil_operator_sensors_connected"),
+        3.0,
+        "{m}"
+    );
+    assert!(
+        metric_value(&m, "vigil_operator_push_latency_seconds_count") >= 1.0,
+        "{m}"
+    );
+
+    // Edited while the operator is down: the sensors get the new version once it is back.
+    op.kill();
+    op.write_policy("open.yaml", &open_policy("e2e-op-open", &format!("{d1}/")));
+    op.restart();
+    wait_status(
+        &op,
+        "e2e-op-open",
+        "edit made while down reaches 3/3",
+        |p| p["version"] == v1.as_str() && p["ready"] == 3,
+    );
+
+    // A restarted sensor receives the current set.
+    drop(sensors.pop());
+    wait_for(sync_timeout(), "n3 gone", || {
+        (op.status()["nodes"].as_array()?.len() == 2).then_some(())
+    });
+    sensors.push(sensor(&op, "n3", "zone=b,role=web"));
+    wait_listed(&sensors[2], "e2e-op-open", "enabled");
+    wait_status(&op, "e2e-op-open", "3/3 with the restarted n3", |p| {
+        p["ready"] == 3
+    });
+
+    // Delete: gone everywhere.
+    op.remove_policy("open.yaml");
+    for s in &sensors {
+        wait_unlisted(s, "e2e-op-open");
+    }
+    wait_for(sync_timeout(), "no policy in the status", || {
+        op.status()["policies"].as_array()?.is_empty().then_some(())
+    });
+}
+
+#[test]
+fn partial_and_refused_policies_are_reported_per_node_and_labels_select_nodes() {
+    let work = tempfile::tempdir().unwrap();
+    let d = watched(work.path(), "p");
+    let op = Operator::start();
+    let mut sensors = cluster(&op);
+
+    // Targets zone=a (n1, n2); its tcp_connect kprobe cannot load on this kernel.
+    op.write_policy(
+        "partial.yaml",
+        &format!(
+            "apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: e2e-op-partial
+spec:
+  nodeSelector:
+    matchLabels:
+      zone: a
+  kprobes:
+  - call: tcp_connect
+    syscall: false
+    args:
+    - index: 0
+      type: sock
+  - call: sys_openat
+    syscall: true
+    args:
+    - index: 1
+      type: string
+    selectors:
+    - matchArgs:
+      - index: 1
+        operator: Prefix
+        values: [\"{d}/\"]
+"
+        ),
+    );
+    // Override on a plain syscall: no node can honour it.
+    op.write_policy(
+        "override.yaml",
+        "apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: e2e-op-override
+spec:
+  kprobes:
+  - call: sys_openat
+    syscall: true
+    args:
+    - index: 1
+      type: string
+    selectors:
+    - matchArgs:
+      - index: 1
+        operator: Prefix
+        values: [\"/nonexistent/e2e-op\"]
+      matchActions:
+      - action: Override
+        argError: -1
+",
+    );
+    // Not a policy: reported by the operator, nothing else changes.
+    op.write_policy(
+        "broken.yaml",
+        "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nspec: [\n",
+    );
+
+    let p = wait_status(&op, "e2e-op-partial", "partial on n1 and n2", |p| {
+        p["targeted"] == 2 && p["partial"] == 2
+    });
+    for n in ["n1", "n2"] {
+        let x = node(&p, n);
+        assert_eq!(x["state"], "partial", "{p}");
+        let reason = x["reason"].as_str().unwrap();
+        assert!(reason.contains("tcp_connect"), "{reason}");
+    }
+    assert!(
+        p["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["node"] != "n3"),
+        "{p}"
+    );
+    for s in &sensors[..2] {
+        let l = wait_listed(s, "e2e-op-partial", "partial");
+        assert_eq!(l["hooks"].as_array().unwrap().len(), 2, "{l}");
+    }
+    assert!(listed(&sensors[2], "e2e-op-partial").is_none());
+
+    let p = wait_status(&op, "e2e-op-override", "refused on every node", |p| {
+        p["targeted"] == 3 && p["failed"] == 3
+    });
+    for n in ["n1", "n2", "n3"] {
+        let reason = node(&p, n)["reason"].as_str().unwrap().to_string();
+        assert!(reason.contains("Override"), "{reason}");
+    }
+    for s in &sensors {
+        assert!(listed(s, "e2e-op-override").is_none());
+    }
+    let table = op.status_text();
+    assert!(
+        table.contains("e2e-op-override") && table.contains("failed"),
+        "{table}"
+    );
+    assert!(table.contains("0/3"), "{table}");
+
+    let m = op.metrics();
+    assert!(
+        metric_value(&m, "vigil_operator_policy_dir_errors_total") >= 1.0,
+        "{m}"
+    );
+    assert!(op.stderr().contains("broken.yaml"), "{}", op.stderr());
+    assert_eq!(
+        metric_value(
+            &m,
+            "vigil_operator_policy_nodes{policy=\"e2e-op-partial\",state=\"partial\"}"
+        ),
+        2.0,
+        "{m}"
+    );
+
+    // n3 comes back with zone=a: it gains the zone policy.
+    drop(sensors.pop());
+    sensors.push(sensor(&op, "n3", "zone=a,role=web"));
+    wait_listed(&sensors[2], "e2e-op-partial", "partial");
+    wait_status(&op, "e2e-op-partial", "partial on 3 nodes", |p| {
+        p["targeted"] == 3 && p["partial"] == 3
+    });
+    // And n1 comes back without it: it loses it.
+    let n1 = sensors.remove(0);
+    drop(n1);
+    let n1 = sensor(&op, "n1", "zone=c");
+    wait_status(&op, "e2e-op-partial", "n1 no longer targeted", |p| {
+        p["targeted"] == 2
+    });
+    assert!(listed(&n1, "e2e-op-partial").is_none());
+}

@@ -1,0 +1,697 @@
+//! Policy distribution: the [`Fleet`] behind the `vigil.policysync.v1.PolicySync` service.
+//!
+//! Every connected sensor (one per node name) has a `watch` channel holding the complete
+//! policy set for its node; the gRPC stream sends whatever the channel holds, so a sensor
+//! that is slow to read gets the newest set, never a backlog. A set is recomputed for every
+//! node whenever a policy is upserted or removed and when a node (re)connects with its labels;
+//! it is sent only when its content (policies and versions) differs from the last one sent.
+//!
+//! Sensors answer per policy version; answers about a version that is no longer current are
+//! ignored. Roll-ups count connected, targeted nodes only.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use prost::Message;
+use tokio::sync::watch;
+use vigil_api::policy::PolicyIr;
+use vigil_api::wire::policy_sync as pb;
+
+use crate::error::OperatorError;
+use crate::fleet::{DesiredPolicy, Fleet, NodeResult, PolicyKey, Rollup};
+use crate::metrics::{OperatorMetrics, PolicyStateLabel};
+use crate::selector::selects;
+
+/// The version of a compiled policy: FNV-1a (64 bit) of its protobuf encoding, in hex. The IR
+/// is deterministic, so the same policy has the same version across operator restarts, and a
+/// sensor that reconnects keeps what it runs.
+pub fn policy_version(ir: &PolicyIr) -> String {
+    format!("{:016x}", fnv1a(&ir.encode_to_vec()))
+}
+
+/// FNV-1a, 64 bit: stable across runs and Rust versions (unlike `DefaultHasher`).
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+struct Entry {
+    desired: DesiredPolicy,
+    version: String,
+    /// When this version was upserted (for the push latency).
+    since: Instant,
+    /// The push latency of this version was observed (every targeted node answered).
+    settled: bool,
+}
+
+struct Node {
+    conn: u64,
+    labels: BTreeMap<String, String>,
+    kernel_release: String,
+    sensor_version: String,
+    connected_at: Instant,
+    tx: watch::Sender<pb::PolicySet>,
+    /// The content of the last set sent: (policy, version), sorted.
+    sent: Option<Vec<(PolicyKey, String)>>,
+    sequence: u64,
+    /// The node's latest answer per policy, with the version it is about.
+    results: HashMap<PolicyKey, (String, NodeResult)>,
+}
+
+#[derive(Default)]
+struct State {
+    policies: BTreeMap<PolicyKey, Entry>,
+    nodes: BTreeMap<String, Node>,
+    next_conn: u64,
+}
+
+/// One sensor's open stream, as [`Distribution::connect`] returns it.
+#[derive(Debug)]
+pub struct Connection {
+    pub node: String,
+    /// Tells this stream apart from an earlier or later one of the same node.
+    pub id: u64,
+    /// The node's policy set; holds the first set already.
+    pub sets: watch::Receiver<pb::PolicySet>,
+}
+
+/// The distribution state: desired policies, connected nodes and their answers.
+pub struct Distribution {
+    state: Mutex<State>,
+    changes: watch::Sender<u64>,
+    metrics: Arc<OperatorMetrics>,
+}
+
+impl std::fmt::Debug for Distribution {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Distribution").finish_non_exhaustive()
+    }
+}
+
+fn key_of(r: &pb::Report) -> PolicyKey {
+    PolicyKey::new(&r.name, &r.namespace)
+}
+
+fn result_of(r: &pb::Report) -> Option<NodeResult> {
+    match r.state() {
+        pb::PolicyState::Ready => Some(NodeResult::Ready),
+        pb::PolicyState::Partial => Some(NodeResult::Partial(r.reason.clone())),
+        pb::PolicyState::Failed => Some(NodeResult::Failed(r.reason.clone())),
+        pb::PolicyState::Pending | pb::PolicyState::Unspecified => None,
+    }
+}
+
+impl State {
+    fn targets(&self, entry: &Entry, node: &Node) -> bool {
+        selects(entry.desired.node_selector.as_ref(), &node.labels)
+    }
+
+    /// Computes `name`'s set and sends it when it changed.
+    fn push(&mut self, name: &str, metrics: &OperatorMetrics) {
+        let Some(node) = self.nodes.get(name) else {
+            return;
+        };
+        let targeted: Vec<(&PolicyKey, &Entry)> = self
+            .policies
+            .iter()
+            .filter(|(_, e)| self.targets(e, node))
+            .collect();
+        let content: Vec<(PolicyKey, String)> = targeted
+            .iter()
+            .map(|(k, e)| ((*k).clone(), e.version.clone()))
+            .collect();
+        let set = pb::PolicySet {
+            sequence: node.sequence + 1,
+            policies: targeted
+                .iter()
+                .map(|(_, e)| pb::VersionedPolicy {
+                    version: e.version.clone(),
+                    generation: e.desired.generation,
+                    ir: Some(e.desired.ir.clone()),
+                })
+                .collect(),
+        };
+        let node = self.nodes.get_mut(name).expect("checked above");
+        node.results
+            .retain(|k, _| content.iter().any(|(ck, _)| ck == k));
+        if node.sent.as_ref() == Some(&content) {
+            return;
+        }
+        node.sequence += 1;
+        node.sent = Some(content);
+        node.tx.send_replace(set);
+        metrics.pushes.inc();
+    }
+
+    fn push_all(&mut self, metrics: &OperatorMetrics) {
+        let names: Vec<String> = self.nodes.keys().cloned().collect();
+        for n in names {
+            self.push(&n, metrics);
+        }
+    }
+
+    /// Per targeted node: (node, its result for the current version).
+    fn node_results(&self, entry: &Entry) -> Vec<(&str, NodeResult)> {
+        let key = &entry.desired.key;
+        self.nodes
+            .iter()
+            .filter(|(_, n)| self.targets(entry, n))
+            .map(|(name, n)| {
+                let r = match n.results.get(key) {
+                    Some((v, r)) if *v == entry.version => r.clone(),
+                    _ => NodeResult::Pending,
+                };
+                (name.as_str(), r)
+            })
+            .collect()
+    }
+
+    fn rollup(&self, entry: &Entry) -> Rollup {
+        rollup_of(entry.desired.generation, &self.node_results(entry))
+    }
+
+    fn update_metrics(&self, metrics: &OperatorMetrics) {
+        metrics.policy_nodes.clear();
+        metrics.policies.set(self.policies.len() as i64);
+        metrics.sensors_connected.set(self.nodes.len() as i64);
+        for (key, entry) in &self.policies {
+            let mut counts: BTreeMap<&str, i64> =
+                [("ready", 0), ("partial", 0), ("failed", 0), ("pending", 0)].into();
+            for (_, r) in self.node_results(entry) {
+                *counts.entry(state_name(&r)).or_default() += 1;
+            }
+            for (state, n) in counts {
+                metrics
+                    .policy_nodes
+                    .get_or_create(&PolicyStateLabel {
+                        policy: key.to_string(),
+                        state: state.into(),
+                    })
+                    .set(n);
+            }
+        }
+    }
+}
+
+fn state_name(r: &NodeResult) -> &'static str {
+    match r {
+        NodeResult::Pending => "pending",
+        NodeResult::Ready => "ready",
+        NodeResult::Partial(_) => "partial",
+        NodeResult::Failed(_) => "failed",
+    }
+}
+
+/// The roll-up of one policy revision from each targeted node's result.
+pub fn rollup_of(generation: i64, results: &[(&str, NodeResult)]) -> Rollup {
+    let mut r = Rollup {
+        generation,
+        targeted: results.len() as u32,
+        ..Rollup::default()
+    };
+    for (node, res) in results {
+        match res {
+            NodeResult::Pending => r.pending += 1,
+            NodeResult::Ready => r.ready += 1,
+            NodeResult::Partial(why) | NodeResult::Failed(why) => {
+                r.failed.push((node.to_string(), why.clone()))
+            }
+        }
+    }
+    r.failed.sort();
+    r
+}
+
+impl Distribution {
+    pub fn new(metrics: Arc<OperatorMetrics>) -> Self {
+        Distribution {
+            state: Mutex::new(State::default()),
+            changes: watch::Sender::new(0),
+            metrics,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn tick(&self, state: &State) {
+        state.update_metrics(&self.metrics);
+        self.changes.send_modify(|v| *v += 1);
+    }
+
+    /// A sensor said Hello: registers its node (replacing an earlier stream of the same node,
+    /// which then ends) and computes its first set.
+    pub fn connect(&self, hello: pb::Hello) -> Result<Connection, OperatorError> {
+        if hello.node_name.is_empty() {
+            return Err(OperatorError::Protocol("Hello without a node name".into()));
+        }
+        let mut state = self.lock();
+        state.next_conn += 1;
+        let id = state.next_conn;
+        let (tx, rx) = watch::channel(pb::PolicySet::default());
+        let name = hello.node_name.clone();
+        let running: HashMap<PolicyKey, String> = hello
+            .running
+            .iter()
+            .map(|r| (PolicyKey::new(&r.name, &r.namespace), r.version.clone()))
+            .collect();
+        if state.nodes.contains_key(&name) {
+            tracing::info!(node = %name, "node reconnected; its previous stream ends");
+        }
+        state.nodes.insert(
+            name.clone(),
+            Node {
+                conn: id,
+                labels: hello.labels.into_iter().collect(),
+                kernel_release: hello.kernel_release,
+                sensor_version: hello.sensor_version,
+                connected_at: Instant::now(),
+                tx,
+                sent: None,
+                sequence: 0,
+                results: HashMap::new(),
+            },
+        );
+        state.push(&name, &self.metrics);
+        let runs_current = state
+            .policies
+            .iter()
+            .filter(|(k, e)| running.get(*k) == Some(&e.version))
+            .count();
+        tracing::info!(
+            node = %name,
+            policies = state.nodes[&name].sent.as_ref().map_or(0, Vec::len),
+            already_running = runs_current,
+            "sensor connected"
+        );
+        self.metrics.sensor_connections.inc();
+        self.tick(&state);
+        Ok(Connection {
+            node: name,
+            id,
+            sets: rx,
+        })
+    }
+
+    /// A sensor's answer about one policy version.
+    pub fn report(&self, node: &str, conn: u64, report: &pb::Report) {
+        let Some(result) = result_of(report) else {
+            return;
+        };
+        let key = key_of(report);
+        let mut state = self.lock();
+        let current = state
+            .policies
+            .get(&key)
+            .is_some_and(|e| e.version == report.version);
+        match state.nodes.get_mut(node) {
+            Some(n) if n.conn == conn && current => {
+                n.results
+                    .insert(key.clone(), (report.version.clone(), result));
+            }
+            _ => return,
+        }
+        let state = &mut *state;
+        if let Some(entry) = state.policies.get(&key)
+            && !entry.settled
+        {
+            let r = state.rollup(entry);
+            if r.pending == 0 && r.targeted > 0 {
+                let elapsed = entry.since.elapsed();
+                self.metrics.push_latency.observe(elapsed.as_secs_f64());
+                tracing::info!(
+                    policy = %key,
+                    version = %report.version,
+                    nodes = r.targeted,
+                    ready = r.ready,
+                    latency_ms = elapsed.as_millis() as u64,
+                    "every targeted node answered"
+                );
+                if let Some(e) = state.policies.get_mut(&key) {
+                    e.settled = true;
+                }
+            }
+        }
+        self.tick(state);
+    }
+
+    /// A stream ended; forgets the node unless a newer stream of it is open.
+    pub fn disconnect(&self, node: &str, conn: u64) {
+        let mut state = self.lock();
+        if state.nodes.get(node).is_some_and(|n| n.conn == conn) {
+            state.nodes.remove(node);
+            tracing::info!(node = %node, "sensor disconnected");
+            self.tick(&state);
+        }
+    }
+
+    /// Every policy × every targeted node, and every connected node.
+    pub fn status(&self) -> pb::GetStatusResponse {
+        let state = self.lock();
+        let nodes = state
+            .nodes
+            .iter()
+            .map(|(name, n)| pb::NodeStatus {
+                name: name.clone(),
+                labels: n.labels.clone().into_iter().collect(),
+                kernel_release: n.kernel_release.clone(),
+                sensor_version: n.sensor_version.clone(),
+                connected_seconds: n.connected_at.elapsed().as_secs(),
+            })
+            .collect();
+        let policies = state
+            .policies
+            .iter()
+            .map(|(key, e)| {
+                let results = state.node_results(e);
+                let count = |f: fn(&NodeResult) -> bool| {
+                    results.iter().filter(|(_, r)| f(r)).count() as u32
+                };
+                pb::PolicyStatus {
+                    name: key.name.clone(),
+                    namespace: key.namespace.clone(),
+                    generation: e.desired.generation,
+                    version: e.version.clone(),
+                    targeted: results.len() as u32,
+                    ready: count(|r| matches!(r, NodeResult::Ready)),
+                    pending: count(|r| matches!(r, NodeResult::Pending)),
+                    failed: count(|r| matches!(r, NodeResult::Failed(_))),
+                    partial: count(|r| matches!(r, NodeResult::Partial(_))),
+                    nodes: results
+                        .iter()
+                        .map(|(node, r)| {
+                            let (state, reason) = match r {
+                                NodeResult::Pending => (pb::PolicyState::Pending, ""),
+                                NodeResult::Ready => (pb::PolicyState::Ready, ""),
+                                NodeResult::Partial(w) => (pb::PolicyState::Partial, w.as_str()),
+                                NodeResult::Failed(w) => (pb::PolicyState::Failed, w.as_str()),
+                            };
+                            pb::NodePolicyState {
+                                node: node.to_string(),
+                                state: state as i32,
+                                reason: reason.to_string(),
+                            }
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        pb::GetStatusResponse { nodes, policies }
+    }
+
+    /// Names of the connected nodes.
+    pub fn nodes(&self) -> Vec<String> {
+        self.lock().nodes.keys().cloned().collect()
+    }
+}
+
+impl Fleet for Distribution {
+    fn upsert(&self, policy: DesiredPolicy) {
+        let version = policy_version(&policy.ir);
+        let mut state = self.lock();
+        let key = policy.key.clone();
+        match state.policies.get_mut(&key) {
+            // Same compiled policy: only the source's revision (and maybe the selector) moved.
+            Some(e) if e.version == version => e.desired = policy,
+            _ => {
+                tracing::info!(policy = %key, version = %version, generation = policy.generation, "policy upserted");
+                state.policies.insert(
+                    key,
+                    Entry {
+                        desired: policy,
+                        version,
+                        since: Instant::now(),
+                        settled: false,
+                    },
+                );
+            }
+        }
+        state.push_all(&self.metrics);
+        self.tick(&state);
+    }
+
+    fn remove(&self, key: &PolicyKey) {
+        let mut state = self.lock();
+        if state.policies.remove(key).is_some() {
+            tracing::info!(policy = %key, "policy removed");
+            state.push_all(&self.metrics);
+            self.tick(&state);
+        }
+    }
+
+    fn rollup(&self, key: &PolicyKey) -> Option<Rollup> {
+        let state = self.lock();
+        state.policies.get(key).map(|e| state.rollup(e))
+    }
+
+    fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_api::policy::ir::{LabelOperator, LabelRequirement, LabelSelector, PolicyIdentity};
+
+    fn ir(name: &str, tag: &str) -> PolicyIr {
+        PolicyIr {
+            ir_version: 1,
+            identity: Some(PolicyIdentity {
+                name: name.into(),
+                source_api_version: tag.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn desired(name: &str, tag: &str, zone: Option<&str>) -> DesiredPolicy {
+        DesiredPolicy {
+            key: PolicyKey::new(name, ""),
+            generation: 1,
+            ir: ir(name, tag),
+            node_selector: zone.map(|z| LabelSelector {
+                requirements: vec![LabelRequirement {
+                    key: "zone".into(),
+                    operator: LabelOperator::In as i32,
+                    values: vec![z.into()],
+                }],
+            }),
+        }
+    }
+
+    fn hello(node: &str, zone: &str) -> pb::Hello {
+        pb::Hello {
+            node_name: node.into(),
+            labels: [("zone".to_string(), zone.to_string())].into(),
+            ..Default::default()
+        }
+    }
+
+    fn report(name: &str, version: &str, state: pb::PolicyState, reason: &str) -> pb::Report {
+        pb::Report {
+            name: name.into(),
+            version: version.into(),
+            state: state as i32,
+            reason: reason.into(),
+            ..Default::default()
+        }
+    }
+
+    fn names(set: &pb::PolicySet) -> Vec<String> {
+        set.policies
+            .iter()
+            .map(|p| {
+                p.ir.as_ref()
+                    .unwrap()
+                    .identity
+                    .as_ref()
+                    .unwrap()
+                    .name
+                    .clone()
+            })
+            .collect()
+    }
+
+    fn dist() -> Distribution {
+        Distribution::new(Arc::new(OperatorMetrics::default()))
+    }
+
+    #[test]
+    fn rollup_math() {
+        let r = rollup_of(
+            7,
+            &[
+                ("n3", NodeResult::Failed("nope".into())),
+                ("n1", NodeResult::Ready),
+                ("n2", NodeResult::Partial("hook".into())),
+                ("n4", NodeResult::Pending),
+                ("n5", NodeResult::Ready),
+            ],
+        );
+        assert_eq!(
+            r,
+            Rollup {
+                generation: 7,
+                targeted: 5,
+                ready: 2,
+                failed: vec![("n2".into(), "hook".into()), ("n3".into(), "nope".into())],
+                pending: 1,
+            }
+        );
+        assert_eq!(
+            rollup_of(1, &[]),
+            Rollup {
+                generation: 1,
+                ..Default::default()
+            }
+        );
+    }
+
+    #[test]
+    fn sets_follow_selectors_and_answers_roll_up() {
+        let d = dist();
+        let mut changes = d.changes();
+        let a = d.connect(hello("n1", "a")).unwrap();
+        let b = d.connect(hello("n2", "b")).unwrap();
+        assert!(a.sets.borrow().policies.is_empty());
+        d.upsert(desired("everywhere", "v1", None));
+        d.upsert(desired("only-a", "v1", Some("a")));
+        assert!(changes.has_changed().unwrap());
+        changes.mark_unchanged();
+        assert_eq!(names(&a.sets.borrow()), ["everywhere", "only-a"]);
+        assert_eq!(names(&b.sets.borrow()), ["everywhere"]);
+        let key = PolicyKey::new("everywhere", "");
+        let r = d.rollup(&key).unwrap();
+        assert_eq!((r.targeted, r.ready, r.pending), (2, 0, 2));
+        let v = policy_version(&ir("everywhere", "v1"));
+        d.report(
+            "n1",
+            a.id,
+            &report("everywhere", &v, pb::PolicyState::Ready, ""),
+        );
+        d.report(
+            "n2",
+            b.id,
+            &report("everywhere", &v, pb::PolicyState::Partial, "kprobe missing"),
+        );
+        assert!(changes.has_changed().unwrap());
+        let r = d.rollup(&key).unwrap();
+        assert_eq!((r.targeted, r.ready, r.pending), (2, 1, 0));
+        assert_eq!(r.failed, vec![("n2".into(), "kprobe missing".into())]);
+        let text = crate::metrics::render(&d.metrics.registry());
+        assert!(
+            text.contains("vigil_operator_push_latency_seconds_count 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("vigil_operator_policy_nodes{policy=\"everywhere\",state=\"partial\"} 1"),
+            "{text}"
+        );
+        // A stale answer (other version) or from an old stream changes nothing.
+        d.report(
+            "n1",
+            a.id,
+            &report("everywhere", "old", pb::PolicyState::Failed, "x"),
+        );
+        d.report(
+            "n1",
+            a.id + 100,
+            &report("everywhere", &v, pb::PolicyState::Failed, "x"),
+        );
+        assert_eq!(d.rollup(&key).unwrap().ready, 1);
+        // A new version is pending everywhere again.
+        d.upsert(desired("everywhere", "v2", None));
+        let r = d.rollup(&key).unwrap();
+        assert_eq!((r.ready, r.pending), (0, 2));
+        assert!(r.failed.is_empty());
+        // Remove: gone from both sets.
+        d.remove(&key);
+        assert!(d.rollup(&key).is_none());
+        assert_eq!(names(&a.sets.borrow()), ["only-a"]);
+        assert!(b.sets.borrow().policies.is_empty());
+    }
+
+    #[test]
+    fn unchanged_content_is_not_pushed_again() {
+        let d = dist();
+        let mut a = d.connect(hello("n1", "a")).unwrap();
+        a.sets.mark_unchanged();
+        d.upsert(desired("p", "v1", None));
+        assert!(a.sets.has_changed().unwrap());
+        a.sets.mark_unchanged();
+        let seq = a.sets.borrow().sequence;
+        // Same IR, new generation: nothing to send.
+        let mut again = desired("p", "v1", None);
+        again.generation = 2;
+        d.upsert(again);
+        assert!(!a.sets.has_changed().unwrap());
+        assert_eq!(d.rollup(&PolicyKey::new("p", "")).unwrap().generation, 2);
+        // A policy for another zone: n1's set does not change.
+        d.upsert(desired("q", "v1", Some("b")));
+        assert!(!a.sets.has_changed().unwrap());
+        assert_eq!(a.sets.borrow().sequence, seq);
+    }
+
+    #[test]
+    fn relabelled_node_gains_and_loses_policies_and_old_stream_ends() {
+        let d = dist();
+        d.upsert(desired("only-a", "v1", Some("a")));
+        d.upsert(desired("only-b", "v1", Some("b")));
+        let first = d.connect(hello("n1", "a")).unwrap();
+        assert_eq!(names(&first.sets.borrow()), ["only-a"]);
+        let second = d.connect(hello("n1", "b")).unwrap();
+        assert_eq!(names(&second.sets.borrow()), ["only-b"]);
+        // The first stream's sender is gone: its stream ends.
+        assert!(first.sets.has_changed().is_err());
+        // The old stream's end does not remove the new one.
+        d.disconnect("n1", first.id);
+        assert_eq!(d.nodes(), ["n1"]);
+        assert_eq!(d.rollup(&PolicyKey::new("only-b", "")).unwrap().targeted, 1);
+        assert_eq!(d.rollup(&PolicyKey::new("only-a", "")).unwrap().targeted, 0);
+        d.disconnect("n1", second.id);
+        assert!(d.nodes().is_empty());
+        assert_eq!(d.rollup(&PolicyKey::new("only-b", "")).unwrap().targeted, 0);
+    }
+
+    #[test]
+    fn status_lists_policies_by_node() {
+        let d = dist();
+        let a = d.connect(hello("n1", "a")).unwrap();
+        let _b = d.connect(hello("n2", "a")).unwrap();
+        d.upsert(desired("p", "v1", None));
+        let v = policy_version(&ir("p", "v1"));
+        d.report(
+            "n1",
+            a.id,
+            &report("p", &v, pb::PolicyState::Failed, "Override not possible"),
+        );
+        let s = d.status();
+        assert_eq!(s.nodes.len(), 2);
+        let p = &s.policies[0];
+        assert_eq!((p.targeted, p.ready, p.failed, p.pending), (2, 0, 1, 1));
+        assert_eq!(p.nodes[0].node, "n1");
+        assert_eq!(p.nodes[0].state(), pb::PolicyState::Failed);
+        assert_eq!(p.nodes[0].reason, "Override not possible");
+        assert_eq!(p.nodes[1].state(), pb::PolicyState::Pending);
+    }
+
+    #[test]
+    fn hello_without_node_name_is_refused() {
+        assert!(dist().connect(pb::Hello::default()).is_err());
+    }
+
+    #[test]
+    fn version_is_stable_and_content_sensitive() {
+        assert_eq!(policy_version(&ir("a", "x")), policy_version(&ir("a", "x")));
+        assert_ne!(policy_version(&ir("a", "x")), policy_version(&ir("a", "y")));
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+    }
+}

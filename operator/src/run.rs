@@ -1,0 +1,210 @@
+//! `vigil-operator run`: the options both modes share, and the run loop.
+//!
+//! GitOps mode (`--policy-dir`) reads policies from a directory; Kubernetes mode (no
+//! `--policy-dir`) will read TracingPolicy resources through the controllers. Both feed the
+//! same [`Distribution`], which serves the sensors over gRPC.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::distribution::Distribution;
+use crate::error::OperatorError;
+use crate::gitops::{self, PolicyDir, SyncReport};
+use crate::grpc::{self, SyncService};
+use crate::metrics::{self, OperatorMetrics};
+
+/// The default policy sync address.
+pub const DEFAULT_GRPC_ADDRESS: &str = "0.0.0.0:4245";
+
+/// The line written to stderr once the operator serves sensors; tests and scripts wait for it.
+pub const READY_LINE: &str = "vigil-operator: ready, serving policy sync";
+
+/// Options of `vigil-operator run`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Where sensors connect (`--grpc-address`).
+    pub grpc_address: SocketAddr,
+    /// Prometheus `/metrics` (`--metrics-address`).
+    pub metrics_address: Option<SocketAddr>,
+    /// GitOps mode: the policy directory (`--policy-dir`); `None` is Kubernetes mode.
+    pub policy_dir: Option<PathBuf>,
+}
+
+impl RunOptions {
+    /// Checks what can be checked before binding anything.
+    pub fn check(&self) -> Result<(), OperatorError> {
+        match &self.policy_dir {
+            Some(d) if !d.is_dir() => Err(OperatorError::Config {
+                option: "policy-dir".into(),
+                message: format!("{}: not a directory", d.display()),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The distribution side: what both modes start. [`Distributor::bind`] binds the listeners
+/// (a busy address fails at once); [`Distributor::serve`] starts answering sensors. A source
+/// upserts its initial policies in between, so that no sensor is ever sent a set that lacks
+/// them (it would unload them).
+pub struct Distributor {
+    pub dist: Arc<Distribution>,
+    pub metrics: Arc<OperatorMetrics>,
+    pub grpc_address: SocketAddr,
+    /// Kubernetes mode: the controllers' metrics, served beside the distribution's.
+    pub kube_metrics: Option<Arc<crate::KubeMetrics>>,
+    listeners: Option<(tokio::net::TcpListener, Option<tokio::net::TcpListener>)>,
+    tasks: Vec<tokio::task::JoinHandle<Result<(), OperatorError>>>,
+}
+
+impl Distributor {
+    /// Binds the gRPC and metrics listeners.
+    pub async fn bind(opts: &RunOptions) -> Result<Distributor, OperatorError> {
+        let metrics = Arc::new(OperatorMetrics::default());
+        let dist = Arc::new(Distribution::new(metrics.clone()));
+        let grpc_listener = grpc::bind(opts.grpc_address).await?;
+        let grpc_address = grpc_listener
+            .local_addr()
+            .map_err(|e| OperatorError::io("gRPC listener address", e))?;
+        let metrics_listener = match opts.metrics_address {
+            Some(addr) => Some(metrics::bind(addr).await?),
+            None => None,
+        };
+        Ok(Distributor {
+            dist,
+            metrics,
+            grpc_address,
+            kube_metrics: None,
+            listeners: Some((grpc_listener, metrics_listener)),
+            tasks: Vec::new(),
+        })
+    }
+
+    /// Starts serving sensors and metrics.
+    pub fn serve(&mut self) {
+        let Some((grpc_listener, metrics_listener)) = self.listeners.take() else {
+            return;
+        };
+        self.tasks.push(tokio::spawn(grpc::serve(
+            grpc_listener,
+            SyncService {
+                dist: self.dist.clone(),
+            },
+        )));
+        if let Some(l) = metrics_listener {
+            let mut registry = self.metrics.registry();
+            if let Some(k) = &self.kube_metrics {
+                k.register(&mut registry);
+            }
+            self.tasks
+                .push(tokio::spawn(metrics::serve(l, Arc::new(registry))));
+        }
+    }
+
+    /// Waits until a server task fails (they do not end otherwise).
+    pub async fn failed(&mut self) -> OperatorError {
+        if self.tasks.is_empty() {
+            return std::future::pending().await;
+        }
+        let (r, _, _) = futures::future::select_all(self.tasks.iter_mut()).await;
+        match r {
+            Ok(Err(e)) => e,
+            Ok(Ok(())) => OperatorError::Grpc("a server stopped".into()),
+            Err(e) => OperatorError::Grpc(format!("a server task failed: {e}")),
+        }
+    }
+}
+
+impl Drop for Distributor {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+fn report(r: &SyncReport, metrics: &OperatorMetrics) {
+    for p in &r.upserted {
+        tracing::info!(policy = %p, "policy file loaded");
+    }
+    for p in &r.removed {
+        tracing::info!(policy = %p, "policy removed: its file is gone");
+    }
+    for e in &r.errors {
+        tracing::error!("policy directory: {e}");
+        metrics.policy_dir_errors.inc();
+    }
+}
+
+/// Runs the operator until `shutdown` completes (or a server fails).
+pub async fn run(
+    opts: RunOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), OperatorError> {
+    opts.check()?;
+    let Some(dir) = opts.policy_dir.clone() else {
+        return run_kubernetes(opts, shutdown).await;
+    };
+    let mut d = Distributor::bind(&opts).await?;
+    let mut pd = PolicyDir::new(dir, d.dist.clone());
+    report(&pd.sync(), &d.metrics);
+    d.serve();
+    eprintln!("{READY_LINE} on {}", d.grpc_address);
+    let metrics = d.metrics.clone();
+    let watcher = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(gitops::POLL_INTERVAL_MS));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        let pd = Arc::new(std::sync::Mutex::new(pd));
+        loop {
+            tick.tick().await;
+            let pd = pd.clone();
+            let r = tokio::task::spawn_blocking(move || {
+                pd.lock().unwrap_or_else(|e| e.into_inner()).sync()
+            })
+            .await;
+            if let Ok(r) = r {
+                report(&r, &metrics);
+            }
+        }
+    });
+    let result = tokio::select! {
+        () = shutdown => Ok(()),
+        e = d.failed() => Err(e),
+    };
+    watcher.abort();
+    tracing::info!("stopping");
+    result
+}
+
+/// Kubernetes mode: the TracingPolicy controllers (under leader election) feed distribution.
+async fn run_kubernetes(
+    opts: RunOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), OperatorError> {
+    let client = kube::Client::try_default().await?;
+    let mut d = Distributor::bind(&opts).await?;
+    let kube_metrics = Arc::new(crate::KubeMetrics::new());
+    d.kube_metrics = Some(kube_metrics.clone());
+    d.serve();
+    eprintln!("{READY_LINE} on {} (Kubernetes mode)", d.grpc_address);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let fleet: Arc<dyn crate::fleet::Fleet> = d.dist.clone();
+    let controllers = tokio::spawn(crate::run_kube(client, fleet, kube_metrics, async move {
+        let _ = stop_rx.await;
+    }));
+    let result = tokio::select! {
+        () = shutdown => Ok(()),
+        e = d.failed() => Err(e),
+    };
+    let _ = stop_tx.send(());
+    match controllers.await {
+        Ok(Err(e)) if result.is_ok() => return Err(e),
+        _ => {}
+    }
+    tracing::info!("stopping");
+    result
+}

@@ -1,0 +1,737 @@
+//! The operator client (`--operator-address`): one `vigil.policysync.v1.PolicySync/Sync`
+//! stream to the operator. The sensor says Hello (node name, labels, kernel, features, the
+//! operator policies it runs), then applies every policy set the operator sends and reports
+//! on each policy of it.
+//!
+//! Applying a set ([`Applier::apply`]): a policy whose version changed is reloaded (the old
+//! version is unloaded first, since both carry the same name; when the new one cannot be
+//! loaded the old one is loaded back and the new one is NACKed), operator policies no longer in
+//! the set are removed, unchanged ones stay untouched. Each policy stands alone: one that fails
+//! does not stop the others.
+//!
+//! When the operator goes away, the sensor keeps the last set it applied (and keeps enforcing
+//! it) and reconnects with backoff (0.5 s doubling to 10 s); every failure is logged and
+//! counted in `vigil_operator_connection_failures_total`, never fatal.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Endpoint;
+use vigil_api::policy::PolicyIr;
+use vigil_api::wire::policy_sync as pb;
+use vigil_api::wire::policy_sync::policy_sync_client::PolicySyncClient;
+
+use crate::error::SensorError;
+use crate::hooks::engine::Engine;
+use crate::metrics::Metrics;
+use crate::policy_control::{PolicyControl, PolicyInfo, PolicyKey, PolicyOrigin, PolicyState};
+
+/// First reconnect delay; doubled after each failure up to [`MAX_BACKOFF`].
+pub const INITIAL_BACKOFF: Duration = Duration::from_millis(500);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// What the operator client needs from the policy engine: [`PolicyControl`] plus loading an
+/// already compiled policy.
+pub trait SyncTarget: PolicyControl {
+    fn add_ir(&self, ir: PolicyIr, origin: PolicyOrigin) -> Result<PolicyInfo, SensorError>;
+}
+
+impl SyncTarget for Engine {
+    fn add_ir(&self, ir: PolicyIr, origin: PolicyOrigin) -> Result<PolicyInfo, SensorError> {
+        Engine::add_ir(self, ir, origin)
+    }
+}
+
+/// Normalizes and checks `--operator-address`: `http://HOST:PORT` or `HOST:PORT`.
+pub fn parse_address(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("empty; expected http://HOST:PORT or HOST:PORT".into());
+    }
+    if s.starts_with("https://") {
+        return Err(format!(
+            "{s:?}: TLS is not supported yet; use http://HOST:PORT on a trusted network"
+        ));
+    }
+    let url = if s.contains("://") {
+        s.to_string()
+    } else {
+        format!("http://{s}")
+    };
+    if !url.starts_with("http://") {
+        return Err(format!("{s:?}: expected http://HOST:PORT or HOST:PORT"));
+    }
+    let uri: tonic::transport::Uri = url
+        .parse()
+        .map_err(|e| format!("{s:?} is not an address: {e}; expected http://HOST:PORT"))?;
+    if uri.host().is_none_or(str::is_empty) || uri.port().is_none() {
+        return Err(format!(
+            "{s:?}: expected http://HOST:PORT with both host and port"
+        ));
+    }
+    if uri.path() != "/" && !uri.path().is_empty() {
+        return Err(format!(
+            "{s:?}: a path is not allowed; expected http://HOST:PORT"
+        ));
+    }
+    Ok(url)
+}
+
+fn label_key_ok(k: &str) -> bool {
+    !k.is_empty()
+        && k.len() <= 253
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/'))
+}
+
+fn label_value_ok(v: &str) -> bool {
+    v.len() <= 63
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Checks node labels (Kubernetes label syntax).
+pub fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), String> {
+    for (k, v) in labels {
+        if !label_key_ok(k) {
+            return Err(format!(
+                "label key {k:?} is not valid; expected letters, digits, '-', '_', '.', '/' (1..=253)"
+            ));
+        }
+        if !label_value_ok(v) {
+            return Err(format!(
+                "label {k}={v:?}: value not valid; expected letters, digits, '-', '_', '.' (0..=63)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Parses `--node-labels k=v,k2=v2`.
+pub fn parse_labels(s: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut out = BTreeMap::new();
+    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (k, v) = item
+            .split_once('=')
+            .ok_or_else(|| format!("{item:?} has no '='; expected k=v,k2=v2"))?;
+        let (k, v) = (k.trim(), v.trim());
+        if out.insert(k.to_string(), v.to_string()).is_some() {
+            return Err(format!("label {k:?} is given twice"));
+        }
+    }
+    check_labels(&out)?;
+    Ok(out)
+}
+
+/// Who this sensor is, for the Hello.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncOptions {
+    /// `http://HOST:PORT` (see [`parse_address`]).
+    pub address: String,
+    pub node_name: String,
+    pub labels: BTreeMap<String, String>,
+    pub kernel_release: String,
+    pub features: BTreeMap<String, bool>,
+}
+
+struct Applied {
+    version: String,
+    ir: PolicyIr,
+}
+
+/// The operator's policies on this sensor, and how to apply a new set.
+pub struct Applier {
+    target: Arc<dyn SyncTarget>,
+    applied: BTreeMap<PolicyKey, Applied>,
+    /// Versions that failed to load, with the reason (not retried until the version changes).
+    failed: HashMap<PolicyKey, (String, String)>,
+}
+
+fn key_of(ir: &PolicyIr) -> PolicyKey {
+    let id = ir.identity.clone().unwrap_or_default();
+    PolicyKey::new(id.name, id.namespace)
+}
+
+fn report_of(key: &PolicyKey, version: &str, info: &PolicyInfo) -> pb::Report {
+    let state = match info.state {
+        PolicyState::Enabled | PolicyState::Disabled => pb::PolicyState::Ready,
+        PolicyState::Partial => pb::PolicyState::Partial,
+        PolicyState::Error => pb::PolicyState::Failed,
+    };
+    pb::Report {
+        name: key.name.clone(),
+        namespace: key.namespace.clone(),
+        version: version.to_string(),
+        state: state as i32,
+        reason: info.error.clone(),
+        hooks: info
+            .hooks
+            .iter()
+            .map(|h| pb::HookStatus {
+                source: h.source.clone(),
+                target: h.target.clone(),
+                mechanism: h.mechanism.clone(),
+                loaded: h.loaded(),
+                error: h.error.clone().unwrap_or_default(),
+            })
+            .collect(),
+    }
+}
+
+fn failed_report(key: &PolicyKey, version: &str, reason: &str) -> pb::Report {
+    pb::Report {
+        name: key.name.clone(),
+        namespace: key.namespace.clone(),
+        version: version.to_string(),
+        state: pb::PolicyState::Failed as i32,
+        reason: reason.to_string(),
+        hooks: Vec::new(),
+    }
+}
+
+impl Applier {
+    pub fn new(target: Arc<dyn SyncTarget>) -> Self {
+        Applier {
+            target,
+            applied: BTreeMap::new(),
+            failed: HashMap::new(),
+        }
+    }
+
+    /// The operator policies running now, for the Hello.
+    pub fn running(&self) -> Vec<pb::RunningPolicy> {
+        self.applied
+            .iter()
+            .map(|(k, a)| pb::RunningPolicy {
+                name: k.name.clone(),
+                namespace: k.namespace.clone(),
+                version: a.version.clone(),
+            })
+            .collect()
+    }
+
+    fn info(&self, key: &PolicyKey) -> Option<PolicyInfo> {
+        self.target
+            .list()
+            .into_iter()
+            .find(|p| p.name == key.name && p.namespace == key.namespace)
+    }
+
+    /// Applies a complete set; returns one report per policy of the set.
+    pub fn apply(&mut self, set: &pb::PolicySet) -> Vec<pb::Report> {
+        let wanted: BTreeSet<PolicyKey> = set
+            .policies
+            .iter()
+            .filter_map(|p| p.ir.as_ref().map(key_of))
+            .collect();
+        // Removals first: they free slots for what comes.
+        let gone: Vec<PolicyKey> = self
+            .applied
+            .keys()
+            .filter(|k| !wanted.contains(*k))
+            .cloned()
+            .collect();
+        for k in gone {
+            self.applied.remove(&k);
+            match self.target.delete(&k) {
+                Ok(()) | Err(SensorError::PolicyNotFound(_)) => {
+                    tracing::info!(policy = %k, "operator policy removed")
+                }
+                Err(e) => tracing::warn!(policy = %k, "removing operator policy: {e}"),
+            }
+        }
+        self.failed.retain(|k, _| wanted.contains(k));
+        let mut reports = Vec::with_capacity(set.policies.len());
+        for p in &set.policies {
+            let Some(ir) = &p.ir else {
+                tracing::warn!(version = %p.version, "operator sent a policy without IR");
+                continue;
+            };
+            let key = key_of(ir);
+            if self
+                .applied
+                .get(&key)
+                .is_some_and(|a| a.version == p.version)
+            {
+                if let Some(info) = self
+                    .info(&key)
+                    .filter(|i| i.origin == PolicyOrigin::Operator)
+                {
+                    reports.push(report_of(&key, &p.version, &info));
+                    continue;
+                }
+                // Deleted behind our back (e.g. `vigil policy delete`): load it again.
+                self.applied.remove(&key);
+            }
+            if let Some((v, reason)) = self.failed.get(&key)
+                && *v == p.version
+            {
+                reports.push(failed_report(&key, &p.version, reason));
+                continue;
+            }
+            match self.load(&key, ir.clone(), &p.version) {
+                Ok(info) => {
+                    self.failed.remove(&key);
+                    reports.push(report_of(&key, &p.version, &info));
+                }
+                Err(reason) => {
+                    tracing::warn!(policy = %key, version = %p.version, "operator policy not loaded: {reason}");
+                    reports.push(failed_report(&key, &p.version, &reason));
+                    self.failed.insert(key, (p.version.clone(), reason));
+                }
+            }
+        }
+        reports
+    }
+
+    /// Loads one version in place of the running one; on failure the running one stays.
+    fn load(&mut self, key: &PolicyKey, ir: PolicyIr, version: &str) -> Result<PolicyInfo, String> {
+        if let Some(local) = self.info(key)
+            && local.origin != PolicyOrigin::Operator
+        {
+            return Err(format!(
+                "a policy named {key} is already loaded on this node from {} (delete it there to let the operator's run)",
+                local.origin
+            ));
+        }
+        let old = self.applied.remove(key);
+        if old.is_some()
+            && let Err(e) = self.target.delete(key)
+            && !matches!(e, SensorError::PolicyNotFound(_))
+        {
+            let o = old.expect("checked");
+            self.applied.insert(key.clone(), o);
+            return Err(format!("cannot unload the running version: {e}"));
+        }
+        let outcome = match self.target.add_ir(ir.clone(), PolicyOrigin::Operator) {
+            Ok(info) if info.state == PolicyState::Error => {
+                let _ = self.target.delete(key);
+                Err(if info.error.is_empty() {
+                    "no hook of the policy could be loaded".to_string()
+                } else {
+                    info.error
+                })
+            }
+            Ok(info) => Ok(info),
+            Err(e) => Err(e.to_string()),
+        };
+        match outcome {
+            Ok(info) => {
+                tracing::info!(policy = %key, version, state = info.state.as_str(), "operator policy loaded");
+                self.applied.insert(
+                    key.clone(),
+                    Applied {
+                        version: version.to_string(),
+                        ir,
+                    },
+                );
+                Ok(info)
+            }
+            Err(reason) => {
+                if let Some(o) = old {
+                    match self.target.add_ir(o.ir.clone(), PolicyOrigin::Operator) {
+                        Ok(_) => {
+                            tracing::info!(policy = %key, version = %o.version, "previous version kept");
+                            self.applied.insert(key.clone(), o);
+                        }
+                        Err(e) => {
+                            tracing::error!(policy = %key, "previous version could not be loaded back: {e}")
+                        }
+                    }
+                }
+                Err(reason)
+            }
+        }
+    }
+}
+
+/// Runs the client until the task is aborted: connect, Hello, apply sets, report; reconnect
+/// with backoff whenever the stream ends or cannot be opened.
+pub async fn run(opts: SyncOptions, applier: Applier, metrics: Arc<Metrics>) {
+    let applier = Arc::new(Mutex::new(applier));
+    let mut backoff = INITIAL_BACKOFF;
+    loop {
+        let mut got_set = false;
+        match session(&opts, &applier, &metrics, &mut got_set).await {
+            Ok(()) => tracing::warn!(
+                operator = %opts.address,
+                "the operator closed the policy stream; keeping the current policies, reconnecting in {backoff:?}"
+            ),
+            Err(e) => {
+                metrics.operator_connection_failures.inc();
+                tracing::warn!(
+                    operator = %opts.address,
+                    "policy sync: {e}; keeping the current policies, reconnecting in {backoff:?}"
+                );
+            }
+        }
+        metrics.operator_connected.set(0);
+        if got_set {
+            backoff = INITIAL_BACKOFF;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+async fn session(
+    opts: &SyncOptions,
+    applier: &Arc<Mutex<Applier>>,
+    metrics: &Metrics,
+    got_set: &mut bool,
+) -> Result<(), String> {
+    let channel = Endpoint::from_shared(opts.address.clone())
+        .map_err(|e| format!("bad operator address: {e}"))?
+        .connect_timeout(Duration::from_secs(5))
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true)
+        .connect()
+        .await
+        .map_err(|e| format!("cannot connect: {}", error_chain(&e)))?;
+    let mut client = PolicySyncClient::new(channel).max_decoding_message_size(64 << 20);
+    let (tx, rx) = mpsc::channel(1024);
+    let running = applier.lock().unwrap_or_else(|e| e.into_inner()).running();
+    let hello = pb::Hello {
+        node_name: opts.node_name.clone(),
+        labels: opts.labels.clone().into_iter().collect(),
+        kernel_release: opts.kernel_release.clone(),
+        features: opts.features.clone().into_iter().collect(),
+        running,
+        sensor_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    tx.send(pb::SensorMessage {
+        message: Some(pb::sensor_message::Message::Hello(hello)),
+    })
+    .await
+    .map_err(|_| "stream closed".to_string())?;
+    let mut inbound = client
+        .sync(ReceiverStream::new(rx))
+        .await
+        .map_err(|s| format!("operator refused the stream: {}", status_text(&s)))?
+        .into_inner();
+    metrics.operator_connected.set(1);
+    tracing::info!(operator = %opts.address, "connected to the operator");
+    loop {
+        let set = match inbound.message().await {
+            Ok(Some(set)) => set,
+            Ok(None) => return Ok(()),
+            Err(s) => return Err(format!("stream broke: {}", status_text(&s))),
+        };
+        *got_set = true;
+        metrics.operator_policy_sets.inc();
+        tracing::debug!(
+            sequence = set.sequence,
+            policies = set.policies.len(),
+            "policy set received"
+        );
+        let a = applier.clone();
+        let reports = tokio::task::spawn_blocking(move || {
+            a.lock().unwrap_or_else(|e| e.into_inner()).apply(&set)
+        })
+        .await
+        .map_err(|e| format!("applying the policy set failed: {e}"))?;
+        for r in reports {
+            tx.send(pb::SensorMessage {
+                message: Some(pb::sensor_message::Message::Report(r)),
+            })
+            .await
+            .map_err(|_| "stream closed while reporting".to_string())?;
+        }
+    }
+}
+
+fn status_text(s: &tonic::Status) -> String {
+    match std::error::Error::source(s) {
+        Some(src) => format!("{} ({})", s.message(), error_chain(src)),
+        None => s.message().to_string(),
+    }
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !out.contains(&t) {
+            out.push_str(": ");
+            out.push_str(&t);
+        }
+        cur = c.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy_control::{HookStatus, PolicyMode, PolicyStats};
+    use vigil_api::policy::ir::PolicyIdentity;
+
+    /// A policy engine in memory: a policy whose IR says `source_api_version: fail` is refused,
+    /// `partial` loads partially, `error` loads nothing.
+    #[derive(Default)]
+    struct Fake {
+        policies: Mutex<BTreeMap<PolicyKey, PolicyInfo>>,
+        /// Every call, in order: "add NAME TAG", "delete NAME".
+        calls: Mutex<Vec<String>>,
+    }
+
+    fn info(key: &PolicyKey, origin: PolicyOrigin, state: PolicyState, error: &str) -> PolicyInfo {
+        PolicyInfo {
+            id: 1,
+            name: key.name.clone(),
+            namespace: key.namespace.clone(),
+            origin,
+            state,
+            mode: PolicyMode::Enforce,
+            error: error.into(),
+            hooks: vec![HookStatus {
+                source: "spec.kprobes[0]".into(),
+                target: "tcp_connect".into(),
+                mechanism: String::new(),
+                error: (!error.is_empty()).then(|| error.to_string()),
+            }],
+            stats: PolicyStats::default(),
+            kernel_memory_bytes: 0,
+        }
+    }
+
+    impl PolicyControl for Fake {
+        fn add(&self, _yaml: &str, _origin: PolicyOrigin) -> Result<PolicyInfo, SensorError> {
+            unreachable!()
+        }
+        fn delete(&self, key: &PolicyKey) -> Result<(), SensorError> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("delete {}", key.name));
+            self.policies
+                .lock()
+                .unwrap()
+                .remove(key)
+                .map(|_| ())
+                .ok_or_else(|| SensorError::PolicyNotFound(key.to_string()))
+        }
+        fn list(&self) -> Vec<PolicyInfo> {
+            self.policies.lock().unwrap().values().cloned().collect()
+        }
+        fn set_enabled(&self, _: &PolicyKey, _: bool) -> Result<PolicyInfo, SensorError> {
+            unreachable!()
+        }
+        fn set_mode(&self, _: &PolicyKey, _: PolicyMode) -> Result<PolicyInfo, SensorError> {
+            unreachable!()
+        }
+    }
+
+    impl SyncTarget for Fake {
+        fn add_ir(&self, ir: PolicyIr, origin: PolicyOrigin) -> Result<PolicyInfo, SensorError> {
+            let key = key_of(&ir);
+            let tag = ir.identity.as_ref().unwrap().source_api_version.clone();
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("add {} {tag}", key.name));
+            let mut p = self.policies.lock().unwrap();
+            if p.contains_key(&key) {
+                return Err(SensorError::PolicyExists(key.to_string()));
+            }
+            let i = match tag.as_str() {
+                "fail" => {
+                    return Err(SensorError::PolicyUnloadable {
+                        policy: key.to_string(),
+                        message: "Override cannot be honoured here".into(),
+                    });
+                }
+                "partial" => info(
+                    &key,
+                    origin,
+                    PolicyState::Partial,
+                    "kprobes are not available",
+                ),
+                "error" => info(&key, origin, PolicyState::Error, "nothing attached"),
+                _ => info(&key, origin, PolicyState::Enabled, ""),
+            };
+            p.insert(key, i.clone());
+            Ok(i)
+        }
+    }
+
+    fn vp(name: &str, tag: &str) -> pb::VersionedPolicy {
+        pb::VersionedPolicy {
+            version: format!("{name}-{tag}"),
+            generation: 1,
+            ir: Some(PolicyIr {
+                ir_version: 1,
+                identity: Some(PolicyIdentity {
+                    name: name.into(),
+                    source_api_version: tag.into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn set(ps: &[pb::VersionedPolicy]) -> pb::PolicySet {
+        pb::PolicySet {
+            sequence: 1,
+            policies: ps.to_vec(),
+        }
+    }
+
+    fn states(reports: &[pb::Report]) -> Vec<(String, pb::PolicyState, String)> {
+        reports
+            .iter()
+            .map(|r| (r.name.clone(), r.state(), r.reason.clone()))
+            .collect()
+    }
+
+    fn setup() -> (Arc<Fake>, Applier) {
+        let fake = Arc::new(Fake::default());
+        (fake.clone(), Applier::new(fake))
+    }
+
+    fn take_calls(f: &Fake) -> Vec<String> {
+        std::mem::take(&mut *f.calls.lock().unwrap())
+    }
+
+    #[test]
+    fn first_set_loads_everything_and_reports_each() {
+        let (fake, mut a) = setup();
+        let r = a.apply(&set(&[vp("a", "v1"), vp("b", "partial"), vp("c", "fail")]));
+        assert_eq!(
+            states(&r),
+            [
+                ("a".into(), pb::PolicyState::Ready, String::new()),
+                (
+                    "b".into(),
+                    pb::PolicyState::Partial,
+                    "kprobes are not available".into()
+                ),
+                (
+                    "c".into(),
+                    pb::PolicyState::Failed,
+                    "policy c: Override cannot be honoured here".into()
+                ),
+            ]
+        );
+        assert_eq!(r[1].hooks.len(), 1);
+        assert!(!r[1].hooks[0].loaded);
+        assert_eq!(r[0].version, "a-v1");
+        assert_eq!(fake.list().len(), 2);
+        assert!(
+            fake.list()
+                .iter()
+                .all(|p| p.origin == PolicyOrigin::Operator)
+        );
+        let running: Vec<String> = a.running().iter().map(|p| p.version.clone()).collect();
+        assert_eq!(running, ["a-v1", "b-partial"]);
+    }
+
+    #[test]
+    fn only_changed_policies_are_reloaded_and_missing_ones_removed() {
+        let (fake, mut a) = setup();
+        a.apply(&set(&[vp("a", "v1"), vp("b", "v1"), vp("c", "v1")]));
+        take_calls(&fake);
+        let r = a.apply(&set(&[vp("a", "v1"), vp("b", "v2")]));
+        assert_eq!(take_calls(&fake), ["delete c", "delete b", "add b v2"]);
+        assert_eq!(r.len(), 2);
+        assert!(r.iter().all(|r| r.state() == pb::PolicyState::Ready));
+        assert_eq!(r[1].version, "b-v2");
+        // The same set again: nothing to do, same reports.
+        let again = a.apply(&set(&[vp("a", "v1"), vp("b", "v2")]));
+        assert!(take_calls(&fake).is_empty());
+        assert_eq!(states(&again), states(&r));
+        // Empty set: everything of the operator goes.
+        a.apply(&set(&[]));
+        assert!(fake.list().is_empty());
+        assert!(a.running().is_empty());
+    }
+
+    #[test]
+    fn a_version_that_fails_keeps_the_previous_one_and_is_not_retried() {
+        let (fake, mut a) = setup();
+        a.apply(&set(&[vp("a", "v1"), vp("b", "v1")]));
+        take_calls(&fake);
+        let r = a.apply(&set(&[vp("a", "fail"), vp("b", "v1")]));
+        assert_eq!(r[0].state(), pb::PolicyState::Failed);
+        assert_eq!(r[1].state(), pb::PolicyState::Ready);
+        assert_eq!(take_calls(&fake), ["delete a", "add a fail", "add a v1"]);
+        assert_eq!(a.running()[0].version, "a-v1");
+        // Same failing version again: reported, not retried.
+        let r = a.apply(&set(&[vp("a", "fail"), vp("b", "v1")]));
+        assert_eq!(r[0].state(), pb::PolicyState::Failed);
+        assert!(take_calls(&fake).is_empty());
+        // A version whose hooks all fail counts as a failure too.
+        let r = a.apply(&set(&[vp("a", "error"), vp("b", "v1")]));
+        assert_eq!(r[0].state(), pb::PolicyState::Failed);
+        assert_eq!(r[0].reason, "nothing attached");
+        assert_eq!(
+            take_calls(&fake),
+            ["delete a", "add a error", "delete a", "add a v1"]
+        );
+        assert_eq!(fake.list().len(), 2);
+    }
+
+    #[test]
+    fn local_policies_are_not_touched() {
+        let (fake, mut a) = setup();
+        let key = PolicyKey::new("mine", "");
+        fake.policies.lock().unwrap().insert(
+            key.clone(),
+            info(&key, PolicyOrigin::Api, PolicyState::Enabled, ""),
+        );
+        let r = a.apply(&set(&[vp("mine", "v1"), vp("x", "v1")]));
+        assert_eq!(r[0].state(), pb::PolicyState::Failed);
+        assert!(
+            r[0].reason.contains("already loaded on this node from api"),
+            "{r:?}"
+        );
+        assert_eq!(r[1].state(), pb::PolicyState::Ready);
+        a.apply(&set(&[]));
+        assert_eq!(fake.list().len(), 1);
+        assert_eq!(fake.list()[0].origin, PolicyOrigin::Api);
+    }
+
+    #[test]
+    fn a_policy_deleted_locally_is_loaded_again() {
+        let (fake, mut a) = setup();
+        a.apply(&set(&[vp("a", "v1")]));
+        fake.delete(&PolicyKey::new("a", "")).unwrap();
+        take_calls(&fake);
+        let r = a.apply(&set(&[vp("a", "v1")]));
+        assert_eq!(r[0].state(), pb::PolicyState::Ready);
+        assert_eq!(take_calls(&fake), ["add a v1"]);
+    }
+
+    #[test]
+    fn addresses_and_labels() {
+        assert_eq!(
+            parse_address("10.0.0.1:4245").unwrap(),
+            "http://10.0.0.1:4245"
+        );
+        assert_eq!(
+            parse_address("http://operator.vigil:4245").unwrap(),
+            "http://operator.vigil:4245"
+        );
+        assert!(parse_address("https://x:1").unwrap_err().contains("TLS"));
+        assert!(parse_address("").is_err());
+        assert!(parse_address("http://x").is_err());
+        assert!(parse_address("ftp://x:1").is_err());
+        assert!(parse_address("http://x:1/path").is_err());
+        let l = parse_labels("zone=a, role=web,empty=").unwrap();
+        assert_eq!(l["zone"], "a");
+        assert_eq!(l["role"], "web");
+        assert_eq!(l["empty"], "");
+        assert!(parse_labels("").unwrap().is_empty());
+        assert!(parse_labels("novalue").unwrap_err().contains("no '='"));
+        assert!(parse_labels("a=1,a=2").unwrap_err().contains("twice"));
+        assert!(parse_labels("bad key=1").is_err());
+        assert!(parse_labels("k=has space").is_err());
+        assert!(parse_labels("topology.kubernetes.io/zone=eu-1").is_ok());
+    }
+}
