@@ -22,7 +22,7 @@ enum Command {
     },
     /// Run the operator: serve policy sync to the sensors. With --policy-dir (GitOps mode) the
     /// policies are the *.yaml/*.yml files of a directory; without it, TracingPolicy resources
-    /// of the cluster (Kubernetes mode, not wired yet).
+    /// of the cluster (Kubernetes mode: leader-elected controllers, status on the resources).
     Run(RunArgs),
 }
 
