@@ -4,6 +4,7 @@
 mod compact;
 mod filter;
 mod observe;
+mod pod;
 mod policy;
 mod policy_remote;
 mod remote;
@@ -30,6 +31,9 @@ enum Command {
     /// Validate, compile and manage TracingPolicies.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Feed or show a running sensor's pod inventory (hosts without the operator, tests).
+    #[command(subcommand)]
+    Pod(pod::PodCommand),
     /// Show a running sensor's health, version and probed kernel features.
     Status(StatusArgs),
 }
@@ -49,6 +53,7 @@ fn main() -> anyhow::Result<()> {
     let code = match cli.command {
         Command::Observe(args) => observe::run(*args)?,
         Command::Policy(cmd) => policy::run(cmd)?,
+        Command::Pod(cmd) => pod::run(cmd)?,
         Command::Status(a) => {
             remote::status(&remote::Target::parse(&a.server), a.output == "json")?
         }

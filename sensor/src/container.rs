@@ -19,7 +19,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Characters of the id kept in the `docker` field.
 pub const DOCKER_ID_LEN: usize = 31;
@@ -64,6 +64,20 @@ pub fn pod_uid(cgroup_path: &str) -> Option<String> {
                 .all(|b| b.is_ascii_hexdigit() || b == b'-' || b == b'_'))
         .then(|| uid.replace('_', "-"))
     })
+}
+
+/// Where cgroup v2 is mounted: `/sys/fs/cgroup` on unified hosts, `/sys/fs/cgroup/unified` on
+/// hybrid (v1 + v2) ones; read from /proc/self/mounts, `/sys/fs/cgroup` when none is found.
+pub fn cgroup2_root() -> PathBuf {
+    std::fs::read_to_string("/proc/self/mounts")
+        .ok()
+        .and_then(|m| {
+            m.lines().find_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
+            })
+        })
+        .unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup"))
 }
 
 /// Finds the cgroup directories of the containers in `wanted` (full ids) under `root` (the

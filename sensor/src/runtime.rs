@@ -29,9 +29,6 @@ use crate::policy_control::{PolicyControl, PolicyOrigin};
 use crate::policy_dir::{self, PolicyDir, SyncReport};
 use crate::procfs_scan;
 
-/// The cgroup v2 mount, where containers' cgroups are looked up.
-pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
-
 /// Longest time a record waits in the ring buffer when the kernel did not wake the reader.
 pub const DRAIN_INTERVAL_MS: u64 = 20;
 
@@ -76,7 +73,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         LiveKernel::new(feats.clone(), host_ns),
         hook_registry.clone(),
     ));
-    let pods = Arc::new(PodInventory::new(CGROUP_ROOT));
+    let pods = Arc::new(PodInventory::new(crate::container::cgroup2_root()));
     engine.follow_pods(pods.clone());
     let policy_metrics = Arc::new(PolicyMetrics::default());
     for path in &config.policies {
