@@ -380,6 +380,9 @@ impl Pipeline {
     /// Sends out held events whose pod arrived, and those that waited long enough (without
     /// their pod, flagged). Called on the drain timer and before every new event.
     pub fn release(&mut self, now: Instant) {
+        if let Some(p) = &self.pods {
+            p.expire();
+        }
         if self.held.is_empty() {
             return;
         }

@@ -15,10 +15,11 @@
 //! Listeners registered with [`PodInventory::on_change`] run after every change, outside the
 //! store's lock.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use vigil_api::events;
 use vigil_api::policy::ir;
@@ -136,7 +137,14 @@ struct State {
     by_container: HashMap<String, (Arc<Pod>, usize)>,
     /// Full container id → cgroup id, for containers of known pods whose cgroup was found.
     cgroups: HashMap<String, u64>,
+    /// Containers of deleted pods, oldest first, still named in events for a short while (the
+    /// exits of a pod's processes can trail its deletion). Never part of a policy scope.
+    gone: VecDeque<(Instant, String, Arc<Pod>, usize)>,
 }
+
+/// How long, and how many, containers of deleted pods keep naming their pod in events.
+pub const GONE_GRACE: Duration = Duration::from_secs(30);
+pub const GONE_MAX: usize = 1024;
 
 type Listener = Arc<dyn Fn() + Send + Sync>;
 
@@ -267,6 +275,18 @@ impl PodInventory {
             .values()
             .map(|(p, i)| p.containers[*i].id.clone())
             .collect();
+        let now = Instant::now();
+        let old = std::mem::take(&mut st.by_container);
+        for (short_id, (pod, i)) in old {
+            if !by_container.contains_key(&short_id) {
+                st.gone.push_back((now, short_id, pod, i));
+            }
+        }
+        st.gone
+            .retain(|(_, id, _, _)| !by_container.contains_key(id));
+        while st.gone.len() > GONE_MAX {
+            st.gone.pop_front();
+        }
         st.cgroups.retain(|id, _| ids.contains(id));
         let missing: HashSet<String> = ids
             .into_iter()
@@ -303,7 +323,27 @@ impl PodInventory {
         if docker.is_empty() {
             return None;
         }
-        self.read().by_container.get(short(docker)).cloned()
+        let st = self.read();
+        if let Some(found) = st.by_container.get(short(docker)) {
+            return Some(found.clone());
+        }
+        let fresh = Instant::now().checked_sub(GONE_GRACE);
+        st.gone
+            .iter()
+            .rev()
+            .filter(|(t, _, _, _)| fresh.is_none_or(|f| *t >= f))
+            .find(|(_, id, _, _)| id == short(docker))
+            .map(|(_, _, p, i)| (p.clone(), *i))
+    }
+
+    /// Forgets deleted pods' containers older than the grace period.
+    pub fn expire(&self) {
+        let Some(limit) = Instant::now().checked_sub(GONE_GRACE) else {
+            return;
+        };
+        if self.read().gone.front().is_some_and(|(t, ..)| *t < limit) {
+            self.write().gone.retain(|(t, ..)| *t >= limit);
+        }
     }
 
     /// Number of pods.
@@ -433,7 +473,13 @@ mod tests {
         assert_eq!(ev.container.as_ref().unwrap().id, ID_A);
         assert_eq!(ev.container.as_ref().unwrap().pid, Some(1));
         assert!(inv.delete_pod("u1"));
+        // Events trailing the deletion still name the pod; scopes never see it again.
+        assert_eq!(inv.lookup(&ID_A[..31]).unwrap().0.name, "xwing");
+        assert!(inv.scope_cgroups(&WorkloadScope::default()).is_empty());
+        inv.write().gone[0].0 = Instant::now() - GONE_GRACE - Duration::from_secs(1);
         assert!(inv.lookup(&ID_A[..31]).is_none());
+        inv.expire();
+        assert!(inv.read().gone.is_empty());
         assert!(!inv.delete_pod("u1"));
         assert_eq!(inv.len(), 0);
         assert_eq!(calls.load(Ordering::Relaxed), 3);

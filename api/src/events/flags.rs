@@ -166,7 +166,7 @@ mod tests {
             .iter()
             .fold(ProcessFlags::empty(), |acc, (f, _)| acc | *f);
         assert_eq!(all.to_string(), ORDER);
-        assert_eq!(ProcessFlags::ALL.len(), 20);
+        assert_eq!(ProcessFlags::ALL.len(), 21);
     }
 
     #[test]
