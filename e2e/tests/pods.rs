@@ -506,6 +506,38 @@ fn quickstart_observe_by_namespace_and_pod() {
     let c = FakeContainer::new(Runtime::Containerd);
     let sensor = Sensor::start(&[]);
     upsert(&sensor, c.pod_json("default", "xwing", &[("app", "xwing")]));
+    // Live, from the sensor's stream (filtered by the sensor), as in the quickstart.
+    let mut live = Command::new(bin_path("vigil"))
+        .args([
+            "observe",
+            "--namespace",
+            "default",
+            "--pod",
+            "xwing",
+            "--server",
+        ])
+        .arg(&sensor.socket)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let live_lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = live_lines.clone();
+    let stdout = live.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            sink.lock().unwrap().push(l);
+        }
+    });
+    wait_for(event_timeout(), "the observer to subscribe", || {
+        let out = vigil_ok(&sensor.socket, &["status", "-o", "json"]);
+        let v: serde_json::Value = serde_json::from_str(out.trim()).ok()?;
+        (v["subscribers"].as_u64()? >= 1).then_some(())
+    });
     let (pid, st) = c.run(&["/usr/bin/whoami"]);
     assert!(st.success());
     let (host, _) =
@@ -544,4 +576,18 @@ fn quickstart_observe_by_namespace_and_pod() {
         "{text}"
     );
     assert_eq!(lines.len(), 2, "only the pod's exec and exit: {text}");
+    let live_text = wait_for(event_timeout(), "the live exec and exit", || {
+        let l = live_lines.lock().unwrap();
+        (l.iter()
+            .any(|l| l.starts_with("🚀 process default/xwing /usr/bin/whoami"))
+            && l.iter()
+                .any(|l| l.starts_with("💥 exit    default/xwing /usr/bin/whoami")))
+        .then(|| l.join("\n"))
+    });
+    let _ = live.kill();
+    let _ = live.wait();
+    assert!(
+        live_text.lines().all(|l| l.contains(" default/xwing ")),
+        "only the pod's events: {live_text}"
+    );
 }
