@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use vigil_api::events::{GetEventsResponse, Process};
-use vigil_e2e::{Sensor, bin_path, event_timeout, metric_value, vigil_ok, wait_for};
+use vigil_e2e::{Sensor, bin_path, event_timeout, metric_value, slow_machine, vigil_ok, wait_for};
 
 /// The cgroup v2 mount (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on hybrid hosts).
 fn cgroup2_root() -> PathBuf {
@@ -441,7 +441,9 @@ fn pod_selector_follows_relabel_and_deletion() {
 fn events_wait_for_a_late_pod_and_go_out_flagged_without_one() {
     let late = FakeContainer::new(Runtime::Containerd);
     let never = FakeContainer::new(Runtime::Crio);
-    let sensor = Sensor::start_with_metrics(&["--pod-wait-ms", "4000"]);
+    // Long enough for the late pod to arrive in time even under emulation (the VM suite).
+    let wait_ms: u64 = if slow_machine() { 20_000 } else { 4000 };
+    let sensor = Sensor::start_with_metrics(&["--pod-wait-ms", &wait_ms.to_string()]);
     // An inventory is in use (a node with no pods yet).
     set_pods(&sensor, vec![]);
 
@@ -482,7 +484,7 @@ fn events_wait_for_a_late_pod_and_go_out_flagged_without_one() {
     assert_eq!(p.docker, &never.id[..31]);
     assert!(p.flags.contains("podUnknown"), "{}", p.flags);
     assert!(
-        waited >= Duration::from_millis(3500),
+        waited >= Duration::from_millis(wait_ms - 500),
         "went out after {waited:?}"
     );
     let text = sensor.metrics();
