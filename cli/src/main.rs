@@ -5,6 +5,7 @@ mod compact;
 mod filter;
 mod observe;
 mod operator_status;
+mod pod;
 mod policy;
 mod policy_remote;
 mod remote;
@@ -31,6 +32,9 @@ enum Command {
     /// Validate, compile and manage TracingPolicies.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Feed or show a running sensor's pod inventory (hosts without the operator, tests).
+    #[command(subcommand)]
+    Pod(pod::PodCommand),
     /// Show a running sensor's health, version and probed kernel features; with --operator,
     /// the operator's policies × nodes.
     Status(StatusArgs),
@@ -54,6 +58,7 @@ fn main() -> anyhow::Result<()> {
     let code = match cli.command {
         Command::Observe(args) => observe::run(*args)?,
         Command::Policy(cmd) => policy::run(cmd)?,
+        Command::Pod(cmd) => pod::run(cmd)?,
         Command::Status(a) => match &a.operator {
             Some(op) => operator_status::run(op, a.output == "json")?,
             None => remote::status(&a.server.target(), a.output == "json")?,

@@ -1315,6 +1315,13 @@ static long hook_cb(__u64 i, void *c)
 	pol = bpf_map_lookup_elem(&vigil_policies, &h->policy);
 	if (!pol || !pol->enabled)
 		return 0;
+	/* Workload scope: a task outside the policy's pods costs this one lookup. */
+	if (pol->scope_set) {
+		struct vigil_int_key k = { .set = pol->scope_set, .value = bpf_get_current_cgroup_id() };
+
+		if (!bpf_map_lookup_elem(&vigil_ints, &k))
+			return 0;
+	}
 	if (rc->stage == STAGE_EXIT) {
 		if (h->flags & VIGIL_HOOK_RETURN)
 			run_exit(rc, s, h);

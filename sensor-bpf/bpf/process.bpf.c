@@ -51,6 +51,16 @@ static __always_inline struct scratch *get_scratch(void)
 	return bpf_map_lookup_elem(&vigil_scratch, &zero);
 }
 
+/* The task's pid in its own (innermost) PID namespace: a container's view of it. At exec the
+ * task leads its thread group, so this is the tgid there. */
+static __always_inline __u32 task_nspid(struct task_struct *task)
+{
+	struct pid *tpid = BPF_CORE_READ(task, thread_pid);
+	unsigned int level = BPF_CORE_READ(tpid, level);
+
+	return BPF_CORE_READ(tpid, numbers[level & 31].nr);
+}
+
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(vigil_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
 {
@@ -81,6 +91,7 @@ int BPF_PROG(vigil_exec, struct task_struct *task, pid_t old_pid, struct linux_b
 	r->ppid = BPF_CORE_READ(real_parent, tgid);
 	r->ktime = r->hdr.time;
 	r->cgroup_id = bpf_get_current_cgroup_id();
+	r->nspid = task_nspid(task);
 	read_creds(task, &r->creds);
 	read_namespaces(task, r->ns);
 

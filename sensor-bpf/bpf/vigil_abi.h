@@ -106,7 +106,7 @@ struct vigil_exec {
 	__u16 args_len;
 	__u16 cwd_len;
 	__u16 cgroup_name_len;
-	__u32 pad;
+	__u32 nspid; /* tgid in the process's own PID namespace (the container's pid) */
 };
 
 #define VIGIL_EXEC_DATA_MAX (VIGIL_PATH_MAX + VIGIL_ARGS_MAX + VIGIL_PATH_MAX + VIGIL_CGROUP_NAME_MAX)
@@ -293,6 +293,13 @@ struct vigil_config {
 struct vigil_policy_cfg {
 	__u32 enabled; /* 0: the policy's hooks do nothing */
 	__u32 mode;    /* VIGIL_MODE_* */
+	/*
+	 * Workload scope (podSelector, containerSelector, TracingPolicyNamespaced): when non-zero,
+	 * the hooks run only for tasks whose cgroup id is in vigil_ints under this set id. 0: every
+	 * task.
+	 */
+	__u32 scope_set;
+	__u32 pad;
 };
 
 struct vigil_arg_cfg {

@@ -101,7 +101,8 @@ pub struct Exec {
     pub args_len: u16,
     pub cwd_len: u16,
     pub cgroup_name_len: u16,
-    pub pad: u32,
+    /// Thread group id in the process's own PID namespace (the container's pid).
+    pub nspid: u32,
 }
 
 #[repr(C)]
@@ -333,6 +334,9 @@ pub struct Config {
 pub struct PolicyCfg {
     pub enabled: u32,
     pub mode: u32,
+    /// Workload scope: a `vigil_ints` set of cgroup ids; 0 = every task.
+    pub scope_set: u32,
+    pub pad: u32,
 }
 
 #[repr(C)]
@@ -644,7 +648,7 @@ mod tests {
                 args_len,
                 cwd_len,
                 cgroup_name_len,
-                pad
+                nspid
             ]
         );
         check!("vigil_fork", Fork, [hdr, pid, ppid, ktime, parent_ktime]);
@@ -669,7 +673,11 @@ mod tests {
             ]
         );
         check!("vigil_config", Config, [self_tgid, host_userns]);
-        check!("vigil_policy_cfg", PolicyCfg, [enabled, mode]);
+        check!(
+            "vigil_policy_cfg",
+            PolicyCfg,
+            [enabled, mode, scope_set, pad]
+        );
         check!(
             "vigil_arg_cfg",
             ArgCfg,

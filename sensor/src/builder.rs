@@ -277,6 +277,7 @@ mod tests {
             },
             ns: [7, 7, 7, 8, 8, 7, 7, 7, 7, 7],
             cgroup_id: 1,
+            nspid: 1,
             binary: "/usr/bin/echo".into(),
             argv: vec!["echo".into(), "a b".into(), "c".into()],
             args_total: 12,

@@ -99,6 +99,16 @@ pub struct Cli {
     #[arg(long, env = "VIGIL_EXPORT_QUEUE_SIZE", value_name = "N")]
     pub export_queue_size: Option<usize>,
 
+    /// Events of containers whose pod is not known yet are held this long, at most, for the pod
+    /// to arrive; then they go out without it, flagged `podUnknown` [default: 5000].
+    #[arg(long, env = "VIGIL_POD_WAIT_MS", value_name = "MS")]
+    pub pod_wait_ms: Option<u64>,
+
+    /// At most this many events are held waiting for their pod; beyond it the oldest goes out
+    /// without its pod (flagged) [default: 8192].
+    #[arg(long, env = "VIGIL_POD_WAIT_EVENTS", value_name = "N")]
+    pub pod_wait_events: Option<usize>,
+
     /// Log filter (tracing-subscriber syntax) [default: info].
     #[arg(long, env = "VIGIL_LOG_LEVEL")]
     pub log_level: Option<String>,
@@ -155,6 +165,8 @@ struct FileConfig {
     process_table_size: Option<u32>,
     process_cache_size: Option<usize>,
     export_queue_size: Option<usize>,
+    pod_wait_ms: Option<u64>,
+    pod_wait_events: Option<usize>,
     log_level: Option<String>,
     policy: Option<Vec<PathBuf>>,
     policy_dir: Option<PathBuf>,
@@ -191,6 +203,10 @@ pub struct Config {
     pub process_table_size: u32,
     pub process_cache_size: usize,
     pub export_queue_size: usize,
+    /// Longest time an event waits for its pod.
+    pub pod_wait_ms: u64,
+    /// Most events held waiting for their pod.
+    pub pod_wait_events: usize,
     pub log_level: String,
     /// `--policy` files, loaded at start.
     pub policies: Vec<PathBuf>,
@@ -210,6 +226,8 @@ pub const DEFAULT_EXPORT_FILE_MAX_SIZE_MB: u64 = 10;
 pub const DEFAULT_EXPORT_FILE_MAX_BACKUPS: u32 = 5;
 pub const DEFAULT_GRPC_SOCKET: &str = "/var/run/vigil/vigil.sock";
 pub const DEFAULT_GRPC_CLIENT_QUEUE_SIZE: usize = 4096;
+pub const DEFAULT_POD_WAIT_MS: u64 = 5000;
+pub const DEFAULT_POD_WAIT_EVENTS: usize = 8192;
 
 impl Config {
     /// Resolves the configuration from the parsed command line (flags and environment), the
@@ -351,6 +369,14 @@ impl Config {
                 .export_queue_size
                 .or(file.export_queue_size)
                 .unwrap_or(DEFAULT_EXPORT_QUEUE_SIZE),
+            pod_wait_ms: cli
+                .pod_wait_ms
+                .or(file.pod_wait_ms)
+                .unwrap_or(DEFAULT_POD_WAIT_MS),
+            pod_wait_events: cli
+                .pod_wait_events
+                .or(file.pod_wait_events)
+                .unwrap_or(DEFAULT_POD_WAIT_EVENTS),
             log_level: cli
                 .log_level
                 .clone()
@@ -417,6 +443,21 @@ impl Config {
                 format!(
                     "{} is out of range; expected 16..=16777216",
                     self.export_queue_size
+                ),
+            );
+        }
+        if self.pod_wait_ms > 600_000 {
+            return bad(
+                "pod-wait-ms",
+                format!("{} is out of range; expected 0..=600000", self.pod_wait_ms),
+            );
+        }
+        if self.pod_wait_events > 1_048_576 {
+            return bad(
+                "pod-wait-events",
+                format!(
+                    "{} is out of range; expected 0..=1048576",
+                    self.pod_wait_events
                 ),
             );
         }

@@ -16,6 +16,8 @@ pub struct ExecRecord {
     pub creds: Creds,
     pub ns: [u32; abi::NS_COUNT],
     pub cgroup_id: u64,
+    /// The process's pid in its own PID namespace (the container's view).
+    pub nspid: u32,
     pub binary: String,
     /// argv[0..] as the kernel had it (argv[0] included).
     pub argv: Vec<String>,
@@ -151,6 +153,7 @@ fn decode_exec(bytes: &[u8]) -> Result<ExecRecord, SensorError> {
         creds: r.creds,
         ns: r.ns,
         cgroup_id: r.cgroup_id,
+        nspid: r.nspid,
         binary,
         argv: split_argv(args),
         args_total: r.args_total,

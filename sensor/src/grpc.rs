@@ -204,6 +204,8 @@ pub struct ServiceInfo {
 pub struct Service {
     pub broadcaster: Arc<Broadcaster>,
     pub info: Arc<ServiceInfo>,
+    /// The pod inventory fed by `vigil.sensor.v1.PodInventory` (UNAVAILABLE without one).
+    pub pods: Option<Arc<crate::pods::PodInventory>>,
 }
 
 /// What the listeners serve: the [`Service`] plus the policy engine (when there is one).
@@ -527,6 +529,7 @@ fn router(
             tetragon::fine_guidance_sensors_server::FineGuidanceSensorsServer::new(api.clone()),
         )
         .add_service(sensor_info::sensors_server::SensorsServer::new(api.clone()))
+        .add_service(crate::pod_api::server(api.service.pods.clone()))
         .add_service(sensor_info::sensor_info_server::SensorInfoServer::new(api)))
 }
 

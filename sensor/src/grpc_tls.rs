@@ -210,6 +210,7 @@ mod tests {
                 node_name: "n".into(),
                 features: Default::default(),
             }),
+            pods: None,
         }
     }
 

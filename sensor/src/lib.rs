@@ -17,6 +17,8 @@ pub mod grpc_tls;
 pub mod hooks;
 pub mod metrics;
 pub mod pipeline;
+pub mod pod_api;
+pub mod pods;
 pub mod policy_api;
 pub mod policy_control;
 pub mod policy_dir;

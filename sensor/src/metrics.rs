@@ -85,6 +85,18 @@ pub struct Metrics {
     pub operator_connection_failures: Counter,
     /// Policy sets received from the operator.
     pub operator_policy_sets: Counter,
+    /// Events that waited for their container's pod.
+    pub pod_events_held: Counter,
+    /// Held events that went out with their pod.
+    pub pod_events_resolved: Counter,
+    /// Held events that went out without their pod (flagged `podUnknown`).
+    pub pod_events_unresolved: Counter,
+    /// Events waiting for their pod now.
+    pub pod_events_waiting: Gauge,
+    /// Pods in the inventory.
+    pub pod_inventory_pods: Gauge,
+    /// Containers of inventory pods whose cgroup was found on this node.
+    pub pod_inventory_containers: Gauge,
 }
 
 impl Metrics {
@@ -202,6 +214,36 @@ impl Metrics {
             "hook_records_orphaned",
             "Hook records dropped because their hook slot and generation are no longer loaded",
             self.hook_records_orphaned.clone(),
+        );
+        r.register(
+            "pod_events_held",
+            "Events of containers whose pod was not known yet, held for it",
+            self.pod_events_held.clone(),
+        );
+        r.register(
+            "pod_events_resolved",
+            "Held events emitted with their pod once it arrived",
+            self.pod_events_resolved.clone(),
+        );
+        r.register(
+            "pod_events_unresolved",
+            "Held events emitted without their pod (flag podUnknown) after the wait bound",
+            self.pod_events_unresolved.clone(),
+        );
+        r.register(
+            "pod_events_waiting",
+            "Events currently held waiting for their pod",
+            self.pod_events_waiting.clone(),
+        );
+        r.register(
+            "pod_inventory_pods",
+            "Pods of this node known to the sensor",
+            self.pod_inventory_pods.clone(),
+        );
+        r.register(
+            "pod_inventory_containers",
+            "Containers of known pods whose cgroup was found on this node",
+            self.pod_inventory_containers.clone(),
         );
         r.register(
             "hook_arg_errors",

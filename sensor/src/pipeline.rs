@@ -1,9 +1,11 @@
 //! Turns decoded kernel records into events: keeps the process cache current, attaches parents,
 //! and hands serialized events to the export queue.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use vigil_api::events::{GetEventsResponse, Process};
+use vigil_api::events::{self, GetEventsResponse, Process, ProcessFlags};
 
 use crate::builder::{EventBuilder, KERNEL_KTIME};
 use crate::decode::{ExecRecord, HookRecord, Record};
@@ -12,6 +14,7 @@ use crate::grpc::Broadcaster;
 use crate::hooks::event as hook_event;
 use crate::hooks::meta::HookRegistry;
 use crate::metrics::Metrics;
+use crate::pods::PodInventory;
 use crate::process_cache::{ProcKey, ProcessCache};
 use crate::procfs_scan::ScannedProc;
 
@@ -23,6 +26,35 @@ pub struct Pipeline {
     kernel_key: ProcKey,
     broadcaster: Option<Arc<Broadcaster>>,
     hooks: Option<Arc<HookRegistry>>,
+    pods: Option<Arc<PodInventory>>,
+    wait: PodWait,
+    held: VecDeque<Held>,
+    /// Inventory generation seen by the last release pass.
+    pods_seen: u64,
+}
+
+/// How long, and how many, events of containers with no known pod wait for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PodWait {
+    pub max_wait: Duration,
+    pub max_events: usize,
+}
+
+impl Default for PodWait {
+    fn default() -> Self {
+        PodWait {
+            max_wait: Duration::from_millis(crate::config::DEFAULT_POD_WAIT_MS),
+            max_events: crate::config::DEFAULT_POD_WAIT_EVENTS,
+        }
+    }
+}
+
+/// An event waiting for its pod.
+struct Held {
+    ev: GetEventsResponse,
+    since: Instant,
+    /// (policy, hook) of a hook event, counted when it goes out.
+    policy: Option<(String, String)>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -55,7 +87,28 @@ impl Pipeline {
             kernel_key,
             broadcaster: None,
             hooks: None,
+            pods: None,
+            wait: PodWait::default(),
+            held: VecDeque::new(),
+            pods_seen: 0,
         }
+    }
+
+    /// Attaches pod metadata from `pods` to every process that runs in a known container;
+    /// events of containers whose pod is not known yet wait for it as `wait` allows.
+    pub fn with_pods(mut self, pods: Arc<PodInventory>, wait: PodWait) -> Self {
+        let m = self.metrics.clone();
+        let weak = Arc::downgrade(&pods);
+        pods.on_change(move || {
+            if let Some(p) = weak.upgrade() {
+                m.pod_inventory_pods.set(p.len() as i64);
+                m.pod_inventory_containers
+                    .set(p.containers_resolved() as i64);
+            }
+        });
+        self.pods = Some(pods);
+        self.wait = wait;
+        self
     }
 
     /// Also offers every event to gRPC clients.
@@ -80,7 +133,7 @@ impl Pipeline {
             .map(|e| (*e.process).clone());
         if let Some(k) = kernel {
             let ev = self.builder.exec_event(k.clone(), Some(k), 0);
-            self.emit(&ev);
+            self.dispatch(ev, None);
         }
         for s in procs.iter().filter(|s| !s.kernel_thread) {
             let parent_key = self.cache.live(s.ppid).unwrap_or(self.kernel_key);
@@ -89,7 +142,8 @@ impl Pipeline {
                 .as_ref()
                 .map(|p| p.exec_id.clone())
                 .unwrap_or_default();
-            let process = self.builder.scanned_process(s, parent_id);
+            let mut process = self.builder.scanned_process(s, parent_id);
+            self.stub_pod(&mut process, s.nspid);
             let key = ProcKey {
                 pid: s.pid,
                 ktime: s.start_ns,
@@ -99,7 +153,7 @@ impl Pipeline {
             let ev = self
                 .builder
                 .exec_event(process, parent.map(|p| (*p).clone()), s.start_ns);
-            self.emit(&ev);
+            self.dispatch(ev, None);
         }
         self.update_cache_metrics();
     }
@@ -131,9 +185,14 @@ impl Pipeline {
 
     fn on_exec(&mut self, r: &ExecRecord) {
         let parent = self.parent_of(r.ppid, r.parent_ktime);
-        let process = self
+        let mut process = self
             .builder
             .exec_process(r, parent.as_ref().map(|(_, p)| p.exec_id.clone()));
+        if let (Some(inv), Some(id)) = (&self.pods, crate::container::container_id(&r.cgroup_name))
+        {
+            inv.note_cgroup(id, r.cgroup_id);
+        }
+        self.stub_pod(&mut process, r.nspid);
         let key = ProcKey {
             pid: r.pid,
             ktime: r.ktime,
@@ -146,7 +205,7 @@ impl Pipeline {
         let ev = self
             .builder
             .exec_event(process, parent.map(|(_, p)| (*p).clone()), r.ktime);
-        self.emit(&ev);
+        self.dispatch(ev, None);
     }
 
     /// A new thread group: cached (for its exit and its children), not reported by itself.
@@ -154,7 +213,11 @@ impl Pipeline {
         let Some((pkey, parent)) = self.parent_of(ppid, parent_ktime) else {
             return;
         };
-        let child = self.builder.forked_process(&parent, pid, ktime);
+        let mut child = self.builder.forked_process(&parent, pid, ktime);
+        // The parent's pid inside its container is not the child's.
+        if let Some(c) = child.pod.as_mut().and_then(|p| p.container.as_mut()) {
+            c.pid = None;
+        }
         self.cache
             .insert(ProcKey { pid, ktime }, Arc::new(child), Some(pkey));
     }
@@ -183,7 +246,7 @@ impl Pipeline {
                 )
             }
         };
-        self.emit(&ev);
+        self.dispatch(ev, None);
     }
 
     /// A hook fired: its event goes out with the process and parent the cache knows. A process
@@ -220,9 +283,164 @@ impl Pipeline {
         if built.arg_errors > 0 {
             self.metrics.hook_arg_errors.inc_by(built.arg_errors);
         }
-        if self.emit(&built.event) {
-            self.metrics
-                .count_policy_event(&meta.policy_name, &hook_event::hook_label(&meta));
+        let label = (meta.policy_name.clone(), hook_event::hook_label(&meta));
+        self.dispatch(built.event, Some(label));
+    }
+
+    /// Keeps the container's pid of a containerised process until its pod is known: the pod
+    /// itself is filled in when an event goes out (so relabels and late pods are seen).
+    fn stub_pod(&self, p: &mut Process, nspid: u32) {
+        if self.pods.is_some() && !p.docker.is_empty() {
+            p.pod = Some(events::Pod {
+                container: Some(events::Container {
+                    pid: (nspid != 0).then_some(nspid),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+        }
+    }
+
+    /// Sends an event out, or holds it while its container's pod is not known.
+    fn dispatch(&mut self, mut ev: GetEventsResponse, policy: Option<(String, String)>) {
+        if self.pods.is_none() {
+            self.emit_counted(&ev, policy.as_ref());
+            return;
+        }
+        // Anything held that can go now goes first, so a container's events keep their order.
+        if !self.held.is_empty() {
+            self.release(Instant::now());
+        }
+        if self.enrich(&mut ev) || self.wait.max_events == 0 || self.wait.max_wait.is_zero() {
+            if !self.pod_resolved(&ev) {
+                flag_pod_unknown(&mut ev);
+                self.metrics.pod_events_held.inc();
+                self.metrics.pod_events_unresolved.inc();
+            }
+            strip_stubs(&mut ev);
+            self.emit_counted(&ev, policy.as_ref());
+            return;
+        }
+        self.metrics.pod_events_held.inc();
+        self.held.push_back(Held {
+            ev,
+            since: Instant::now(),
+            policy,
+        });
+        while self.held.len() > self.wait.max_events {
+            if let Some(h) = self.held.pop_front() {
+                self.finish(h, false);
+            }
+        }
+        self.metrics.pod_events_waiting.set(self.held.len() as i64);
+    }
+
+    /// Whether the event's process is resolved, or needs no pod.
+    fn pod_resolved(&self, ev: &GetEventsResponse) -> bool {
+        let inv = match &self.pods {
+            Some(i) if i.is_active() => i,
+            _ => return true,
+        };
+        ev.process()
+            .is_none_or(|p| p.docker.is_empty() || inv.lookup(&p.docker).is_some())
+    }
+
+    /// Fills in `pod` of every process of the event from the inventory; true when the event's
+    /// own process has its pod (or needs none, or no inventory is in use).
+    fn enrich(&self, ev: &mut GetEventsResponse) -> bool {
+        let Some(inv) = &self.pods else {
+            return true;
+        };
+        let Some((process, parent, ancestors)) = ev.processes_mut() else {
+            return true;
+        };
+        let fill = |p: &mut Process| -> bool {
+            if p.docker.is_empty() {
+                p.pod = None;
+                return true;
+            }
+            let Some((pod, i)) = inv.lookup(&p.docker) else {
+                return false;
+            };
+            let pid = p
+                .pod
+                .as_ref()
+                .and_then(|p| p.container.as_ref())
+                .and_then(|c| c.pid);
+            p.pod = Some(pod.event_pod(i, pid));
+            true
+        };
+        let ready = process.as_mut().is_none_or(fill);
+        for q in parent.iter_mut().chain(ancestors.iter_mut()) {
+            fill(q);
+        }
+        ready || !inv.is_active()
+    }
+
+    /// Sends out held events whose pod arrived, and those that waited long enough (without
+    /// their pod, flagged). Called on the drain timer and before every new event.
+    pub fn release(&mut self, now: Instant) {
+        if let Some(p) = &self.pods {
+            p.expire();
+        }
+        if self.held.is_empty() {
+            return;
+        }
+        let generation = self.pods.as_ref().map(|p| p.generation()).unwrap_or(0);
+        let oldest_due = self
+            .held
+            .front()
+            .is_some_and(|h| now.duration_since(h.since) >= self.wait.max_wait);
+        if generation == self.pods_seen && !oldest_due {
+            return;
+        }
+        self.pods_seen = generation;
+        let mut keep = VecDeque::with_capacity(self.held.len());
+        for mut h in std::mem::take(&mut self.held) {
+            if self.enrich(&mut h.ev) {
+                self.metrics.pod_events_resolved.inc();
+                strip_stubs(&mut h.ev);
+                self.emit_counted(&h.ev, h.policy.as_ref());
+            } else if now.duration_since(h.since) >= self.wait.max_wait {
+                self.finish(h, true);
+            } else {
+                keep.push_back(h);
+            }
+        }
+        self.held = keep;
+        self.metrics.pod_events_waiting.set(self.held.len() as i64);
+    }
+
+    /// A held event goes out as it is: with its pod if it came, else flagged.
+    fn finish(&self, mut h: Held, enriched: bool) {
+        if enriched || !self.enrich(&mut h.ev) {
+            flag_pod_unknown(&mut h.ev);
+            self.metrics.pod_events_unresolved.inc();
+        } else {
+            self.metrics.pod_events_resolved.inc();
+        }
+        strip_stubs(&mut h.ev);
+        self.emit_counted(&h.ev, h.policy.as_ref());
+    }
+
+    /// Sends out everything still held (shutdown).
+    pub fn flush_held(&mut self) {
+        for h in std::mem::take(&mut self.held) {
+            self.finish(h, false);
+        }
+        self.metrics.pod_events_waiting.set(0);
+    }
+
+    /// Events currently waiting for their pod.
+    pub fn held_len(&self) -> usize {
+        self.held.len()
+    }
+
+    fn emit_counted(&self, ev: &GetEventsResponse, policy: Option<&(String, String)>) {
+        if self.emit(ev)
+            && let Some((name, hook)) = policy
+        {
+            self.metrics.count_policy_event(name, hook);
         }
     }
 
@@ -257,6 +475,36 @@ impl Pipeline {
     }
 }
 
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        self.flush_held();
+    }
+}
+
+/// Adds `podUnknown` to the event's process flags.
+fn flag_pod_unknown(ev: &mut GetEventsResponse) {
+    if let Some((Some(p), _, _)) = ev.processes_mut() {
+        let mut f: ProcessFlags = p.flags.parse().unwrap_or_default();
+        f.insert(ProcessFlags::POD_UNKNOWN);
+        p.flags = f.to_string();
+    }
+}
+
+/// Removes placeholder pods (a container pid with no pod behind it) before an event goes out.
+fn strip_stubs(ev: &mut GetEventsResponse) {
+    if let Some((process, parent, ancestors)) = ev.processes_mut() {
+        for p in process
+            .iter_mut()
+            .chain(parent.iter_mut())
+            .chain(ancestors.iter_mut())
+        {
+            if p.pod.as_ref().is_some_and(|pod| pod.name.is_empty()) {
+                p.pod = None;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,6 +535,7 @@ mod tests {
             creds: abi::Creds::default(),
             ns: [0; abi::NS_COUNT],
             cgroup_id: 0,
+            nspid: 0,
             binary: format!("/bin/p{pid}"),
             argv: vec![format!("p{pid}")],
             args_total: 0,
@@ -348,6 +597,93 @@ mod tests {
         assert_eq!(child.parent.as_ref().unwrap().exec_id, parent_exec);
         assert_eq!(ev[3].process_exit.as_ref().unwrap().status, 3);
         assert_eq!(p.cache.len(), 2, "kernel root and the live parent remain");
+    }
+
+    fn in_container(pid: u32, ktime: u64, id: &str) -> Record {
+        let mut r = exec(pid, 0, ktime, 0);
+        if let Record::Exec(e) = &mut r {
+            e.cgroup_name = format!("cri-containerd-{id}.scope");
+            e.nspid = 7;
+        }
+        r
+    }
+
+    fn pod_of(id: &str, name: &str, uid: &str) -> crate::pods::Pod {
+        crate::pods::Pod {
+            namespace: "default".into(),
+            name: name.into(),
+            uid: uid.into(),
+            containers: vec![crate::pods::Container {
+                id: id.into(),
+                name: "main".into(),
+                image: "img".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn events_wait_for_their_pod_within_bounds() {
+        const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa0123456789abcdef0123456789abcdef";
+        const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb0123456789abcdef0123456789abcdef";
+        let root = tempfile::tempdir().unwrap();
+        let inv = Arc::new(PodInventory::new(root.path()));
+        let (p, rx, m) = pipeline();
+        let wait = PodWait {
+            max_wait: Duration::from_millis(200),
+            max_events: 2,
+        };
+        let mut p = p.with_pods(inv.clone(), wait);
+        // No inventory yet: nothing waits, and no placeholder leaks out.
+        p.handle(in_container(10, 1, A));
+        let ev = events(&rx);
+        assert_eq!(ev.len(), 1);
+        assert!(ev[0].process().unwrap().pod.is_none());
+        inv.apply_pods(vec![]);
+        // A's pod arrives late: its event waits, then goes out with it and the container pid.
+        p.handle(in_container(11, 2, A));
+        p.handle(exec(12, 0, 3, 0));
+        let ev = events(&rx);
+        assert_eq!(ev.len(), 1, "only the host process goes out");
+        assert!(ev[0].process().unwrap().pod.is_none());
+        assert_eq!(m.pod_events_waiting.get(), 1);
+        inv.upsert_pod(pod_of(A, "xwing", "u1"));
+        p.release(Instant::now());
+        let ev = events(&rx);
+        assert_eq!(ev.len(), 1);
+        let pod = ev[0].process().unwrap().pod.clone().expect("the pod");
+        assert_eq!(
+            (pod.namespace.as_str(), pod.name.as_str()),
+            ("default", "xwing")
+        );
+        let c = pod.container.unwrap();
+        assert_eq!((c.id.as_str(), c.pid), (A, Some(7)));
+        assert_eq!(m.pod_events_resolved.get(), 1);
+        // B's pod never comes: out after the bound, flagged.
+        p.handle(in_container(13, 4, B));
+        p.release(Instant::now());
+        assert!(events(&rx).is_empty());
+        p.release(Instant::now() + Duration::from_millis(250));
+        let ev = events(&rx);
+        assert_eq!(ev.len(), 1);
+        let proc_ = ev[0].process().unwrap();
+        assert!(proc_.pod.is_none());
+        assert_eq!(proc_.flags, "execve podUnknown");
+        assert_eq!(m.pod_events_unresolved.get(), 1);
+        // The count bound: the oldest goes out (flagged) when a third would wait.
+        for pid in 20..23 {
+            p.handle(in_container(pid, pid as u64, B));
+        }
+        let ev = events(&rx);
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0].process().unwrap().pid, Some(20));
+        assert_eq!(p.held_len(), 2);
+        assert_eq!(m.pod_events_held.get(), 5);
+        // Nothing is lost at shutdown either.
+        drop(p);
+        assert_eq!(events(&rx).len(), 2);
+        assert_eq!(m.pod_events_unresolved.get(), 4);
     }
 
     #[test]

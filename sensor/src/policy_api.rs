@@ -377,6 +377,7 @@ spec:
                     node_name: "n".into(),
                     features: Default::default(),
                 }),
+                pods: None,
             };
             let servers = grpc::start(service, engine, Some(&socket), None, None)
                 .await

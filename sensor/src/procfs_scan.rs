@@ -23,6 +23,8 @@ pub struct ScannedProc {
     pub cap_effective: u64,
     pub ns: [u32; NS_COUNT],
     pub cgroup_name: String,
+    /// The pid in the process's own PID namespace (last `NSpid` of its status).
+    pub nspid: u32,
     pub kernel_thread: bool,
 }
 
@@ -151,6 +153,13 @@ fn parse_status(status: &str, p: &mut ScannedProc) {
             "CapInh" => p.cap_inheritable = hex(),
             "CapPrm" => p.cap_permitted = hex(),
             "CapEff" => p.cap_effective = hex(),
+            "NSpid" => {
+                p.nspid = value
+                    .split_whitespace()
+                    .last()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0)
+            }
             _ => {}
         }
     }

@@ -23,7 +23,8 @@ use crate::hooks::kernel::{HookBpf, LiveKernel, PinDir};
 use crate::hooks::meta::HookRegistry;
 use crate::hooks::policy_metrics::PolicyMetrics;
 use crate::metrics::{self, FeatureLabel, MapLabel, Metrics, RecordLabel};
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, PodWait};
+use crate::pods::PodInventory;
 use crate::policy_control::{PolicyControl, PolicyOrigin};
 use crate::policy_dir::{self, PolicyDir, SyncReport};
 use crate::policy_sync::{self, Applier, SyncOptions, SyncTarget};
@@ -73,6 +74,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         LiveKernel::new(feats.clone(), host_ns),
         hook_registry.clone(),
     ));
+    let pods = Arc::new(PodInventory::new(crate::container::cgroup2_root()));
+    engine.follow_pods(pods.clone());
     let policy_metrics = Arc::new(PolicyMetrics::default());
     for path in &config.policies {
         let yaml = std::fs::read_to_string(path)
@@ -125,7 +128,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     ));
     let mut pipeline = Pipeline::new(builder, config.process_cache_size, queue, metrics.clone())
         .with_broadcaster(broadcaster.clone())
-        .with_hooks(hook_registry.clone());
+        .with_hooks(hook_registry.clone())
+        .with_pods(
+            pods.clone(),
+            PodWait {
+                max_wait: Duration::from_millis(config.pod_wait_ms),
+                max_events: config.pod_wait_events,
+            },
+        );
     let service = Service {
         broadcaster: broadcaster.clone(),
         info: Arc::new(ServiceInfo {
@@ -133,6 +143,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             node_name: config.node_name.clone(),
             features: feats.clone(),
         }),
+        pods: Some(pods.clone()),
     };
     policy_metrics.register(&mut registry);
     let registry = Arc::new(registry);
@@ -292,6 +303,7 @@ fn drain(
             }
         }
     }
+    pipeline.release(std::time::Instant::now());
 }
 
 /// Mirrors the kernel's per-CPU counters into the metrics as deltas.

@@ -184,6 +184,42 @@ impl GetEventsResponse {
         self.event_ref()?.1.as_ref()
     }
 
+    /// The event's `process`, `parent` and `ancestors`, mutable (for enrichment).
+    pub fn processes_mut(
+        &mut self,
+    ) -> Option<(
+        &mut Option<Process>,
+        &mut Option<Process>,
+        &mut Vec<Process>,
+    )> {
+        Some(match self.kind()? {
+            EventKind::ProcessExec => {
+                let e = self.process_exec.as_mut()?;
+                (&mut e.process, &mut e.parent, &mut e.ancestors)
+            }
+            EventKind::ProcessExit => {
+                let e = self.process_exit.as_mut()?;
+                (&mut e.process, &mut e.parent, &mut e.ancestors)
+            }
+            EventKind::ProcessKprobe => {
+                let e = self.process_kprobe.as_mut()?;
+                (&mut e.process, &mut e.parent, &mut e.ancestors)
+            }
+            EventKind::ProcessTracepoint => {
+                let e = self.process_tracepoint.as_mut()?;
+                (&mut e.process, &mut e.parent, &mut e.ancestors)
+            }
+            EventKind::ProcessUprobe => {
+                let e = self.process_uprobe.as_mut()?;
+                (&mut e.process, &mut e.parent, &mut e.ancestors)
+            }
+            EventKind::ProcessLsm => {
+                let e = self.process_lsm.as_mut()?;
+                (&mut e.process, &mut e.parent, &mut e.ancestors)
+            }
+        })
+    }
+
     fn event_ref(&self) -> Option<(&Option<Process>, &Option<Process>)> {
         Some(match self.kind()? {
             EventKind::ProcessExec => {

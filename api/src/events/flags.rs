@@ -64,6 +64,9 @@ flags! {
     DATA_ARGS = 18, "dataArgs";
     /// Member of the process tree rooted at its PID namespace's init.
     IN_INIT_TREE = 19, "inInitTree";
+    /// Vigil only: the process runs in a container whose pod the sensor did not learn within
+    /// the hold bound; the event went out without `pod`.
+    POD_UNKNOWN = 20, "podUnknown";
 }
 
 impl ProcessFlags {
@@ -77,7 +80,7 @@ impl ProcessFlags {
 
     /// Keeps only known bits.
     pub const fn from_bits_truncate(bits: u32) -> Self {
-        ProcessFlags(bits & ((1 << 20) - 1))
+        ProcessFlags(bits & ((1 << 21) - 1))
     }
 
     pub const fn is_empty(self) -> bool {
@@ -155,7 +158,7 @@ mod tests {
 
     const ORDER: &str = "execve procFS errorEnvs truncArgs miss errorFilename errorArgs nocwd \
         rootcwd errorCWD clone errorCgroupName errorCgroupID errorCgroupSubsysCgrp \
-        errorCgroupSubsys errorCgroups errorPathResolutionCwd dataFilename dataArgs inInitTree";
+        errorCgroupSubsys errorCgroups errorPathResolutionCwd dataFilename dataArgs inInitTree podUnknown";
 
     #[test]
     fn all_flags_display_in_fixed_order() {
@@ -163,7 +166,7 @@ mod tests {
             .iter()
             .fold(ProcessFlags::empty(), |acc, (f, _)| acc | *f);
         assert_eq!(all.to_string(), ORDER);
-        assert_eq!(ProcessFlags::ALL.len(), 20);
+        assert_eq!(ProcessFlags::ALL.len(), 21);
     }
 
     #[test]

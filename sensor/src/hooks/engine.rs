@@ -5,7 +5,7 @@
 //! share one program run. A policy becomes active in one step (its `enabled` flag) after all of
 //! its hooks are in place, and is switched off the same way before anything is removed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use aya::Ebpf;
@@ -17,6 +17,7 @@ use super::kernel::{HookBpf, LiveKernel};
 use super::lower::{self, LoweredHook, Mechanism, SetEntries, SetIds};
 use super::meta::HookRegistry;
 use crate::error::SensorError;
+use crate::pods::{PodInventory, WorkloadScope};
 use crate::policy_control::{
     HookStatus, PolicyControl, PolicyInfo, PolicyKey, PolicyMode, PolicyOrigin, PolicyState,
     PolicyStats,
@@ -44,9 +45,18 @@ struct LoadedHook {
     status: HookStatus,
 }
 
+/// A scoped policy's cgroup-id set in `vigil_ints`, kept equal to the cgroups of the pods and
+/// containers its scope selects.
+struct Scope {
+    set: u32,
+    scope: WorkloadScope,
+    cgroups: BTreeSet<u64>,
+}
+
 struct Policy {
     id: u64,
     slot: u32,
+    scope: Option<Scope>,
     origin: PolicyOrigin,
     mode: PolicyMode,
     enabled: bool,
@@ -99,6 +109,7 @@ struct Inner {
     sys: Option<Ebpf>,
     generation: u32,
     next_id: u64,
+    pods: Option<Arc<PodInventory>>,
 }
 
 /// The engine behind [`PolicyControl`]. All state sits behind one lock: policy operations are
@@ -144,6 +155,7 @@ impl Engine {
                 sys: None,
                 generation: 0,
                 next_id: 1,
+                pods: None,
             }),
             registry,
         }
@@ -151,6 +163,45 @@ impl Engine {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Scoped policies take their cgroup sets from `pods`, and follow it: every change of the
+    /// inventory recomputes every scoped policy's set.
+    pub fn follow_pods(self: &Arc<Self>, pods: Arc<PodInventory>) {
+        self.lock().pods = Some(pods.clone());
+        let weak = Arc::downgrade(self);
+        pods.on_change(move || {
+            if let Some(engine) = weak.upgrade() {
+                engine.refresh_scopes();
+            }
+        });
+        self.refresh_scopes();
+    }
+
+    /// Brings every scoped policy's cgroup set in line with the pod inventory.
+    pub fn refresh_scopes(&self) {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let Some(pods) = inner.pods.clone() else {
+            return;
+        };
+        for (key, p) in inner.policies.iter_mut() {
+            if let Some(scope) = p.scope.as_mut() {
+                let want = pods.scope_cgroups(&scope.scope);
+                if let Err(e) = sync_scope(&mut inner.bpf, scope, want) {
+                    tracing::error!(policy = %key, "updating the workload scope: {e}");
+                }
+            }
+        }
+    }
+
+    /// The cgroup ids a scoped policy currently applies to (`None`: not scoped or not loaded).
+    pub fn scope_cgroups(&self, key: &PolicyKey) -> Option<BTreeSet<u64>> {
+        let inner = self.lock();
+        inner
+            .policies
+            .get(key)
+            .and_then(|p| p.scope.as_ref().map(|s| s.cgroups.clone()))
     }
 
     /// Loads an already compiled policy (the operator path and the YAML path both end here).
@@ -180,20 +231,45 @@ impl Engine {
         })?;
         let mode = mode_of(&ir);
         inner.bpf.reset_stats(slot);
+        // The scope's set is filled before any hook can run.
+        let mut scope = lowered.scope.map(|s| Scope {
+            set: inner.ids.alloc(1),
+            scope: s,
+            cgroups: BTreeSet::new(),
+        });
+        if let Some(sc) = scope.as_mut() {
+            let want = inner
+                .pods
+                .as_ref()
+                .map(|p| p.scope_cgroups(&sc.scope))
+                .unwrap_or_default();
+            if let Err(e) = sync_scope(&mut inner.bpf, sc, want) {
+                sync_scope(&mut inner.bpf, sc, BTreeSet::new()).ok();
+                inner.policy_slots.free(slot);
+                return Err(unloadable(format!("writing the workload scope: {e}")));
+            }
+        }
+        let scope_set = scope.as_ref().map(|s| s.set).unwrap_or(0);
         if let Err(e) = inner.bpf.maps.policies.set(
             slot,
             PolicyCfg {
                 enabled: 0,
                 mode: mode_abi(mode),
+                scope_set,
+                pad: 0,
             },
             0,
         ) {
+            if let Some(sc) = scope.as_mut() {
+                sync_scope(&mut inner.bpf, sc, BTreeSet::new()).ok();
+            }
             inner.policy_slots.free(slot);
             return Err(SensorError::bpf("vigil_policies", e));
         }
         let mut policy = Policy {
             id: inner.next_id,
             slot,
+            scope,
             origin,
             mode,
             enabled: true,
@@ -254,6 +330,8 @@ impl Engine {
                 PolicyCfg {
                     enabled: 1,
                     mode: mode_abi(mode),
+                    scope_set,
+                    pad: 0,
                 },
                 0,
             );
@@ -488,12 +566,15 @@ impl Inner {
         self.drop_sys_if_unused();
     }
 
-    fn unload(&mut self, policy: Policy, registry: &HookRegistry) {
+    fn unload(&mut self, mut policy: Policy, registry: &HookRegistry) {
         let _ = self
             .bpf
             .maps
             .policies
             .set(policy.slot, PolicyCfg::default(), 0);
+        if let Some(sc) = policy.scope.as_mut() {
+            let _ = sync_scope(&mut self.bpf, sc, BTreeSet::new());
+        }
         for h in policy.hooks {
             self.detach(&h.key, h.slot);
             registry.clear(h.slot);
@@ -543,7 +624,11 @@ impl Inner {
                     + h.sets.strs.len() * (size_of::<abi::StrKey>() + 4)
                     + h.sets.addrs.len() * (size_of::<abi::AddrKey>() + 8)
             })
-            .sum();
+            .sum::<usize>()
+            + p.scope
+                .as_ref()
+                .map(|s| s.cgroups.len() * (size_of::<abi::IntKey>() + 8))
+                .unwrap_or(0);
         PolicyInfo {
             id: p.id,
             name: key.name.clone(),
@@ -566,6 +651,8 @@ impl Inner {
         let cfg = PolicyCfg {
             enabled: (p.enabled && !p.hooks.is_empty()) as u32,
             mode: mode_abi(p.mode),
+            scope_set: p.scope.as_ref().map(|s| s.set).unwrap_or(0),
+            pad: 0,
         };
         let slot = p.slot;
         self.bpf
@@ -574,6 +661,27 @@ impl Inner {
             .set(slot, cfg, 0)
             .map_err(|e| SensorError::bpf("vigil_policies", e))
     }
+}
+
+/// Writes the difference between a scope's set and `want` into `vigil_ints`.
+fn sync_scope(bpf: &mut HookBpf, scope: &mut Scope, want: BTreeSet<u64>) -> Result<(), String> {
+    let key = |value: u64| abi::IntKey {
+        set: scope.set,
+        pad: 0,
+        value,
+    };
+    for gone in scope.cgroups.difference(&want).copied().collect::<Vec<_>>() {
+        let _ = bpf.maps.ints.remove(&key(gone));
+        scope.cgroups.remove(&gone);
+    }
+    for new in want.difference(&scope.cgroups).copied().collect::<Vec<_>>() {
+        bpf.maps
+            .ints
+            .insert(key(new), 1, 0)
+            .map_err(|e| format!("integer value set full or unwritable: {e}"))?;
+        scope.cgroups.insert(new);
+    }
+    Ok(())
 }
 
 impl PolicyControl for Engine {

@@ -20,6 +20,7 @@ use vigil_sensor_bpf::abi::{
 
 use super::meta::{ArgMeta, HookEventKind, HookMeta};
 use super::tracefs::Format;
+use crate::pods::WorkloadScope;
 
 /// What lowering needs to know about the running kernel.
 pub trait KernelInfo {
@@ -117,6 +118,9 @@ pub struct HookFailure {
 #[derive(Debug, Clone)]
 pub struct Lowered {
     pub hooks: Vec<Result<LoweredHook, HookFailure>>,
+    /// The pods and containers the policy is limited to (`None`: every process). The engine
+    /// turns it into a set of cgroup ids from the pod inventory.
+    pub scope: Option<WorkloadScope>,
 }
 
 /// Allocates value-set ids; ids are never reused while the sensor runs.
@@ -154,7 +158,7 @@ pub fn lower(ir: &PolicyIr, kernel: &dyn KernelInfo, ids: &mut SetIds) -> Result
             vigil_api::policy::IR_VERSION
         ));
     }
-    check_scope(ir)?;
+    let scope = workload_scope(ir);
     if !ir.enforcers.is_empty() {
         return Err("spec.enforcers: not supported yet".into());
     }
@@ -174,32 +178,29 @@ pub fn lower(ir: &PolicyIr, kernel: &dyn KernelInfo, ids: &mut SetIds) -> Result
             }
         }
     }
-    Ok(Lowered { hooks })
+    Ok(Lowered { hooks, scope })
 }
 
-/// Workload scoping needs pod identity, which this sensor does not have yet: applying such a
-/// policy to every process would enforce far beyond what was asked.
-fn check_scope(ir: &PolicyIr) -> Result<(), String> {
-    let Some(scope) = &ir.scope else {
-        return Ok(());
+/// The workload scope of a policy: the namespace of a TracingPolicyNamespaced, podSelector and
+/// containerSelector. `None` when the policy applies to every process.
+fn workload_scope(ir: &PolicyIr) -> Option<WorkloadScope> {
+    let scope = ir.scope.clone().unwrap_or_default();
+    let identity = ir.identity.clone().unwrap_or_default();
+    let namespace = if identity.kind() == ir::PolicyKind::Namespaced {
+        Some(if scope.namespace.is_empty() {
+            identity.namespace.clone()
+        } else {
+            scope.namespace.clone()
+        })
+    } else {
+        (!scope.namespace.is_empty()).then(|| scope.namespace.clone())
     };
-    let ns = ir
-        .identity
-        .as_ref()
-        .map(|i| i.kind() == ir::PolicyKind::Namespaced)
-        .unwrap_or(false);
-    for (present, what) in [
-        (ns || !scope.namespace.is_empty(), "TracingPolicyNamespaced"),
-        (scope.pod_selector.is_some(), "spec.podSelector"),
-        (scope.container_selector.is_some(), "spec.containerSelector"),
-    ] {
-        if present {
-            return Err(format!(
-                "{what}: needs Kubernetes pod identity, which this sensor does not have (not supported yet)"
-            ));
-        }
-    }
-    Ok(())
+    let w = WorkloadScope {
+        namespace,
+        pod_selector: scope.pod_selector,
+        container_selector: scope.container_selector,
+    };
+    (w != WorkloadScope::default()).then_some(w)
 }
 
 enum LowerError {
@@ -1253,7 +1254,7 @@ spec:
     }
 
     #[test]
-    fn namespaced_policies_wait_for_pod_identity() {
+    fn workload_scopes_are_lowered() {
         let y = r#"
 apiVersion: cilium.io/v1alpha1
 kind: TracingPolicyNamespaced
@@ -1261,7 +1262,33 @@ metadata: {name: ns, namespace: default}
 spec:
   kprobes: [{call: sys_close, syscall: true}]
 "#;
-        assert!(lower_yaml(y, &HOST).unwrap_err().contains("pod identity"));
+        let l = lower_yaml(y, &HOST).unwrap();
+        let scope = l.scope.expect("a scope");
+        assert_eq!(scope.namespace.as_deref(), Some("default"));
+        assert!(scope.pod_selector.is_none());
+        let y = r#"
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata: {name: sel}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  containerSelector: {matchExpressions: [{key: name, operator: In, values: [main]}]}
+  kprobes: [{call: sys_close, syscall: true}]
+"#;
+        let scope = lower_yaml(y, &HOST).unwrap().scope.expect("a scope");
+        assert_eq!(scope.namespace, None);
+        let pod = scope.pod_selector.unwrap();
+        assert_eq!(pod.requirements[0].key, "app");
+        assert_eq!(pod.requirements[0].values, ["web"]);
+        assert!(scope.container_selector.is_some());
+        let y = r#"
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata: {name: all}
+spec:
+  kprobes: [{call: sys_close, syscall: true}]
+"#;
+        assert!(lower_yaml(y, &HOST).unwrap().scope.is_none());
     }
 
     #[test]
