@@ -21,6 +21,10 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct SyncService {
     pub dist: Arc<Distribution>,
+    /// When set and false, sensors are turned away (UNAVAILABLE) and retry: in Kubernetes mode
+    /// only the leader has the policy set, and a standby must never send a sensor an empty set
+    /// (the sensor would unload everything the operator gave it).
+    pub accepting: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 type SetStream = Pin<Box<dyn Stream<Item = Result<pb::PolicySet, Status>> + Send>>;
@@ -33,6 +37,13 @@ impl PolicySync for SyncService {
         &self,
         request: Request<Streaming<pb::SensorMessage>>,
     ) -> Result<Response<SetStream>, Status> {
+        if let Some(a) = &self.accepting
+            && !a.load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(Status::unavailable(
+                "this operator replica is not serving policies (not the leader, or its policies are not loaded yet)",
+            ));
+        }
         let peer = request
             .remote_addr()
             .map_or_else(|| "?".to_string(), |a| a.to_string());

@@ -56,6 +56,8 @@ pub struct Distributor {
     pub grpc_address: SocketAddr,
     /// Kubernetes mode: the controllers' metrics, served beside the distribution's.
     pub kube_metrics: Option<Arc<crate::KubeMetrics>>,
+    /// Kubernetes mode: whether sensors are served (see [`SyncService::accepting`]).
+    pub accepting: Option<Arc<std::sync::atomic::AtomicBool>>,
     listeners: Option<(tokio::net::TcpListener, Option<tokio::net::TcpListener>)>,
     tasks: Vec<tokio::task::JoinHandle<Result<(), OperatorError>>>,
 }
@@ -78,6 +80,7 @@ impl Distributor {
             metrics,
             grpc_address,
             kube_metrics: None,
+            accepting: None,
             listeners: Some((grpc_listener, metrics_listener)),
             tasks: Vec::new(),
         })
@@ -92,6 +95,7 @@ impl Distributor {
             grpc_listener,
             SyncService {
                 dist: self.dist.clone(),
+                accepting: self.accepting.clone(),
             },
         )));
         if let Some(l) = metrics_listener {
@@ -189,7 +193,12 @@ async fn run_kubernetes(
     let mut d = Distributor::bind(&opts).await?;
     let kube_metrics = Arc::new(crate::KubeMetrics::new());
     d.kube_metrics = Some(kube_metrics.clone());
+    let accepting = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    d.accepting = Some(accepting.clone());
     d.serve();
+    // Serve sensors only while leading, and only once the controllers have had time to load the
+    // cluster's policies after winning the lease: a sensor is sent the full set on connect.
+    let gate = tokio::spawn(leader_gate(kube_metrics.clone(), accepting));
     eprintln!("{READY_LINE} on {} (Kubernetes mode)", d.grpc_address);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let fleet: Arc<dyn crate::fleet::Fleet> = d.dist.clone();
@@ -201,10 +210,68 @@ async fn run_kubernetes(
         e = d.failed() => Err(e),
     };
     let _ = stop_tx.send(());
+    gate.abort();
     match controllers.await {
         Ok(Err(e)) if result.is_ok() => return Err(e),
         _ => {}
     }
     tracing::info!("stopping");
     result
+}
+
+/// How long a new leader waits before serving sensors, so that its controllers' first pass has
+/// pushed the cluster's policies into distribution.
+pub const LEADER_SETTLE: Duration = Duration::from_secs(3);
+
+/// Flips `accepting` with leadership (checked every 250 ms).
+async fn leader_gate(
+    metrics: Arc<crate::KubeMetrics>,
+    accepting: Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::atomic::Ordering;
+    let mut since: Option<tokio::time::Instant> = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        let leading = metrics.leader.get() == 1;
+        since = match (leading, since) {
+            (true, None) => Some(tokio::time::Instant::now()),
+            (true, s) => s,
+            (false, _) => None,
+        };
+        let serve = since.is_some_and(|t| t.elapsed() >= LEADER_SETTLE);
+        if accepting.swap(serve, Ordering::SeqCst) != serve {
+            tracing::info!(serving = serve, "policy sync to sensors");
+        }
+    }
+}
+
+#[cfg(test)]
+mod gate_tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    #[tokio::test(start_paused = true)]
+    async fn sensors_are_served_only_by_a_settled_leader() {
+        let metrics = Arc::new(crate::KubeMetrics::new());
+        let accepting = Arc::new(AtomicBool::new(false));
+        let gate = tokio::spawn(leader_gate(metrics.clone(), accepting.clone()));
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(!accepting.load(Ordering::SeqCst), "a standby never serves");
+        metrics.leader.set(1);
+        tokio::time::sleep(LEADER_SETTLE / 2).await;
+        assert!(
+            !accepting.load(Ordering::SeqCst),
+            "not before the settle time"
+        );
+        tokio::time::sleep(LEADER_SETTLE).await;
+        assert!(accepting.load(Ordering::SeqCst), "a settled leader serves");
+        metrics.leader.set(0);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            !accepting.load(Ordering::SeqCst),
+            "losing the lease stops serving"
+        );
+        gate.abort();
+    }
 }
