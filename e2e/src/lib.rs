@@ -514,3 +514,27 @@ impl Drop for Operator {
         self.kill();
     }
 }
+
+/// A policy with one openat hook whose path must start with `prefix`, plus `selector_extra`
+/// (more lines of the same selector, indented by six spaces; "" for none).
+pub fn open_policy(name: &str, prefix: &str, selector_extra: &str) -> String {
+    format!(
+        "apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: {name}
+spec:
+  kprobes:
+  - call: sys_openat
+    syscall: true
+    args:
+    - index: 1
+      type: string
+    selectors:
+    - matchArgs:
+      - index: 1
+        operator: Prefix
+        values: [\"{prefix}\"]
+{selector_extra}"
+    )
+}

@@ -9,7 +9,8 @@ use std::process::{Command, Stdio};
 
 use vigil_api::events::{ArgValue, GetEventsResponse, KprobeAction, ProcessKprobe};
 use vigil_e2e::{
-    Sensor, bin_path, corpus_policy, event_timeout, policy_list, vigil_cli, vigil_ok, wait_for,
+    Sensor, bin_path, corpus_policy, event_timeout, open_policy, policy_list, vigil_cli, vigil_ok,
+    wait_for,
 };
 
 fn example(name: &str) -> String {
@@ -92,29 +93,6 @@ fn dirs() -> (tempfile::TempDir, String) {
     let d = work.path().join("watched");
     std::fs::create_dir_all(d.join("forbidden")).unwrap();
     (work, d.to_str().unwrap().to_string())
-}
-
-/// A policy with one openat hook whose path must start with `prefix`, plus a selector body.
-fn open_policy(name: &str, prefix: &str, selector_extra: &str) -> String {
-    format!(
-        "apiVersion: cilium.io/v1alpha1
-kind: TracingPolicy
-metadata:
-  name: {name}
-spec:
-  kprobes:
-  - call: sys_openat
-    syscall: true
-    args:
-    - index: 1
-      type: string
-    selectors:
-    - matchArgs:
-      - index: 1
-        operator: Prefix
-        values: [\"{prefix}\"]
-{selector_extra}"
-    )
 }
 
 #[test]

@@ -8,33 +8,13 @@ use std::time::Duration;
 
 use serde_json::Value;
 use vigil_api::events::GetEventsResponse;
-use vigil_e2e::{Operator, Sensor, bin_path, event_timeout, metric_value, policy_list, wait_for};
+use vigil_e2e::{
+    Operator, Sensor, bin_path, event_timeout, metric_value, open_policy, policy_list, wait_for,
+};
 
 fn sync_timeout() -> Duration {
     // Reconnects back off up to 10 s.
     Duration::from_secs(if vigil_e2e::slow_machine() { 180 } else { 45 })
-}
-
-fn open_policy(name: &str, prefix: &str) -> String {
-    format!(
-        "apiVersion: cilium.io/v1alpha1
-kind: TracingPolicy
-metadata:
-  name: {name}
-spec:
-  kprobes:
-  - call: sys_openat
-    syscall: true
-    args:
-    - index: 1
-      type: string
-    selectors:
-    - matchArgs:
-      - index: 1
-        operator: Prefix
-        values: [\"{prefix}\"]
-"
-    )
 }
 
 fn sensor(op: &Operator, node: &str, labels: &str) -> Sensor {
@@ -155,7 +135,10 @@ fn policies_reach_every_node_follow_edits_and_deletes_and_survive_operator_resta
     });
 
     // Add: every node loads it, the operator sees 3/3.
-    op.write_policy("open.yaml", &open_policy("e2e-op-open", &format!("{d1}/")));
+    op.write_policy(
+        "open.yaml",
+        &open_policy("e2e-op-open", &format!("{d1}/"), ""),
+    );
     for s in &sensors {
         wait_listed(s, "e2e-op-open", "enabled");
     }
@@ -172,7 +155,10 @@ fn policies_reach_every_node_follow_edits_and_deletes_and_survive_operator_resta
     wait_open_everywhere(&refs, "e2e-op-open", &format!("{d1}/a"));
 
     // Edit: a new version everywhere.
-    op.write_policy("open.yaml", &open_policy("e2e-op-open", &format!("{d2}/")));
+    op.write_policy(
+        "open.yaml",
+        &open_policy("e2e-op-open", &format!("{d2}/"), ""),
+    );
     let p = wait_status(&op, "e2e-op-open", "new version 3/3 ready", |p| {
         p["version"] != v1.as_str() && p["ready"] == 3
     });
@@ -213,7 +199,10 @@ fn policies_reach_every_node_follow_edits_and_deletes_and_survive_operator_resta
 
     // Edited while the operator is down: the sensors get the new version once it is back.
     op.kill();
-    op.write_policy("open.yaml", &open_policy("e2e-op-open", &format!("{d1}/")));
+    op.write_policy(
+        "open.yaml",
+        &open_policy("e2e-op-open", &format!("{d1}/"), ""),
+    );
     op.restart();
     wait_status(
         &op,
