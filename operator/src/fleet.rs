@@ -87,3 +87,24 @@ pub trait Fleet: Send + Sync + 'static {
     /// Ticks whenever any roll-up may have changed (a node answered, connected or left).
     fn changes(&self) -> tokio::sync::watch::Receiver<u64>;
 }
+
+/// A pod and the node it is scheduled on, as pod sources hand it to distribution.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodePod {
+    /// `spec.nodeName`.
+    pub node: String,
+    pub pod: vigil_api::wire::sensor_info::PodInfo,
+}
+
+/// Where the cluster's pods go: distribution keeps them per node and sends every sensor the
+/// pods of its node (see `PodSet` in `sync.proto`). Pods are named by uid.
+pub trait PodFeed: Send + Sync + 'static {
+    /// The complete list of the cluster's scheduled pods (after a list or re-list): pods not in
+    /// it are gone. The first call marks the inventory as known; before it no sensor is sent
+    /// pods.
+    fn replace_pods(&self, pods: Vec<NodePod>);
+    /// A pod was added or changed (it may have moved to another node: it leaves the old one).
+    fn upsert_pod(&self, pod: NodePod);
+    /// A pod was deleted.
+    fn delete_pod(&self, uid: &str);
+}
