@@ -45,6 +45,7 @@ pub fn to_json(s: &pb::GetStatusResponse) -> Value {
                 "kernel_release": n.kernel_release,
                 "sensor_version": n.sensor_version,
                 "connected_seconds": n.connected_seconds,
+                "pods": n.pods,
             })
         })
         .collect();
@@ -130,13 +131,14 @@ pub fn render_table(s: &pb::GetStatusResponse) -> String {
         let labels: std::collections::BTreeMap<_, _> = n.labels.iter().collect();
         let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
         out.push_str(&format!(
-            "  {}  kernel {}  labels {}\n",
+            "  {}  kernel {}  pods {}  labels {}\n",
             n.name,
             if n.kernel_release.is_empty() {
                 "?"
             } else {
                 &n.kernel_release
             },
+            n.pods,
             if labels.is_empty() {
                 "-".to_string()
             } else {
@@ -191,6 +193,7 @@ mod tests {
                 name: "n1".into(),
                 labels: [("zone".to_string(), "a".to_string())].into(),
                 kernel_release: "6.18".into(),
+                pods: 3,
                 ..Default::default()
             }],
             policies: vec![pb::PolicyStatus {
@@ -225,10 +228,11 @@ mod tests {
             t.contains("spec.kprobes[0] (tcp_connect): no kprobes"),
             "{t}"
         );
-        assert!(t.contains("n1  kernel 6.18  labels zone=a"), "{t}");
+        assert!(t.contains("n1  kernel 6.18  pods 3  labels zone=a"), "{t}");
         let j = to_json(&sample());
         assert_eq!(j["policies"][0]["nodes"][1]["state"], "partial");
         assert_eq!(j["nodes"][0]["labels"]["zone"], "a");
+        assert_eq!(j["nodes"][0]["pods"], 3);
         assert_eq!(operator_url("h:1"), "http://h:1");
         assert_eq!(operator_url("http://h:1"), "http://h:1");
     }

@@ -8,6 +8,12 @@
 //!
 //! Sensors answer per policy version; answers about a version that is no longer current are
 //! ignored. Roll-ups count connected, targeted nodes only.
+//!
+//! Distribution is also the [`PodFeed`]: it keeps the cluster's scheduled pods by node and gives
+//! every connected sensor a second `watch` channel with the complete pod set of its node, sent
+//! again whenever a pod of that node changes. Until the first complete list arrived (Kubernetes
+//! mode, after the pod watcher's initial list) the channel is empty and nothing is sent: a
+//! sensor must not take a partial list for the truth, and in GitOps mode there are no pods.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -17,9 +23,10 @@ use prost::Message;
 use tokio::sync::watch;
 use vigil_api::policy::PolicyIr;
 use vigil_api::wire::policy_sync as pb;
+use vigil_api::wire::sensor_info::PodInfo;
 
 use crate::error::OperatorError;
-use crate::fleet::{DesiredPolicy, Fleet, NodeResult, PolicyKey, Rollup};
+use crate::fleet::{DesiredPolicy, Fleet, NodePod, NodeResult, PodFeed, PolicyKey, Rollup};
 use crate::metrics::{OperatorMetrics, PolicyStateLabel};
 use crate::selector::selects;
 
@@ -56,6 +63,9 @@ struct Node {
     sensor_version: String,
     connected_at: Instant,
     tx: watch::Sender<pb::PolicySet>,
+    /// The node's pod set (`None` until the cluster's pods are known).
+    pods_tx: watch::Sender<Option<pb::PodSet>>,
+    pod_sequence: u64,
     /// The content of the last set sent: (policy, version), sorted.
     sent: Option<Vec<(PolicyKey, String)>>,
     sequence: u64,
@@ -63,11 +73,19 @@ struct Node {
     results: HashMap<PolicyKey, (String, NodeResult)>,
 }
 
+/// A node's pods by uid (sorted, so that a set's order is stable).
+type NodePods = BTreeMap<String, PodInfo>;
+
 #[derive(Default)]
 struct State {
     policies: BTreeMap<PolicyKey, Entry>,
     nodes: BTreeMap<String, Node>,
     next_conn: u64,
+    /// Scheduled pods by node, and each pod's node by uid.
+    pods: HashMap<String, NodePods>,
+    pod_node: HashMap<String, String>,
+    /// A complete pod list arrived ([`PodFeed::replace_pods`]); until then no pods are sent.
+    pods_known: bool,
 }
 
 /// One sensor's open stream, as [`Distribution::connect`] returns it.
@@ -78,6 +96,8 @@ pub struct Connection {
     pub id: u64,
     /// The node's policy set; holds the first set already.
     pub sets: watch::Receiver<pb::PolicySet>,
+    /// The node's pod set; `None` while the operator knows no pods.
+    pub pods: watch::Receiver<Option<pb::PodSet>>,
 }
 
 /// The distribution state: desired policies, connected nodes and their answers.
@@ -146,6 +166,31 @@ impl State {
         node.sent = Some(content);
         node.tx.send_replace(set);
         metrics.pushes.inc();
+    }
+
+    /// Sends `name`'s pod set (when the cluster's pods are known and the node is connected).
+    fn push_pods(&mut self, name: &str, metrics: &OperatorMetrics) {
+        if !self.pods_known {
+            return;
+        }
+        let pods: Vec<PodInfo> = self
+            .pods
+            .get(name)
+            .map(|p| p.values().cloned().collect())
+            .unwrap_or_default();
+        let Some(node) = self.nodes.get_mut(name) else {
+            return;
+        };
+        node.pod_sequence += 1;
+        node.pods_tx.send_replace(Some(pb::PodSet {
+            sequence: node.pod_sequence,
+            pods,
+        }));
+        metrics.pod_pushes.inc();
+    }
+
+    fn count_pods(&self, metrics: &OperatorMetrics) {
+        metrics.pods.set(self.pod_node.len() as i64);
     }
 
     fn push_all(&mut self, metrics: &OperatorMetrics) {
@@ -255,6 +300,7 @@ impl Distribution {
         state.next_conn += 1;
         let id = state.next_conn;
         let (tx, rx) = watch::channel(pb::PolicySet::default());
+        let (pods_tx, pods_rx) = watch::channel(None);
         let name = hello.node_name.clone();
         let running: HashMap<PolicyKey, String> = hello
             .running
@@ -273,12 +319,15 @@ impl Distribution {
                 sensor_version: hello.sensor_version,
                 connected_at: Instant::now(),
                 tx,
+                pods_tx,
+                pod_sequence: 0,
                 sent: None,
                 sequence: 0,
                 results: HashMap::new(),
             },
         );
         state.push(&name, &self.metrics);
+        state.push_pods(&name, &self.metrics);
         let runs_current = state
             .policies
             .iter()
@@ -296,6 +345,7 @@ impl Distribution {
             node: name,
             id,
             sets: rx,
+            pods: pods_rx,
         })
     }
 
@@ -363,6 +413,7 @@ impl Distribution {
                 kernel_release: n.kernel_release.clone(),
                 sensor_version: n.sensor_version.clone(),
                 connected_seconds: n.connected_at.elapsed().as_secs(),
+                pods: state.pods.get(name).map_or(0, |p| p.len() as u32),
             })
             .collect();
         let policies = state
@@ -688,10 +739,150 @@ mod tests {
         assert!(dist().connect(pb::Hello::default()).is_err());
     }
 
+    fn pod(uid: &str, node: &str, app: &str) -> NodePod {
+        NodePod {
+            node: node.into(),
+            pod: PodInfo {
+                namespace: "default".into(),
+                name: format!("pod-{uid}"),
+                uid: uid.into(),
+                labels: [("app".to_string(), app.to_string())].into(),
+                ..Default::default()
+            },
+        }
+    }
+
+    fn pod_uids(c: &Connection) -> Option<Vec<String>> {
+        c.pods
+            .borrow()
+            .as_ref()
+            .map(|s| s.pods.iter().map(|p| p.uid.clone()).collect())
+    }
+
+    #[test]
+    fn pods_reach_only_their_node_and_only_once_the_list_is_complete() {
+        let d = dist();
+        let mut a = d.connect(hello("n1", "a")).unwrap();
+        let mut b = d.connect(hello("n2", "a")).unwrap();
+        // Before the first complete list: nothing, even for single upserts.
+        d.upsert_pod(pod("u0", "n1", "web"));
+        assert_eq!(pod_uids(&a), None, "no pods before the first list");
+        d.replace_pods(vec![
+            pod("u1", "n1", "web"),
+            pod("u2", "n2", "db"),
+            pod("u3", "n1", "db"),
+        ]);
+        assert_eq!(pod_uids(&a).unwrap(), ["u1", "u3"], "u0 was not in the list");
+        assert_eq!(pod_uids(&b).unwrap(), ["u2"]);
+        a.pods.mark_unchanged();
+        b.pods.mark_unchanged();
+        // Relabel on n1: only n1 gets a new set, with the new labels.
+        d.upsert_pod(pod("u1", "n1", "web2"));
+        assert!(a.pods.has_changed().unwrap());
+        assert!(!b.pods.has_changed().unwrap());
+        assert_eq!(
+            a.pods.borrow_and_update().as_ref().unwrap().pods[0].labels["app"],
+            "web2"
+        );
+        // The same content again: nothing sent.
+        d.upsert_pod(pod("u1", "n1", "web2"));
+        assert!(!a.pods.has_changed().unwrap());
+        // A pod moving to n2 leaves n1.
+        d.upsert_pod(pod("u3", "n2", "db"));
+        assert_eq!(pod_uids(&a).unwrap(), ["u1"]);
+        assert_eq!(pod_uids(&b).unwrap(), ["u2", "u3"]);
+        a.pods.mark_unchanged();
+        b.pods.mark_unchanged();
+        d.delete_pod("u2");
+        assert_eq!(pod_uids(&b).unwrap(), ["u3"]);
+        assert!(!a.pods.has_changed().unwrap());
+        d.delete_pod("never-seen");
+        assert!(!b.pods.has_changed().unwrap(), "an unknown uid changes nothing");
+        // A re-list sends only to nodes whose pods differ.
+        b.pods.mark_unchanged();
+        d.replace_pods(vec![pod("u1", "n1", "web2"), pod("u4", "n2", "x")]);
+        assert!(!a.pods.has_changed().unwrap(), "n1 is unchanged");
+        assert_eq!(pod_uids(&b).unwrap(), ["u4"]);
+        assert_eq!(d.status().nodes[1].pods, 1);
+        let text = crate::metrics::render(&d.metrics.registry());
+        assert!(text.contains("vigil_operator_pods 2"), "{text}");
+        // A node connecting later gets its pods at once, with a fresh sequence.
+        let c = d.connect(hello("n3", "a")).unwrap();
+        assert_eq!(pod_uids(&c).unwrap(), Vec::<String>::new());
+        d.upsert_pod(pod("u5", "n3", "y"));
+        assert_eq!(pod_uids(&c).unwrap(), ["u5"]);
+        assert_eq!(c.pods.borrow().as_ref().unwrap().sequence, 2);
+    }
+
     #[test]
     fn version_is_stable_and_content_sensitive() {
         assert_eq!(policy_version(&ir("a", "x")), policy_version(&ir("a", "x")));
         assert_ne!(policy_version(&ir("a", "x")), policy_version(&ir("a", "y")));
         assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+    }
+}
+
+impl PodFeed for Distribution {
+    fn replace_pods(&self, pods: Vec<NodePod>) {
+        let mut state = self.lock();
+        let mut by_node: HashMap<String, NodePods> = HashMap::new();
+        let mut pod_node = HashMap::new();
+        for p in pods {
+            pod_node.insert(p.pod.uid.clone(), p.node.clone());
+            by_node.entry(p.node).or_default().insert(p.pod.uid.clone(), p.pod);
+        }
+        let first = !state.pods_known;
+        // Only nodes whose pods differ are sent a new set (every node on the first list).
+        let changed: Vec<String> = state
+            .nodes
+            .keys()
+            .filter(|n| first || state.pods.get(*n) != by_node.get(*n))
+            .cloned()
+            .collect();
+        state.pods = by_node;
+        state.pod_node = pod_node;
+        state.pods_known = true;
+        tracing::info!(pods = state.pod_node.len(), nodes_updated = changed.len(), "pod list");
+        for n in changed {
+            state.push_pods(&n, &self.metrics);
+        }
+        state.count_pods(&self.metrics);
+    }
+
+    fn upsert_pod(&self, pod: NodePod) {
+        let mut state = self.lock();
+        let uid = pod.pod.uid.clone();
+        let old_node = state.pod_node.insert(uid.clone(), pod.node.clone());
+        let mut touched = vec![pod.node.clone()];
+        if let Some(old) = old_node.filter(|o| *o != pod.node) {
+            if let Some(p) = state.pods.get_mut(&old) {
+                p.remove(&uid);
+            }
+            touched.push(old);
+        }
+        let node_pods = state.pods.entry(pod.node).or_default();
+        if node_pods.get(&uid) == Some(&pod.pod) && touched.len() == 1 {
+            return;
+        }
+        node_pods.insert(uid, pod.pod);
+        for n in touched {
+            state.push_pods(&n, &self.metrics);
+        }
+        state.count_pods(&self.metrics);
+    }
+
+    fn delete_pod(&self, uid: &str) {
+        let mut state = self.lock();
+        let Some(node) = state.pod_node.remove(uid) else {
+            return;
+        };
+        if let Some(p) = state.pods.get_mut(&node) {
+            p.remove(uid);
+            if p.is_empty() {
+                state.pods.remove(&node);
+            }
+        }
+        state.push_pods(&node, &self.metrics);
+        state.count_pods(&self.metrics);
     }
 }

@@ -1,12 +1,13 @@
 //! The `vigil.policysync.v1.PolicySync` gRPC service over a [`Distribution`].
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use tokio_stream::wrappers::WatchStream;
+use tokio::sync::watch;
 use tonic::{Request, Response, Status, Streaming};
 use vigil_api::wire::policy_sync as pb;
 use vigil_api::wire::policy_sync::policy_sync_server::{PolicySync, PolicySyncServer};
@@ -27,7 +28,72 @@ pub struct SyncService {
     pub accepting: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
-type SetStream = Pin<Box<dyn Stream<Item = Result<pb::PolicySet, Status>> + Send>>;
+type SetStream = Pin<Box<dyn Stream<Item = Result<pb::OperatorMessage, Status>> + Send>>;
+
+fn policies(set: pb::PolicySet) -> pb::OperatorMessage {
+    pb::OperatorMessage {
+        message: Some(pb::operator_message::Message::Policies(set)),
+    }
+}
+
+fn pods(set: pb::PodSet) -> pb::OperatorMessage {
+    pb::OperatorMessage {
+        message: Some(pb::operator_message::Message::Pods(set)),
+    }
+}
+
+/// What a sensor's stream sends: the newest pod set and policy set of its node, the pod set
+/// first whenever both changed (a scoped policy then finds its pods at load). Like the
+/// channels, a slow reader gets the newest sets, never a backlog. Ends when the node's channels
+/// close (a newer stream of the node replaced this one, or the node was forgotten).
+pub fn outbound(
+    sets: watch::Receiver<pb::PolicySet>,
+    pod_sets: watch::Receiver<Option<pb::PodSet>>,
+) -> impl Stream<Item = pb::OperatorMessage> + Send {
+    struct Out {
+        sets: watch::Receiver<pb::PolicySet>,
+        pod_sets: watch::Receiver<Option<pb::PodSet>>,
+        queue: VecDeque<pb::OperatorMessage>,
+        started: bool,
+    }
+    let out = Out {
+        sets,
+        pod_sets,
+        queue: VecDeque::new(),
+        started: false,
+    };
+    futures::stream::unfold(out, |mut o| async move {
+        loop {
+            if let Some(m) = o.queue.pop_front() {
+                return Some((m, o));
+            }
+            if !o.started {
+                o.started = true;
+                if let Some(p) = o.pod_sets.borrow_and_update().clone() {
+                    o.queue.push_back(pods(p));
+                }
+                o.queue
+                    .push_back(policies(o.sets.borrow_and_update().clone()));
+                continue;
+            }
+            // `changed` marks what it saw as seen: remember which one woke us.
+            let pods_woke = tokio::select! {
+                r = o.pod_sets.changed() => r.map(|()| true),
+                r = o.sets.changed() => r.map(|()| false),
+            }
+            .ok()?;
+            if pods_woke || o.pod_sets.has_changed().unwrap_or(false) {
+                if let Some(p) = o.pod_sets.borrow_and_update().clone() {
+                    o.queue.push_back(pods(p));
+                }
+            }
+            if !pods_woke || o.sets.has_changed().unwrap_or(false) {
+                o.queue
+                    .push_back(policies(o.sets.borrow_and_update().clone()));
+            }
+        }
+    })
+}
 
 #[tonic::async_trait]
 impl PolicySync for SyncService {
@@ -84,7 +150,7 @@ impl PolicySync for SyncService {
             }
             dist.disconnect(&node, id);
         });
-        let stream = WatchStream::new(conn.sets).map(Ok);
+        let stream = outbound(conn.sets, conn.pods).map(Ok);
         Ok(Response::new(Box::pin(stream)))
     }
 
@@ -119,4 +185,76 @@ pub async fn serve(
         .serve_with_incoming(incoming)
         .await
         .map_err(|e| OperatorError::Grpc(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn what(m: &pb::OperatorMessage) -> String {
+        match &m.message {
+            Some(pb::operator_message::Message::Policies(s)) => format!("policies {}", s.sequence),
+            Some(pb::operator_message::Message::Pods(s)) => format!("pods {}", s.sequence),
+            None => "empty".into(),
+        }
+    }
+
+    async fn next(s: &mut (impl Stream<Item = pb::OperatorMessage> + Unpin)) -> String {
+        let m = tokio::time::timeout(Duration::from_secs(5), s.next())
+            .await
+            .expect("a message within 5 s")
+            .expect("the stream goes on");
+        what(&m)
+    }
+
+    fn set(sequence: u64) -> pb::PolicySet {
+        pb::PolicySet {
+            sequence,
+            policies: Vec::new(),
+        }
+    }
+
+    fn pod_set(sequence: u64) -> Option<pb::PodSet> {
+        Some(pb::PodSet {
+            sequence,
+            pods: Vec::new(),
+        })
+    }
+
+    #[tokio::test]
+    async fn pods_go_first_and_a_slow_reader_gets_the_newest_sets() {
+        let (sets_tx, sets) = watch::channel(set(1));
+        let (pods_tx, pods) = watch::channel(None);
+        let mut s = Box::pin(outbound(sets, pods));
+        // No pods known: the policy set alone.
+        assert_eq!(next(&mut s).await, "policies 1");
+        // Both change before the reader looks: pods first, each once, newest only.
+        sets_tx.send_replace(set(2));
+        sets_tx.send_replace(set(3));
+        pods_tx.send_replace(pod_set(1));
+        pods_tx.send_replace(pod_set(2));
+        assert_eq!(next(&mut s).await, "pods 2");
+        assert_eq!(next(&mut s).await, "policies 3");
+        // One side alone.
+        sets_tx.send_replace(set(4));
+        assert_eq!(next(&mut s).await, "policies 4");
+        pods_tx.send_replace(pod_set(3));
+        assert_eq!(next(&mut s).await, "pods 3");
+        // The node's channels close: the stream ends.
+        drop(sets_tx);
+        drop(pods_tx);
+        let end = tokio::time::timeout(Duration::from_secs(5), s.next())
+            .await
+            .expect("the stream ends");
+        assert!(end.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_stream_opened_with_pods_known_starts_with_them() {
+        let (_sets_tx, sets) = watch::channel(set(1));
+        let (_pods_tx, pods) = watch::channel(pod_set(7));
+        let mut s = Box::pin(outbound(sets, pods));
+        assert_eq!(next(&mut s).await, "pods 7");
+        assert_eq!(next(&mut s).await, "policies 1");
+    }
 }

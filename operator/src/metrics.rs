@@ -30,6 +30,9 @@ pub struct OperatorMetrics {
     pub pushes: Counter,
     pub push_latency: Histogram,
     pub policy_dir_errors: Counter,
+    /// Scheduled pods distribution knows (Kubernetes mode).
+    pub pods: Gauge,
+    pub pod_pushes: Counter,
 }
 
 impl Default for OperatorMetrics {
@@ -45,6 +48,8 @@ impl Default for OperatorMetrics {
                 prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 17),
             ),
             policy_dir_errors: Counter::default(),
+            pods: Gauge::default(),
+            pod_pushes: Counter::default(),
         }
     }
 }
@@ -82,6 +87,16 @@ impl OperatorMetrics {
             "policy_dir_errors",
             "Policy directory files that could not be turned into a policy",
             self.policy_dir_errors.clone(),
+        );
+        r.register(
+            "pods",
+            "Scheduled pods known to the operator, sent to the sensors of their nodes",
+            self.pods.clone(),
+        );
+        r.register(
+            "pod_pushes",
+            "Pod sets sent to sensors",
+            self.pod_pushes.clone(),
         );
         r
     }

@@ -96,7 +96,11 @@ async fn fake(addr: String, i: usize, shared: Arc<Shared>) {
         .expect("open sync stream")
         .into_inner();
     let mut first = true;
-    while let Ok(Some(set)) = inbound.message().await {
+    while let Ok(Some(m)) = inbound.message().await {
+        // GitOps mode sends policy sets only; anything else is not about this benchmark.
+        let Some(pb::operator_message::Message::Policies(set)) = m.message else {
+            continue;
+        };
         if first {
             shared.connected.fetch_add(1, Ordering::SeqCst);
             first = false;
