@@ -85,6 +85,10 @@ pub struct Metrics {
     pub operator_connection_failures: Counter,
     /// Policy sets received from the operator.
     pub operator_policy_sets: Counter,
+    /// Pod sets received from the operator.
+    pub operator_pod_sets: Counter,
+    /// Pods in the operator's pod sets that were refused (no uid, namespace or name).
+    pub operator_pods_rejected: Counter,
     /// Events that waited for their container's pod.
     pub pod_events_held: Counter,
     /// Held events that went out with their pod.
@@ -264,6 +268,16 @@ impl Metrics {
             "operator_policy_sets",
             "Policy sets received from the operator",
             self.operator_policy_sets.clone(),
+        );
+        r.register(
+            "operator_pod_sets",
+            "Pod sets (this node's pods) received from the operator",
+            self.operator_pod_sets.clone(),
+        );
+        r.register(
+            "operator_pods_rejected",
+            "Pods of the operator's pod sets refused for lacking a uid, namespace or name",
+            self.operator_pods_rejected.clone(),
         );
         r
     }

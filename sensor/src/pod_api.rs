@@ -61,21 +61,23 @@ impl From<&Pod> for pb::PodInfo {
     }
 }
 
-/// A pod must be named: a uid (its key), a namespace and a name.
-fn check(p: &pb::PodInfo) -> Result<(), Status> {
+/// A pod must be named: a uid (its key), a namespace and a name. The error says which is
+/// missing.
+pub fn check_pod(p: &pb::PodInfo) -> Result<(), String> {
     for (v, what) in [
         (&p.uid, "uid"),
         (&p.namespace, "namespace"),
         (&p.name, "name"),
     ] {
         if v.is_empty() {
-            return Err(Status::invalid_argument(format!(
-                "pod {}/{}: {what} is empty",
-                p.namespace, p.name
-            )));
+            return Err(format!("pod {}/{}: {what} is empty", p.namespace, p.name));
         }
     }
     Ok(())
+}
+
+fn check(p: &pb::PodInfo) -> Result<(), Status> {
+    check_pod(p).map_err(Status::invalid_argument)
 }
 
 #[derive(Debug, Clone)]

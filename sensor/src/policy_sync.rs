@@ -9,8 +9,12 @@
 //! the set are removed, unchanged ones stay untouched. Each policy stands alone: one that fails
 //! does not stop the others.
 //!
+//! In Kubernetes mode the operator also sends the pods of this node (a complete `PodSet`, again
+//! whenever one changes); the sensor replaces its pod inventory with each (see
+//! [`crate::pods`]). Pods without a uid, namespace or name are left out and counted.
+//!
 //! When the operator goes away, the sensor keeps the last set it applied (and keeps enforcing
-//! it) and reconnects with backoff (0.5 s doubling to 10 s); every failure is logged and
+//! it, and the last pods) and reconnects with backoff (0.5 s doubling to 10 s); every failure is logged and
 //! counted in `vigil_operator_connection_failures_total`, never fatal.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -27,6 +31,8 @@ use vigil_api::wire::policy_sync::policy_sync_client::PolicySyncClient;
 use crate::error::SensorError;
 use crate::hooks::engine::Engine;
 use crate::metrics::Metrics;
+use crate::pod_api::check_pod;
+use crate::pods::{Pod, PodInventory};
 use crate::policy_control::{PolicyControl, PolicyInfo, PolicyKey, PolicyOrigin, PolicyState};
 
 /// First reconnect delay; doubled after each failure up to [`MAX_BACKOFF`].
@@ -350,12 +356,17 @@ impl Applier {
 
 /// Runs the client until the task is aborted: connect, Hello, apply sets, report; reconnect
 /// with backoff whenever the stream ends or cannot be opened.
-pub async fn run(opts: SyncOptions, applier: Applier, metrics: Arc<Metrics>) {
+pub async fn run(
+    opts: SyncOptions,
+    applier: Applier,
+    pods: Option<Arc<PodInventory>>,
+    metrics: Arc<Metrics>,
+) {
     let applier = Arc::new(Mutex::new(applier));
     let mut backoff = INITIAL_BACKOFF;
     loop {
         let mut got_set = false;
-        match session(&opts, &applier, &metrics, &mut got_set).await {
+        match session(&opts, &applier, pods.as_ref(), &metrics, &mut got_set).await {
             Ok(()) => tracing::warn!(
                 operator = %opts.address,
                 "the operator closed the policy stream; keeping the current policies, reconnecting in {backoff:?}"
@@ -377,9 +388,26 @@ pub async fn run(opts: SyncOptions, applier: Applier, metrics: Arc<Metrics>) {
     }
 }
 
+/// The pods of a pod set the inventory can take; the others are logged and counted.
+pub fn valid_pods(set: pb::PodSet, metrics: &Metrics) -> Vec<Pod> {
+    set.pods
+        .into_iter()
+        .filter(|p| match check_pod(p) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!("operator pod set: {e}; pod left out");
+                metrics.operator_pods_rejected.inc();
+                false
+            }
+        })
+        .map(Pod::from)
+        .collect()
+}
+
 async fn session(
     opts: &SyncOptions,
     applier: &Arc<Mutex<Applier>>,
+    pods: Option<&Arc<PodInventory>>,
     metrics: &Metrics,
     got_set: &mut bool,
 ) -> Result<(), String> {
@@ -416,10 +444,33 @@ async fn session(
     metrics.operator_connected.set(1);
     tracing::info!(operator = %opts.address, "connected to the operator");
     loop {
-        let set = match inbound.message().await {
-            Ok(Some(set)) => set,
+        let message = match inbound.message().await {
+            Ok(Some(m)) => m.message,
             Ok(None) => return Ok(()),
             Err(s) => return Err(format!("stream broke: {}", status_text(&s))),
+        };
+        let set = match message {
+            Some(pb::operator_message::Message::Policies(set)) => set,
+            Some(pb::operator_message::Message::Pods(set)) => {
+                metrics.operator_pod_sets.inc();
+                let Some(inv) = pods else {
+                    tracing::warn!("the operator sent pods, but this sensor keeps no pod inventory");
+                    continue;
+                };
+                let (sequence, count) = (set.sequence, set.pods.len());
+                let valid = valid_pods(set, metrics);
+                let inv = inv.clone();
+                // The store walks the cgroup tree and updates the scoped policies' kernel sets.
+                tokio::task::spawn_blocking(move || inv.apply_pods(valid))
+                    .await
+                    .map_err(|e| format!("applying the pod set failed: {e}"))?;
+                tracing::debug!(sequence, pods = count, "pod set received");
+                continue;
+            }
+            None => {
+                tracing::warn!("ignoring an empty message from the operator");
+                continue;
+            }
         };
         *got_set = true;
         metrics.operator_policy_sets.inc();

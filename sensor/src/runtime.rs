@@ -188,7 +188,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 .collect(),
         };
         let applier = Applier::new(engine.clone() as Arc<dyn SyncTarget>);
-        tokio::spawn(policy_sync::run(opts, applier, metrics.clone()))
+        tokio::spawn(policy_sync::run(
+            opts,
+            applier,
+            Some(pods.clone()),
+            metrics.clone(),
+        ))
     });
 
     let ring = bpf.events.take().expect("ring buffer taken once");
