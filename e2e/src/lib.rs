@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use vigil_api::events::GetEventsResponse;
 
+pub mod fake_kube;
+
 /// The project binary `name`: from `VIGIL_BIN_DIR` when set, else next to the test binary's
 /// target directory (`target/<profile>/`).
 pub fn bin_path(name: &str) -> PathBuf {
@@ -350,9 +352,28 @@ pub struct Operator {
     pub grpc_port: u16,
     pub metrics_port: u16,
     stderr: Arc<Mutex<String>>,
+    /// Kubernetes mode: the kubeconfig of the API server to use (instead of the directory).
+    kubeconfig: Option<PathBuf>,
 }
 
 impl Operator {
+    /// Starts the operator in Kubernetes mode against the API server of `kubeconfig` (leader
+    /// election off: one replica), and waits until it listens. It serves sensors once its
+    /// controllers had time to load the policies (`LEADER_SETTLE`, 3 s); sensors retry until then.
+    pub fn start_kubernetes(kubeconfig: &Path) -> Operator {
+        let mut op = Operator {
+            child: None,
+            policy_dir: PathBuf::new(),
+            _dir: None,
+            grpc_port: free_port(),
+            metrics_port: free_port(),
+            stderr: Arc::new(Mutex::new(String::new())),
+            kubeconfig: Some(kubeconfig.to_path_buf()),
+        };
+        op.spawn();
+        op
+    }
+
     /// Starts the operator on a fresh policy directory and waits until it serves.
     pub fn start() -> Operator {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -365,6 +386,7 @@ impl Operator {
             grpc_port: free_port(),
             metrics_port: free_port(),
             stderr: Arc::new(Mutex::new(String::new())),
+            kubeconfig: None,
         };
         op.spawn();
         op
@@ -381,9 +403,18 @@ impl Operator {
     }
 
     fn spawn(&mut self) {
-        let mut child = Command::new(bin_path("vigil-operator"))
-            .args(["run", "--log-level", "info", "--policy-dir"])
-            .arg(&self.policy_dir)
+        let mut cmd = Command::new(bin_path("vigil-operator"));
+        cmd.args(["run", "--log-level", "info"]);
+        match &self.kubeconfig {
+            Some(k) => {
+                cmd.env("KUBECONFIG", k)
+                    .env("VIGIL_LEADER_ELECTION", "false");
+            }
+            None => {
+                cmd.arg("--policy-dir").arg(&self.policy_dir);
+            }
+        }
+        let mut child = cmd
             .args(["--grpc-address", &self.address()])
             .args([
                 "--metrics-address",
