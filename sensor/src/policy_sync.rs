@@ -760,6 +760,31 @@ mod tests {
     }
 
     #[test]
+    fn unnamed_pods_of_a_pod_set_are_left_out_and_counted() {
+        use vigil_api::wire::sensor_info::PodInfo;
+        let metrics = Metrics::default();
+        let named = |uid: &str, ns: &str, name: &str| PodInfo {
+            uid: uid.into(),
+            namespace: ns.into(),
+            name: name.into(),
+            ..Default::default()
+        };
+        let set = pb::PodSet {
+            sequence: 1,
+            pods: vec![
+                named("u1", "default", "a"),
+                named("", "default", "b"),
+                named("u3", "", "c"),
+                named("u4", "prod", "d"),
+            ],
+        };
+        let pods = valid_pods(set, &metrics);
+        let uids: Vec<&str> = pods.iter().map(|p| p.uid.as_str()).collect();
+        assert_eq!(uids, ["u1", "u4"]);
+        assert_eq!(metrics.operator_pods_rejected.get(), 2);
+    }
+
+    #[test]
     fn addresses_and_labels() {
         assert_eq!(
             parse_address("10.0.0.1:4245").unwrap(),
