@@ -47,7 +47,7 @@ fn duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 15))
 }
 
-/// Metrics of the controllers and leader election. Cloning a metric shares it.
+/// Metrics of the controllers, leader election and the pod watcher. Cloning a metric shares it.
 #[derive(Debug)]
 pub struct KubeMetrics {
     pub reconciles: Family<ReconcileLabel, Counter>,
@@ -56,6 +56,10 @@ pub struct KubeMetrics {
     pub status_patches: Family<KindLabel, Counter>,
     pub policies: Family<StateLabel, Gauge>,
     pub leader: Gauge,
+    /// Scheduled pods the pod watcher knows (what distribution was last told), cluster-wide.
+    pub pods: Gauge,
+    /// Failed pod list/watch requests; the watcher retries each with backoff.
+    pub pod_watch_errors: Counter,
     /// Per policy, its kind and state; `policies` is recomputed from it.
     states: Mutex<HashMap<(&'static str, PolicyKey), PolicyState>>,
 }
@@ -69,6 +73,8 @@ impl Default for KubeMetrics {
             status_patches: Family::default(),
             policies: Family::default(),
             leader: Gauge::default(),
+            pods: Gauge::default(),
+            pod_watch_errors: Counter::default(),
             states: Mutex::new(HashMap::new()),
         }
     }
@@ -110,6 +116,17 @@ impl KubeMetrics {
             "operator_leader",
             "1 while this replica holds the leader lease and runs the controllers",
             self.leader.clone(),
+        );
+        registry.register(
+            "operator_pods",
+            "Scheduled pods known to the pod watcher and fed to distribution, cluster-wide",
+            self.pods.clone(),
+        );
+        // A counter: the text encoding appends `_total`.
+        registry.register(
+            "operator_pod_watch_errors",
+            "Failed pod list or watch requests (each is retried with backoff)",
+            self.pod_watch_errors.clone(),
         );
     }
 

@@ -1,8 +1,8 @@
 //! Vigil operator library: CRD generation (`vigil-operator crdgen`), the contract between
 //! policy sources and policy distribution ([`fleet`]), policy distribution to the sensors
 //! ([`distribution`], served by [`grpc`]), GitOps mode ([`gitops`]), the Kubernetes side
-//! ([`run_kube`]: leader election, the TracingPolicy controllers, status roll-up) and `run`
-//! ([`run`]).
+//! ([`run_kube`]: leader election, the TracingPolicy controllers, status roll-up), the pod
+//! watcher that feeds distribution the cluster's pods ([`pod_watch`]) and `run` ([`run`]).
 #![forbid(unsafe_code)]
 
 pub mod controller;
@@ -15,6 +15,7 @@ pub mod kube_metrics;
 pub mod kubernetes;
 pub mod leader;
 pub mod metrics;
+pub mod pod_watch;
 pub mod run;
 pub mod selector;
 pub mod status;
