@@ -30,8 +30,6 @@ pub struct OperatorMetrics {
     pub pushes: Counter,
     pub push_latency: Histogram,
     pub policy_dir_errors: Counter,
-    /// Scheduled pods distribution knows (Kubernetes mode).
-    pub pods: Gauge,
     pub pod_pushes: Counter,
 }
 
@@ -48,15 +46,21 @@ impl Default for OperatorMetrics {
                 prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 17),
             ),
             policy_dir_errors: Counter::default(),
-            pods: Gauge::default(),
             pod_pushes: Counter::default(),
         }
     }
 }
 
 impl OperatorMetrics {
+    /// A registry of these metrics alone, prefixed `vigil_operator`.
     pub fn registry(&self) -> Registry {
         let mut r = Registry::with_prefix("vigil_operator");
+        self.register(&mut r);
+        r
+    }
+
+    /// Registers every metric under `r` (a registry prefixed `vigil_operator`).
+    pub fn register(&self, r: &mut Registry) {
         r.register(
             "sensors_connected",
             "Sensors with an open policy sync stream",
@@ -68,7 +72,7 @@ impl OperatorMetrics {
             self.sensor_connections.clone(),
         );
         r.register(
-            "policies",
+            "policies_distributed",
             "Policies the operator distributes",
             self.policies.clone(),
         );
@@ -89,16 +93,10 @@ impl OperatorMetrics {
             self.policy_dir_errors.clone(),
         );
         r.register(
-            "pods",
-            "Scheduled pods known to the operator, sent to the sensors of their nodes",
-            self.pods.clone(),
-        );
-        r.register(
             "pod_pushes",
             "Pod sets sent to sensors",
             self.pod_pushes.clone(),
         );
-        r
     }
 }
 

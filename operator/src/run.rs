@@ -1,8 +1,9 @@
 //! `vigil-operator run`: the options both modes share, and the run loop.
 //!
 //! GitOps mode (`--policy-dir`) reads policies from a directory; Kubernetes mode (no
-//! `--policy-dir`) will read TracingPolicy resources through the controllers. Both feed the
-//! same [`Distribution`], which serves the sensors over gRPC.
+//! `--policy-dir`) reads TracingPolicy resources through the controllers and the cluster's
+//! pods through the pod watcher. Both feed the same [`Distribution`], which serves the sensors
+//! over gRPC.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -99,9 +100,13 @@ impl Distributor {
             },
         )));
         if let Some(l) = metrics_listener {
-            let mut registry = self.metrics.registry();
+            // Each side names its metrics under its own prefix: distribution's under
+            // `vigil_operator`, the Kubernetes side's (`operator_…`) under `vigil`.
+            let mut registry = prometheus_client::registry::Registry::default();
+            self.metrics
+                .register(registry.sub_registry_with_prefix("vigil_operator"));
             if let Some(k) = &self.kube_metrics {
-                k.register(&mut registry);
+                k.register(registry.sub_registry_with_prefix("vigil"));
             }
             self.tasks
                 .push(tokio::spawn(metrics::serve(l, Arc::new(registry))));
@@ -201,6 +206,18 @@ async fn run_kubernetes(
     let gate = tokio::spawn(leader_gate(kube_metrics.clone(), accepting));
     eprintln!("{READY_LINE} on {} (Kubernetes mode)", d.grpc_address);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (pods_stop_tx, pods_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    // Every replica watches pods (not only the leader): a new leader then has the cluster's
+    // pods at once instead of sending sensors an empty inventory.
+    let feed: Arc<dyn crate::fleet::PodFeed> = d.dist.clone();
+    let pods = tokio::spawn(crate::pod_watch::run_pod_watcher(
+        client.clone(),
+        feed,
+        kube_metrics.clone(),
+        async move {
+            let _ = pods_stop_rx.await;
+        },
+    ));
     let fleet: Arc<dyn crate::fleet::Fleet> = d.dist.clone();
     let controllers = tokio::spawn(crate::run_kube(client, fleet, kube_metrics, async move {
         let _ = stop_rx.await;
@@ -210,7 +227,9 @@ async fn run_kubernetes(
         e = d.failed() => Err(e),
     };
     let _ = stop_tx.send(());
+    let _ = pods_stop_tx.send(());
     gate.abort();
+    let _ = pods.await;
     match controllers.await {
         Ok(Err(e)) if result.is_ok() => return Err(e),
         _ => {}
