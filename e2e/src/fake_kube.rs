@@ -268,6 +268,27 @@ async fn handle(
                 return status(StatusCode::NOT_FOUND, "NotFound", &format!("{} not found", t.name));
             };
             if content_type.starts_with("application/json-patch+json") {
+                // The API server's `test` of a missing path against null succeeds (the
+                // finalizer helper tests `/metadata/finalizers` that way); json-patch's fails.
+                let mut patch = patch;
+                if let Some(ops) = patch.as_array_mut() {
+                    let mut absent_ok = true;
+                    ops.retain(|op| {
+                        let null_test = op["op"] == "test" && op["value"].is_null();
+                        if null_test {
+                            let cur = op["path"].as_str().and_then(|p| obj.pointer(p));
+                            absent_ok &= cur.is_none_or(Value::is_null);
+                        }
+                        !null_test
+                    });
+                    if !absent_ok {
+                        return status(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            "Invalid",
+                            "test operation failed: the path is not null",
+                        );
+                    }
+                }
                 let ops: json_patch::Patch = match serde_json::from_value(patch) {
                     Ok(p) => p,
                     Err(e) => return status(StatusCode::BAD_REQUEST, "BadRequest", &e.to_string()),

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use vigil_api::events::GetEventsResponse;
 
+pub mod containers;
 pub mod fake_kube;
 
 /// The project binary `name`: from `VIGIL_BIN_DIR` when set, else next to the test binary's

@@ -1,0 +1,265 @@
+//! The operator in Kubernetes mode, end to end without a cluster: the real `vigil-operator`
+//! binary talks HTTP to a miniature API server (`vigil_e2e::fake_kube`) holding Pods and
+//! TracingPolicy resources; a real sensor connects to it over gRPC; real processes run in
+//! cgroups named like containerd's and CRI-O's. The operator must turn the Pods into each node's
+//! pod inventory, the sensor must put that pod on its events and scope policies by it in the
+//! kernel, and the operator must write the policy's status back. Runs as root.
+
+use serde_json::{Value, json};
+use vigil_e2e::containers::{FakeContainer, Runtime, exec_of, open_in, opens_of};
+use vigil_e2e::fake_kube::FakeKube;
+use vigil_e2e::{Operator, Sensor, event_timeout, metric_value, start_timeout, vigil_ok, wait_for};
+
+/// A Pod as the API server holds it: scheduled on `node`, owned by a ReplicaSet of Deployment
+/// `name`, one running container in `c`'s cgroup (`runtime://id` as the kubelet reports it).
+fn pod(c: &FakeContainer, ns: &str, name: &str, node: &str, labels: Value) -> Value {
+    let prefix = match c.runtime {
+        Runtime::Containerd => "containerd",
+        Runtime::Crio => "cri-o",
+    };
+    let mut labels = labels;
+    labels["pod-template-hash"] = json!("7d4b9c6f5");
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": format!("{name}-7d4b9c6f5-x2x9q"),
+            "namespace": ns,
+            "uid": c.pod_uid,
+            "labels": labels,
+            "ownerReferences": [{
+                "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": format!("{name}-7d4b9c6f5"),
+                "uid": "11111111-2222-3333-4444-555555555555", "controller": true,
+            }],
+        },
+        "spec": {
+            "nodeName": node,
+            "containers": [{
+                "name": "main",
+                "image": "quay.io/cilium/starwars:v2",
+                "securityContext": {"privileged": true},
+            }],
+        },
+        "status": {
+            "phase": "Running",
+            "containerStatuses": [{
+                "name": "main",
+                "containerID": format!("{prefix}://{}", c.id),
+                "image": "quay.io/cilium/starwars:v2",
+                "imageID": "quay.io/cilium/starwars@sha256:0123abcd",
+                "ready": true,
+                "restartCount": 0,
+                "state": {"running": {"startedAt": "2026-11-28T12:00:00Z"}},
+            }],
+        },
+    })
+}
+
+/// A TracingPolicyNamespaced on openat of files under `dir`.
+fn namespaced_open_policy(ns: &str, name: &str, dir: &str) -> Value {
+    json!({
+        "apiVersion": "vigil.dev/v1alpha1",
+        "kind": "TracingPolicyNamespaced",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "kprobes": [{
+                "call": "sys_openat",
+                "syscall": true,
+                "args": [{"index": 1, "type": "string"}],
+                "selectors": [{
+                    "matchArgs": [{"index": 1, "operator": "Prefix", "values": [format!("{dir}/")]}],
+                }],
+            }],
+        },
+    })
+}
+
+/// The pods the sensor holds: (namespace, name) sorted.
+fn sensor_pods(sensor: &Sensor) -> Vec<(String, String)> {
+    let list = vigil_ok(&sensor.socket, &["pod", "list"]);
+    let pods: Vec<Value> = serde_json::from_str(&list).expect("pod list JSON");
+    let mut out: Vec<(String, String)> = pods
+        .iter()
+        .map(|p| {
+            (
+                p["namespace"].as_str().unwrap_or_default().to_string(),
+                p["name"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn wait_pods(sensor: &Sensor, want: &[(&str, &str)], what: &str) {
+    let want: Vec<(String, String)> = want
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    wait_for(start_timeout(), what, || {
+        (sensor_pods(sensor) == want).then_some(())
+    });
+}
+
+#[test]
+fn operator_feeds_node_pods_and_scoped_policies_follow_the_cluster() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().to_str().unwrap().to_string();
+    let target = format!("{dir}/f");
+    std::fs::write(&target, "x").unwrap();
+
+    let kube = FakeKube::start();
+    let xwing = FakeContainer::new(Runtime::Containerd);
+    let tie = FakeContainer::new(Runtime::Crio);
+    let elsewhere = FakeContainer::new(Runtime::Containerd);
+    kube.apply(pod(&xwing, "default", "xwing", "node-a", json!({"app": "xwing"})));
+    kube.apply(pod(&tie, "empire", "tiefighter", "node-a", json!({"app": "tie"})));
+    kube.apply(pod(&elsewhere, "default", "ywing", "node-b", json!({"app": "ywing"})));
+    kube.apply(namespaced_open_policy("default", "default-opens", &dir));
+
+    let op = Operator::start_kubernetes(&kube.kubeconfig());
+    let sensor = Sensor::start_with_metrics(&[
+        "--operator-address",
+        &op.url(),
+        "--node-name",
+        "node-a",
+    ]);
+
+    // The node's pods, and only those, reach the sensor; then the policy.
+    wait_pods(
+        &sensor,
+        &[
+            ("default", "xwing-7d4b9c6f5-x2x9q"),
+            ("empire", "tiefighter-7d4b9c6f5-x2x9q"),
+        ],
+        "node-a's two pods on the sensor",
+    );
+    let listed = (0..600).any(|_| {
+        let found = vigil_ok(&sensor.socket, &["policy", "list"]).contains("default-opens");
+        if !found {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        found
+    });
+    assert!(
+        listed,
+        "the namespaced policy never reached the sensor\noperator:\n{}\nunanswered: {:?}\nsensor:\n{}",
+        op.stderr(),
+        kube.unanswered(),
+        sensor.stderr()
+    );
+
+    // Exec events carry the pod as the operator described it.
+    let x1 = open_in(Some(&xwing), &target);
+    // The pid execs twice: the shell on the host, which moves itself into the cgroup, then the
+    // workload inside it.
+    let ev = sensor.wait_event("the exec in xwing", |e| {
+        exec_of(e, x1).is_some_and(|p| p.binary.ends_with("vigil-e2e-workload"))
+    });
+    let p = exec_of(&ev, x1).expect("the exec");
+    let pod_ev = p.pod.as_ref().expect("the exec in xwing carries its pod");
+    assert_eq!(pod_ev.namespace, "default");
+    assert_eq!(pod_ev.name, "xwing-7d4b9c6f5-x2x9q");
+    assert_eq!(pod_ev.uid, xwing.pod_uid);
+    assert_eq!(pod_ev.pod_labels["app"], "xwing");
+    assert_eq!(
+        (pod_ev.workload.as_str(), pod_ev.workload_kind.as_str()),
+        ("xwing", "Deployment"),
+        "the ReplicaSet owner resolves to its Deployment"
+    );
+    let ct = pod_ev.container.as_ref().expect("the container");
+    assert_eq!(ct.id, xwing.id, "the id without containerd://");
+    assert_eq!(ct.name, "main");
+    assert_eq!(ct.start_time, "2026-11-28T12:00:00Z");
+    let image = ct.image.as_ref().expect("image");
+    assert_eq!(image.name, "quay.io/cilium/starwars:v2");
+    assert_eq!(image.id, "quay.io/cilium/starwars@sha256:0123abcd");
+    assert!(
+        ct.security_context.as_ref().is_some_and(|s| s.privileged),
+        "privileged comes from the pod spec"
+    );
+
+    // The namespaced policy: empire's pod and the host first, then default's pod.
+    let t1 = open_in(Some(&tie), &target);
+    let h1 = open_in(None, &target);
+    let x2 = open_in(Some(&xwing), &target);
+    let seen = |pid: u32| opens_of(&sensor, &target).iter().any(|(p, _)| *p == pid);
+    wait_for(event_timeout(), "the open in default's pod", || {
+        seen(x2).then_some(())
+    });
+    assert!(
+        !seen(t1) && !seen(h1),
+        "only the policy's namespace may match"
+    );
+
+    // The operator wrote the status back: accepted, and ready on the one node.
+    let status = wait_for(start_timeout(), "the policy's status", || {
+        kube.get("TracingPolicyNamespaced", "default", "default-opens")
+            .map(|o| o["status"].clone())
+            .filter(|s| s["nodes"]["ready"] == 1)
+    });
+    assert_eq!(status["nodes"]["targeted"], 1, "{status}");
+    assert_eq!(status["observedGeneration"], 1, "{status}");
+
+    // The cluster changes: xwing is deleted and a new pod takes its place in default. The
+    // kernel's set follows: the old container stops matching, the new one matches.
+    let xwing2 = FakeContainer::new(Runtime::Containerd);
+    assert!(kube.delete("Pod", "default", "xwing-7d4b9c6f5-x2x9q"));
+    kube.apply(pod(&xwing2, "default", "xwing2", "node-a", json!({"app": "xwing"})));
+    wait_pods(
+        &sensor,
+        &[
+            ("default", "xwing2-7d4b9c6f5-x2x9q"),
+            ("empire", "tiefighter-7d4b9c6f5-x2x9q"),
+        ],
+        "the deletion and the new pod on the sensor",
+    );
+    let x3 = open_in(Some(&xwing), &target);
+    let n1 = open_in(Some(&xwing2), &target);
+    wait_for(event_timeout(), "the open in the new pod", || {
+        seen(n1).then_some(())
+    });
+    assert!(!seen(x3), "the deleted pod's container still matched");
+
+    let text = sensor.metrics();
+    assert!(
+        metric_value(&text, "vigil_operator_pod_sets_total") >= 2.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric_value(&text, "vigil_operator_pods_rejected_total"),
+        0.0
+    );
+    let optext = op.metrics();
+    // xwing2 and tiefighter on node-a, ywing on node-b.
+    assert_eq!(metric_value(&optext, "vigil_operator_pods"), 3.0, "{optext}");
+    // Both sides' metrics under the documented names, each defined once.
+    assert_eq!(metric_value(&optext, "vigil_operator_leader"), 1.0, "{optext}");
+    assert!(
+        metric_value(
+            &optext,
+            "vigil_operator_reconciles_total{kind=\"TracingPolicyNamespaced\",result=\"ok\"}"
+        ) >= 1.0,
+        "{optext}"
+    );
+    assert_eq!(
+        metric_value(&optext, "vigil_operator_policies_distributed"),
+        1.0,
+        "{optext}"
+    );
+    let mut defined: Vec<&str> = optext
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let n = defined.len();
+    defined.sort_unstable();
+    defined.dedup();
+    assert_eq!(defined.len(), n, "a metric is defined twice:\n{optext}");
+    assert!(!optext.contains("vigil_operator_operator_"), "{optext}");
+    assert!(
+        kube.unanswered().is_empty(),
+        "requests the fake API server could not answer: {:?}",
+        kube.unanswered()
+    );
+}
