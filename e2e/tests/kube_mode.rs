@@ -263,3 +263,69 @@ fn operator_feeds_node_pods_and_scoped_policies_follow_the_cluster() {
         kube.unanswered()
     );
 }
+
+#[test]
+fn deleting_a_policy_resource_withdraws_it_and_the_operator_restarts_without_losing_pods() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().to_str().unwrap().to_string();
+    let kube = FakeKube::start();
+    let c = FakeContainer::new(Runtime::Containerd);
+    kube.apply(pod(&c, "default", "xwing", "node-a", json!({"app": "xwing"})));
+    kube.apply(namespaced_open_policy("default", "to-delete", &dir));
+    let mut op = Operator::start_kubernetes(&kube.kubeconfig());
+    let sensor =
+        Sensor::start_with_metrics(&["--operator-address", &op.url(), "--node-name", "node-a"]);
+    let has_policy = || vigil_ok(&sensor.socket, &["policy", "list"]).contains("to-delete");
+    wait_for(start_timeout(), "the policy on the sensor", || {
+        has_policy().then_some(())
+    });
+    // The operator put its finalizer on the resource before distributing it.
+    let obj = kube
+        .get("TracingPolicyNamespaced", "default", "to-delete")
+        .expect("the resource");
+    assert_eq!(
+        obj["metadata"]["finalizers"],
+        json!(["vigil.dev/policy-cleanup"]),
+        "{obj}"
+    );
+    // `vigil status --operator` shows the node with its pod.
+    let status = op.status();
+    assert_eq!(status["nodes"][0]["name"], "node-a", "{status}");
+    assert_eq!(status["nodes"][0]["pods"], 1, "{status}");
+
+    // Deleted in the cluster: withdrawn from the sensor, then the finalizer is released and the
+    // resource is gone.
+    assert!(kube.delete("TracingPolicyNamespaced", "default", "to-delete"));
+    wait_for(start_timeout(), "the policy withdrawn from the sensor", || {
+        (!has_policy()).then_some(())
+    });
+    wait_for(start_timeout(), "the resource gone", || {
+        kube.get("TracingPolicyNamespaced", "default", "to-delete")
+            .is_none()
+            .then_some(())
+    });
+
+    // The operator restarts; meanwhile the sensor keeps its pods, and afterwards gets the
+    // cluster's current pods (a new one included).
+    op.kill();
+    wait_for(start_timeout(), "the sensor to see the operator gone", || {
+        (metric_value(&sensor.metrics(), "vigil_operator_connected") == 0.0).then_some(())
+    });
+    let c2 = FakeContainer::new(Runtime::Crio);
+    kube.apply(pod(&c2, "default", "ywing", "node-a", json!({"app": "ywing"})));
+    wait_pods(
+        &sensor,
+        &[("default", "xwing-7d4b9c6f5-x2x9q")],
+        "the pods kept while the operator is away",
+    );
+    op.restart();
+    wait_pods(
+        &sensor,
+        &[
+            ("default", "xwing-7d4b9c6f5-x2x9q"),
+            ("default", "ywing-7d4b9c6f5-x2x9q"),
+        ],
+        "the cluster's pods after the operator's restart",
+    );
+    assert!(kube.unanswered().is_empty(), "{:?}", kube.unanswered());
+}
