@@ -196,4 +196,3 @@ pub fn open_in(c: Option<&FakeContainer>, path: &str) -> u32 {
     assert!(st.success(), "workload open {path} failed");
     pid
 }
-

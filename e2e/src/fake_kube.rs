@@ -254,7 +254,11 @@ async fn handle(
         }
         (Method::GET, false) => match store.lock().unwrap().objects.get(&key) {
             Some(v) => respond(StatusCode::OK, v),
-            None => status(StatusCode::NOT_FOUND, "NotFound", &format!("{} not found", t.name)),
+            None => status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                &format!("{} not found", t.name),
+            ),
         },
         (Method::PATCH, false) => {
             let patch: Value = match serde_json::from_slice(&body) {
@@ -265,7 +269,11 @@ async fn handle(
             };
             let mut st = store.lock().unwrap();
             let Some(mut obj) = st.objects.get(&key).cloned() else {
-                return status(StatusCode::NOT_FOUND, "NotFound", &format!("{} not found", t.name));
+                return status(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    &format!("{} not found", t.name),
+                );
             };
             if content_type.starts_with("application/json-patch+json") {
                 // The API server's `test` of a missing path against null succeeds (the
@@ -368,7 +376,10 @@ impl FakeKube {
     /// `spec` bumps the generation, as the API server does. Returns the stored object.
     pub fn apply(&self, mut obj: Value) -> Value {
         let r = resource_of_kind(obj["kind"].as_str().expect("kind"));
-        let name = obj["metadata"]["name"].as_str().expect("metadata.name").to_string();
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .expect("metadata.name")
+            .to_string();
         let ns = if r.namespaced {
             obj["metadata"]["namespace"]
                 .as_str()
@@ -415,7 +426,11 @@ impl FakeKube {
         let r = resource_of_kind(kind);
         let key = (
             r.plural.to_string(),
-            if r.namespaced { namespace.to_string() } else { String::new() },
+            if r.namespaced {
+                namespace.to_string()
+            } else {
+                String::new()
+            },
             name.to_string(),
         );
         let mut st = self.store.lock().unwrap();

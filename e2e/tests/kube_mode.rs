@@ -112,18 +112,32 @@ fn operator_feeds_node_pods_and_scoped_policies_follow_the_cluster() {
     let xwing = FakeContainer::new(Runtime::Containerd);
     let tie = FakeContainer::new(Runtime::Crio);
     let elsewhere = FakeContainer::new(Runtime::Containerd);
-    kube.apply(pod(&xwing, "default", "xwing", "node-a", json!({"app": "xwing"})));
-    kube.apply(pod(&tie, "empire", "tiefighter", "node-a", json!({"app": "tie"})));
-    kube.apply(pod(&elsewhere, "default", "ywing", "node-b", json!({"app": "ywing"})));
+    kube.apply(pod(
+        &xwing,
+        "default",
+        "xwing",
+        "node-a",
+        json!({"app": "xwing"}),
+    ));
+    kube.apply(pod(
+        &tie,
+        "empire",
+        "tiefighter",
+        "node-a",
+        json!({"app": "tie"}),
+    ));
+    kube.apply(pod(
+        &elsewhere,
+        "default",
+        "ywing",
+        "node-b",
+        json!({"app": "ywing"}),
+    ));
     kube.apply(namespaced_open_policy("default", "default-opens", &dir));
 
     let op = Operator::start_kubernetes(&kube.kubeconfig());
-    let sensor = Sensor::start_with_metrics(&[
-        "--operator-address",
-        &op.url(),
-        "--node-name",
-        "node-a",
-    ]);
+    let sensor =
+        Sensor::start_with_metrics(&["--operator-address", &op.url(), "--node-name", "node-a"]);
 
     // The node's pods, and only those, reach the sensor; then the policy.
     wait_pods(
@@ -205,7 +219,13 @@ fn operator_feeds_node_pods_and_scoped_policies_follow_the_cluster() {
     // kernel's set follows: the old container stops matching, the new one matches.
     let xwing2 = FakeContainer::new(Runtime::Containerd);
     assert!(kube.delete("Pod", "default", "xwing-7d4b9c6f5-x2x9q"));
-    kube.apply(pod(&xwing2, "default", "xwing2", "node-a", json!({"app": "xwing"})));
+    kube.apply(pod(
+        &xwing2,
+        "default",
+        "xwing2",
+        "node-a",
+        json!({"app": "xwing"}),
+    ));
     wait_pods(
         &sensor,
         &[
@@ -232,9 +252,17 @@ fn operator_feeds_node_pods_and_scoped_policies_follow_the_cluster() {
     );
     let optext = op.metrics();
     // xwing2 and tiefighter on node-a, ywing on node-b.
-    assert_eq!(metric_value(&optext, "vigil_operator_pods"), 3.0, "{optext}");
+    assert_eq!(
+        metric_value(&optext, "vigil_operator_pods"),
+        3.0,
+        "{optext}"
+    );
     // Both sides' metrics under the documented names, each defined once.
-    assert_eq!(metric_value(&optext, "vigil_operator_leader"), 1.0, "{optext}");
+    assert_eq!(
+        metric_value(&optext, "vigil_operator_leader"),
+        1.0,
+        "{optext}"
+    );
     assert!(
         metric_value(
             &optext,
@@ -270,7 +298,13 @@ fn deleting_a_policy_resource_withdraws_it_and_the_operator_restarts_without_los
     let dir = work.path().to_str().unwrap().to_string();
     let kube = FakeKube::start();
     let c = FakeContainer::new(Runtime::Containerd);
-    kube.apply(pod(&c, "default", "xwing", "node-a", json!({"app": "xwing"})));
+    kube.apply(pod(
+        &c,
+        "default",
+        "xwing",
+        "node-a",
+        json!({"app": "xwing"}),
+    ));
     kube.apply(namespaced_open_policy("default", "to-delete", &dir));
     let mut op = Operator::start_kubernetes(&kube.kubeconfig());
     let sensor =
@@ -296,9 +330,11 @@ fn deleting_a_policy_resource_withdraws_it_and_the_operator_restarts_without_los
     // Deleted in the cluster: withdrawn from the sensor, then the finalizer is released and the
     // resource is gone.
     assert!(kube.delete("TracingPolicyNamespaced", "default", "to-delete"));
-    wait_for(start_timeout(), "the policy withdrawn from the sensor", || {
-        (!has_policy()).then_some(())
-    });
+    wait_for(
+        start_timeout(),
+        "the policy withdrawn from the sensor",
+        || (!has_policy()).then_some(()),
+    );
     wait_for(start_timeout(), "the resource gone", || {
         kube.get("TracingPolicyNamespaced", "default", "to-delete")
             .is_none()
@@ -308,11 +344,19 @@ fn deleting_a_policy_resource_withdraws_it_and_the_operator_restarts_without_los
     // The operator restarts; meanwhile the sensor keeps its pods, and afterwards gets the
     // cluster's current pods (a new one included).
     op.kill();
-    wait_for(start_timeout(), "the sensor to see the operator gone", || {
-        (metric_value(&sensor.metrics(), "vigil_operator_connected") == 0.0).then_some(())
-    });
+    wait_for(
+        start_timeout(),
+        "the sensor to see the operator gone",
+        || (metric_value(&sensor.metrics(), "vigil_operator_connected") == 0.0).then_some(()),
+    );
     let c2 = FakeContainer::new(Runtime::Crio);
-    kube.apply(pod(&c2, "default", "ywing", "node-a", json!({"app": "ywing"})));
+    kube.apply(pod(
+        &c2,
+        "default",
+        "ywing",
+        "node-a",
+        json!({"app": "ywing"}),
+    ));
     wait_pods(
         &sensor,
         &[("default", "xwing-7d4b9c6f5-x2x9q")],

@@ -502,6 +502,75 @@ impl Fleet for Distribution {
     }
 }
 
+impl PodFeed for Distribution {
+    fn replace_pods(&self, pods: Vec<NodePod>) {
+        let mut state = self.lock();
+        let mut by_node: HashMap<String, NodePods> = HashMap::new();
+        let mut pod_node = HashMap::new();
+        for p in pods {
+            pod_node.insert(p.pod.uid.clone(), p.node.clone());
+            by_node
+                .entry(p.node)
+                .or_default()
+                .insert(p.pod.uid.clone(), p.pod);
+        }
+        let first = !state.pods_known;
+        // Only nodes whose pods differ are sent a new set (every node on the first list).
+        let changed: Vec<String> = state
+            .nodes
+            .keys()
+            .filter(|n| first || state.pods.get(*n) != by_node.get(*n))
+            .cloned()
+            .collect();
+        state.pods = by_node;
+        state.pod_node = pod_node;
+        state.pods_known = true;
+        tracing::info!(
+            pods = state.pod_node.len(),
+            nodes_updated = changed.len(),
+            "pod list"
+        );
+        for n in changed {
+            state.push_pods(&n, &self.metrics);
+        }
+    }
+
+    fn upsert_pod(&self, pod: NodePod) {
+        let mut state = self.lock();
+        let uid = pod.pod.uid.clone();
+        let old_node = state.pod_node.insert(uid.clone(), pod.node.clone());
+        let mut touched = vec![pod.node.clone()];
+        if let Some(old) = old_node.filter(|o| *o != pod.node) {
+            if let Some(p) = state.pods.get_mut(&old) {
+                p.remove(&uid);
+            }
+            touched.push(old);
+        }
+        let node_pods = state.pods.entry(pod.node).or_default();
+        if node_pods.get(&uid) == Some(&pod.pod) && touched.len() == 1 {
+            return;
+        }
+        node_pods.insert(uid, pod.pod);
+        for n in touched {
+            state.push_pods(&n, &self.metrics);
+        }
+    }
+
+    fn delete_pod(&self, uid: &str) {
+        let mut state = self.lock();
+        let Some(node) = state.pod_node.remove(uid) else {
+            return;
+        };
+        if let Some(p) = state.pods.get_mut(&node) {
+            p.remove(uid);
+            if p.is_empty() {
+                state.pods.remove(&node);
+            }
+        }
+        state.push_pods(&node, &self.metrics);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -768,7 +837,11 @@ mod tests {
             pod("u2", "n2", "db"),
             pod("u3", "n1", "db"),
         ]);
-        assert_eq!(pod_uids(&a).unwrap(), ["u1", "u3"], "u0 was not in the list");
+        assert_eq!(
+            pod_uids(&a).unwrap(),
+            ["u1", "u3"],
+            "u0 was not in the list"
+        );
         assert_eq!(pod_uids(&b).unwrap(), ["u2"]);
         a.pods.mark_unchanged();
         b.pods.mark_unchanged();
@@ -794,7 +867,10 @@ mod tests {
         assert!(!a.pods.has_changed().unwrap());
         b.pods.mark_unchanged();
         d.delete_pod("never-seen");
-        assert!(!b.pods.has_changed().unwrap(), "an unknown uid changes nothing");
+        assert!(
+            !b.pods.has_changed().unwrap(),
+            "an unknown uid changes nothing"
+        );
         // A re-list sends only to nodes whose pods differ.
         b.pods.mark_unchanged();
         d.replace_pods(vec![pod("u1", "n1", "web2"), pod("u4", "n2", "x")]);
@@ -816,67 +892,5 @@ mod tests {
         assert_eq!(policy_version(&ir("a", "x")), policy_version(&ir("a", "x")));
         assert_ne!(policy_version(&ir("a", "x")), policy_version(&ir("a", "y")));
         assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
-    }
-}
-
-impl PodFeed for Distribution {
-    fn replace_pods(&self, pods: Vec<NodePod>) {
-        let mut state = self.lock();
-        let mut by_node: HashMap<String, NodePods> = HashMap::new();
-        let mut pod_node = HashMap::new();
-        for p in pods {
-            pod_node.insert(p.pod.uid.clone(), p.node.clone());
-            by_node.entry(p.node).or_default().insert(p.pod.uid.clone(), p.pod);
-        }
-        let first = !state.pods_known;
-        // Only nodes whose pods differ are sent a new set (every node on the first list).
-        let changed: Vec<String> = state
-            .nodes
-            .keys()
-            .filter(|n| first || state.pods.get(*n) != by_node.get(*n))
-            .cloned()
-            .collect();
-        state.pods = by_node;
-        state.pod_node = pod_node;
-        state.pods_known = true;
-        tracing::info!(pods = state.pod_node.len(), nodes_updated = changed.len(), "pod list");
-        for n in changed {
-            state.push_pods(&n, &self.metrics);
-        }
-    }
-
-    fn upsert_pod(&self, pod: NodePod) {
-        let mut state = self.lock();
-        let uid = pod.pod.uid.clone();
-        let old_node = state.pod_node.insert(uid.clone(), pod.node.clone());
-        let mut touched = vec![pod.node.clone()];
-        if let Some(old) = old_node.filter(|o| *o != pod.node) {
-            if let Some(p) = state.pods.get_mut(&old) {
-                p.remove(&uid);
-            }
-            touched.push(old);
-        }
-        let node_pods = state.pods.entry(pod.node).or_default();
-        if node_pods.get(&uid) == Some(&pod.pod) && touched.len() == 1 {
-            return;
-        }
-        node_pods.insert(uid, pod.pod);
-        for n in touched {
-            state.push_pods(&n, &self.metrics);
-        }
-    }
-
-    fn delete_pod(&self, uid: &str) {
-        let mut state = self.lock();
-        let Some(node) = state.pod_node.remove(uid) else {
-            return;
-        };
-        if let Some(p) = state.pods.get_mut(&node) {
-            p.remove(uid);
-            if p.is_empty() {
-                state.pods.remove(&node);
-            }
-        }
-        state.push_pods(&node, &self.metrics);
     }
 }

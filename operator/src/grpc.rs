@@ -82,10 +82,10 @@ pub fn outbound(
                 r = o.sets.changed() => r.map(|()| false),
             }
             .ok()?;
-            if pods_woke || o.pod_sets.has_changed().unwrap_or(false) {
-                if let Some(p) = o.pod_sets.borrow_and_update().clone() {
-                    o.queue.push_back(pods(p));
-                }
+            if (pods_woke || o.pod_sets.has_changed().unwrap_or(false))
+                && let Some(p) = o.pod_sets.borrow_and_update().clone()
+            {
+                o.queue.push_back(pods(p));
             }
             if !pods_woke || o.sets.has_changed().unwrap_or(false) {
                 o.queue

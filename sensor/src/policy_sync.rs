@@ -454,7 +454,9 @@ async fn session(
             Some(pb::operator_message::Message::Pods(set)) => {
                 metrics.operator_pod_sets.inc();
                 let Some(inv) = pods else {
-                    tracing::warn!("the operator sent pods, but this sensor keeps no pod inventory");
+                    tracing::warn!(
+                        "the operator sent pods, but this sensor keeps no pod inventory"
+                    );
                     continue;
                 };
                 let (sequence, count) = (set.sequence, set.pods.len());
