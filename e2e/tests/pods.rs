@@ -625,6 +625,7 @@ fn own_cgroup_name() -> String {
 
 /// hostSelector against `--node-labels`, in the kernel: host processes of a matching node only,
 /// unioned with the selected pods' containers; a selector that misses this node selects nothing.
+/// A nodeSelector that misses this node is refused by `vigil policy add`.
 #[test]
 fn host_selector_selects_host_processes_of_matching_nodes() {
     let own = own_cgroup_name();
@@ -657,6 +658,20 @@ fn host_selector_selects_host_processes_of_matching_nodes() {
         vigil_e2e::vigil_cli(&sensor.socket, &["policy", "add", f.to_str().unwrap()])
     };
 
+    // nodeSelector: another node's policy is refused, naming the selector and these labels.
+    let out = add(
+        "elsewhere",
+        "  nodeSelector:\n    matchLabels:\n      role: control-plane",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a policy for another node loaded");
+    assert!(
+        err.contains("spec.nodeSelector (role=control-plane)")
+            && err.contains("role=worker,zone=e2e"),
+        "{err}"
+    );
+    assert!(vigil_e2e::policy_list(&sensor.socket).is_empty());
+
     let ok = |out: std::process::Output| {
         assert!(
             out.status.success(),
@@ -664,10 +679,10 @@ fn host_selector_selects_host_processes_of_matching_nodes() {
             String::from_utf8_lossy(&out.stderr)
         );
     };
-    // Host processes of role=worker nodes.
+    // Host processes of role=worker nodes; loaded here (its nodeSelector matches).
     ok(add(
         "host-only",
-        "  hostSelector:\n    matchLabels:\n      role: worker",
+        "  nodeSelector:\n    matchLabels:\n      zone: e2e\n  hostSelector:\n    matchLabels:\n      role: worker",
     ));
     // Host processes of control-plane nodes: nothing here.
     ok(add(

@@ -110,6 +110,25 @@ pub fn selector_matches(sel: &ir::LabelSelector, labels: &BTreeMap<String, Strin
     })
 }
 
+/// `sel` the way `kubectl` writes selectors (`app=web,tier in (a,b),!legacy`), for messages.
+pub fn describe_selector(sel: &ir::LabelSelector) -> String {
+    sel.requirements
+        .iter()
+        .map(|r| {
+            let values = r.values.join(",");
+            match r.operator() {
+                ir::LabelOperator::In if r.values.len() == 1 => format!("{}={values}", r.key),
+                ir::LabelOperator::In => format!("{} in ({values})", r.key),
+                ir::LabelOperator::NotIn => format!("{} notin ({values})", r.key),
+                ir::LabelOperator::Exists => r.key.clone(),
+                ir::LabelOperator::DoesNotExist => format!("!{}", r.key),
+                ir::LabelOperator::Unspecified => format!("{} ?", r.key),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// What a scoped policy applies to (absent parts: no restriction).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct WorkloadScope {
@@ -727,6 +746,24 @@ mod tests {
         assert_eq!(
             inv.scope_cgroups(&WorkloadScope::default()),
             BTreeSet::from([4242])
+        );
+    }
+
+    #[test]
+    fn selectors_are_described_like_kubectl() {
+        use ir::LabelOperator::*;
+        let sel = ir::LabelSelector {
+            requirements: vec![
+                req("app", In, &["web"]),
+                req("tier", In, &["a", "b"]),
+                req("zone", NotIn, &["x"]),
+                req("gpu", Exists, &[]),
+                req("legacy", DoesNotExist, &[]),
+            ],
+        };
+        assert_eq!(
+            describe_selector(&sel),
+            "app=web,tier in (a,b),zone notin (x),gpu,!legacy"
         );
     }
 

@@ -139,7 +139,7 @@ struct Inner {
     generation: u32,
     next_id: u64,
     pods: Option<Arc<PodInventory>>,
-    /// `--node-labels`: matched by hostSelector. Fixed for the sensor's life.
+    /// `--node-labels`: matched by hostSelector and nodeSelector. Fixed for the sensor's life.
     node_labels: BTreeMap<String, String>,
 }
 
@@ -200,7 +200,8 @@ impl Engine {
         }
     }
 
-    /// This node's labels (`--node-labels`), for hostSelector; set before any policy is loaded.
+    /// This node's labels (`--node-labels`), for hostSelector and nodeSelector; set before any
+    /// policy is loaded.
     pub fn with_node_labels(self, labels: BTreeMap<String, String>) -> Self {
         self.inner
             .lock()
@@ -303,6 +304,13 @@ impl Engine {
             message,
         };
         let inner = &mut *inner;
+        // The operator sent it here because its nodeSelector selects this node, by labels the
+        // operator knows (in Kubernetes, the Node's), which --node-labels need not repeat.
+        if origin != PolicyOrigin::Operator
+            && let Some(why) = lower::node_selector_mismatch(&ir, &inner.node_labels)
+        {
+            return Err(unloadable(why));
+        }
         let lowered = lower::lower(&ir, &inner.kernel, &inner.node_labels, &mut inner.ids)
             .map_err(unloadable)?;
         let wanted = lowered.hooks.iter().filter(|h| h.is_ok()).count();

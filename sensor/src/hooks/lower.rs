@@ -220,6 +220,32 @@ fn policy_scope(ir: &PolicyIr, node_labels: &BTreeMap<String, String>) -> Option
     }
 }
 
+/// Why a policy whose `spec.nodeSelector` does not select this node must not be loaded here
+/// (`None`: it has none, or it selects this node). Kubernetes semantics: an empty selector
+/// selects every node, requirements and a node without labels select nothing.
+pub fn node_selector_mismatch(
+    ir: &PolicyIr,
+    node_labels: &BTreeMap<String, String>,
+) -> Option<String> {
+    let sel = ir.scope.as_ref()?.node_selector.as_ref()?;
+    if pods::selector_matches(sel, node_labels) {
+        return None;
+    }
+    let labels = if node_labels.is_empty() {
+        "none".to_string()
+    } else {
+        node_labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    Some(format!(
+        "spec.nodeSelector ({}) does not select this node, whose labels (--node-labels) are: {labels}; not loaded here",
+        pods::describe_selector(sel)
+    ))
+}
+
 /// The workload scope of a policy: the namespace of a TracingPolicyNamespaced, podSelector and
 /// containerSelector. `None` when the policy applies to every process.
 fn workload_scope(ir: &PolicyIr) -> Option<WorkloadScope> {
@@ -1408,6 +1434,33 @@ spec:
         // No hostSelector: the flag never comes from node labels.
         let pods_only = policy_with("  podSelector: {}\n");
         assert!(!scope_on(&pods_only, &[("role", "worker")]).unwrap().host);
+    }
+
+    #[test]
+    fn node_selector_mismatch_names_the_selector_and_the_labels() {
+        let ir = |scope: &str| compile_yaml(&policy_with(scope)).unwrap().remove(0);
+        let sel = ir(
+            "  nodeSelector:\n    matchLabels: {role: worker}\n    matchExpressions: [{key: zone, operator: In, values: [a, b]}]\n",
+        );
+        assert_eq!(
+            node_selector_mismatch(&sel, &labels(&[("role", "worker"), ("zone", "b")])),
+            None
+        );
+        let err = node_selector_mismatch(&sel, &labels(&[("role", "db"), ("zone", "a")]))
+            .expect("refused");
+        assert!(
+            err.starts_with("spec.nodeSelector (role=worker,zone in (a,b))"),
+            "{err}"
+        );
+        assert!(err.contains("role=db,zone=a"), "{err}");
+        let err = node_selector_mismatch(&sel, &BTreeMap::new()).expect("no labels: refused");
+        assert!(err.contains("--node-labels) are: none"), "{err}");
+        // No selector, or an empty one: every node.
+        assert_eq!(node_selector_mismatch(&ir(""), &BTreeMap::new()), None);
+        assert_eq!(
+            node_selector_mismatch(&ir("  nodeSelector: {}\n"), &BTreeMap::new()),
+            None
+        );
     }
 
     #[test]
