@@ -40,6 +40,11 @@ use crate::container::{self, DOCKER_ID_LEN};
 /// Most container cgroups kept: the size of the kernel's set (`vigil_containers`).
 pub const MAX_CONTAINER_CGROUPS: usize = abi::MAX_CONTAINERS;
 
+/// The pseudo-label through which a podSelector matches the pod's namespace, as in Tetragon (a
+/// cluster-wide TracingPolicy can select pods by namespace). Seen by selectors only: it is not
+/// one of the pod's labels in events.
+pub const POD_NAMESPACE_LABEL: &str = "k8s:io.kubernetes.pod.namespace";
+
 /// One container of a pod.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Container {
@@ -148,10 +153,21 @@ impl WorkloadScope {
         {
             return false;
         }
-        if let Some(sel) = &self.pod_selector
-            && !selector_matches(sel, &pod.labels)
-        {
-            return false;
+        if let Some(sel) = &self.pod_selector {
+            let matched = if sel
+                .requirements
+                .iter()
+                .any(|r| r.key == POD_NAMESPACE_LABEL)
+            {
+                let mut labels = pod.labels.clone();
+                labels.insert(POD_NAMESPACE_LABEL.to_string(), pod.namespace.clone());
+                selector_matches(sel, &labels)
+            } else {
+                selector_matches(sel, &pod.labels)
+            };
+            if !matched {
+                return false;
+            }
         }
         if let Some(sel) = &self.container_selector {
             let labels = BTreeMap::from([("name".to_string(), c.name.clone())]);
@@ -746,6 +762,42 @@ mod tests {
         assert_eq!(
             inv.scope_cgroups(&WorkloadScope::default()),
             BTreeSet::from([4242])
+        );
+    }
+
+    #[test]
+    fn pod_selector_sees_the_namespace_pseudo_label() {
+        let sel = |op, values: &[&str]| WorkloadScope {
+            pod_selector: Some(ir::LabelSelector {
+                requirements: vec![req(POD_NAMESPACE_LABEL, op, values)],
+            }),
+            ..Default::default()
+        };
+        let p = pod("prod", "a", "u", &[("app", "a")], &[ID_A]);
+        let c = &p.containers[0];
+        assert!(sel(ir::LabelOperator::In, &["prod", "staging"]).matches(&p, c));
+        assert!(!sel(ir::LabelOperator::In, &["default"]).matches(&p, c));
+        assert!(sel(ir::LabelOperator::NotIn, &["kube-system"]).matches(&p, c));
+        assert!(sel(ir::LabelOperator::Exists, &[]).matches(&p, c));
+        // With the pod's own labels.
+        let both = WorkloadScope {
+            pod_selector: Some(ir::LabelSelector {
+                requirements: vec![
+                    req("app", ir::LabelOperator::In, &["a"]),
+                    req(POD_NAMESPACE_LABEL, ir::LabelOperator::In, &["prod"]),
+                ],
+            }),
+            ..Default::default()
+        };
+        assert!(both.matches(&p, c));
+        let mut other = p.clone();
+        other.namespace = "dev".into();
+        assert!(!both.matches(&other, c));
+        // Not a label of the pod: events do not show it.
+        assert!(
+            !p.event_pod(0, None)
+                .pod_labels
+                .contains_key(POD_NAMESPACE_LABEL)
         );
     }
 

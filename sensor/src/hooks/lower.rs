@@ -1437,6 +1437,22 @@ spec:
     }
 
     #[test]
+    fn pod_selector_may_select_by_namespace() {
+        let y = policy_with(
+            "  podSelector:\n    matchExpressions: [{key: \"k8s:io.kubernetes.pod.namespace\", operator: In, values: [prod]}]\n",
+        );
+        let w = scope_on(&y, &[]).unwrap().workload.unwrap();
+        let pod = |ns: &str| pods::Pod {
+            namespace: ns.into(),
+            containers: vec![pods::Container::default()],
+            ..Default::default()
+        };
+        let (prod, dev) = (pod("prod"), pod("dev"));
+        assert!(w.matches(&prod, &prod.containers[0]));
+        assert!(!w.matches(&dev, &dev.containers[0]));
+    }
+
+    #[test]
     fn node_selector_mismatch_names_the_selector_and_the_labels() {
         let ir = |scope: &str| compile_yaml(&policy_with(scope)).unwrap().remove(0);
         let sel = ir(
