@@ -161,6 +161,7 @@ fn cases() -> Vec<(&'static str, String, String, &'static str)> {
         ("invalid YAML", format!("{HEAD}spec: [unclosed\n"), "input".into(), "YAML documents"),
         ("duplicate YAML key", format!("{HEAD}spec:\n  kprobes: []\n  kprobes: []\n"), "input".into(), "YAML documents"),
         ("error in second document", format!("{}---\n{}", kp(&[]), kp(&["args: [{index: 9, type: int}]"])), "document[1].spec.kprobes[0].args[0].index".into(), "an integer from 0 to 5"),
+        ("namespace pseudo-label outside podSelector", spec("  hostSelector: {matchLabels: {\"k8s:io.kubernetes.pod.namespace\": prod}}\n  kprobes: [{call: fn_x}]\n"), "spec.hostSelector.matchLabels".into(), "[prefix/]name"),
         ("CEL expression", filter("int", "CelExpr", "[\"x > 1\"]"), format!("{ARG0}.operator"), "the typed operators"),
     ]
 }

@@ -593,3 +593,137 @@ fn quickstart_observe_by_namespace_and_pod() {
         "only the pod's events: {live_text}"
     );
 }
+
+/// Openat events of the export whose path argument is `path`: (policy, pid).
+fn opens_by_policy(sensor: &Sensor, path: &str) -> Vec<(String, u32)> {
+    sensor
+        .events()
+        .iter()
+        .filter_map(|e| e.process_kprobe.as_ref())
+        .filter(|k| {
+            k.args.iter().any(|a| match &a.arg {
+                Some(vigil_api::events::ArgValue::String(s)) => s == path,
+                _ => false,
+            })
+        })
+        .map(|k| {
+            let pid = k.process.as_ref().and_then(|p| p.pid).unwrap_or(0);
+            (k.policy_name.clone(), pid)
+        })
+        .collect()
+}
+
+/// The last component of this process's cgroup v2 path.
+fn own_cgroup_name() -> String {
+    let text = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let path = text
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .unwrap_or("/");
+    path.rsplit('/').next().unwrap_or("").to_string()
+}
+
+/// hostSelector against `--node-labels`, in the kernel: host processes of a matching node only,
+/// unioned with the selected pods' containers; a selector that misses this node selects nothing.
+/// A nodeSelector that misses this node is refused by `vigil policy add`.
+#[test]
+fn host_selector_selects_host_processes_of_matching_nodes() {
+    let own = own_cgroup_name();
+    assert!(
+        own.len() < 64 || !own.bytes().rev().take(64).all(|b| b.is_ascii_hexdigit()),
+        "this test must run outside a container (its processes are the host's); cgroup {own}"
+    );
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().to_str().unwrap().to_string();
+    let target = format!("{dir}/f");
+    std::fs::write(&target, "x").unwrap();
+    let web = FakeContainer::new(Runtime::Containerd);
+    let db = FakeContainer::new(Runtime::Crio);
+    let sensor = Sensor::start(&["--node-labels", "role=worker,zone=e2e"]);
+    set_pods(
+        &sensor,
+        vec![
+            web.pod_json("default", "web", &[("app", "web")]),
+            db.pod_json("default", "db", &[("app", "db")]),
+        ],
+    );
+    let add = |name: &str, scope: &str| -> std::process::Output {
+        let text = open_policy(
+            &format!("kind: TracingPolicy\nmetadata: {{name: {name}}}"),
+            scope,
+            &dir,
+        );
+        let f = work.path().join(format!("{name}.yaml"));
+        std::fs::write(&f, text).unwrap();
+        vigil_e2e::vigil_cli(&sensor.socket, &["policy", "add", f.to_str().unwrap()])
+    };
+
+    // nodeSelector: another node's policy is refused, naming the selector and these labels.
+    let out = add(
+        "elsewhere",
+        "  nodeSelector:\n    matchLabels:\n      role: control-plane",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a policy for another node loaded");
+    assert!(
+        err.contains("spec.nodeSelector (role=control-plane)")
+            && err.contains("role=worker,zone=e2e"),
+        "{err}"
+    );
+    assert!(vigil_e2e::policy_list(&sensor.socket).is_empty());
+
+    let ok = |out: std::process::Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // Host processes of role=worker nodes; loaded here (its nodeSelector matches).
+    ok(add(
+        "host-only",
+        "  nodeSelector:\n    matchLabels:\n      zone: e2e\n  hostSelector:\n    matchLabels:\n      role: worker",
+    ));
+    // Host processes of control-plane nodes: nothing here.
+    ok(add(
+        "host-miss",
+        "  hostSelector:\n    matchLabels:\n      role: control-plane",
+    ));
+    // The web pod's containers and this node's host processes.
+    ok(add(
+        "web-and-host",
+        "  podSelector:\n    matchLabels:\n      app: web\n  hostSelector:\n    matchExpressions:\n    - {key: zone, operator: In, values: [e2e]}",
+    ));
+
+    // Negatives first: whatever they produced would be exported before the later events.
+    let in_db = open_in(Some(&db), &target);
+    let in_web = open_in(Some(&web), &target);
+    let on_host = open_in(None, &target);
+    let barrier = open_in(None, &target);
+    let has = |policy: &str, pid: u32| {
+        opens_by_policy(&sensor, &target)
+            .iter()
+            .any(|(p, q)| p == policy && *q == pid)
+    };
+    for (policy, pid, what) in [
+        ("web-and-host", in_web, "the selected pod's open"),
+        ("host-only", on_host, "the host open (host-only)"),
+        ("web-and-host", on_host, "the host open (web-and-host)"),
+        ("host-only", barrier, "the last host open"),
+    ] {
+        wait_for(event_timeout(), what, || has(policy, pid).then_some(()));
+    }
+    let seen = opens_by_policy(&sensor, &target);
+    assert!(
+        !seen.iter().any(|(_, pid)| *pid == in_db),
+        "an unselected pod's container matched: {seen:?}"
+    );
+    assert!(
+        !seen.iter().any(|(p, _)| p == "host-miss"),
+        "a hostSelector of other nodes matched: {seen:?}"
+    );
+    assert!(
+        !has("host-only", in_web),
+        "a container process counted as a host process: {seen:?}"
+    );
+}

@@ -82,6 +82,19 @@ struct {
 	__type(value, __u8);
 } vigil_ints SEC(".maps");
 
+/*
+ * Cgroup ids of this node's containers, of any runtime, whether or not the pod inventory knows
+ * their pod: a task whose cgroup is not here is a host process (hostSelector). A dedicated map
+ * rather than a vigil_ints set so that policies filling vigil_ints cannot crowd containers out
+ * (a container missing here would count as the host). Kept by the sensor (see pods.rs).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, VIGIL_MAX_CONTAINERS);
+	__type(key, __u64);
+	__type(value, __u8);
+} vigil_containers SEC(".maps");
+
 /* Exact, prefix and (with reversed strings) postfix matching; no hash-only comparison. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -1295,6 +1308,20 @@ static __always_inline void run_exit(struct run_ctx *rc, struct hook_scratch *s,
 	act(rc, s, h, rc->mask == NO_SELECTORS ? 0xffff : first_bit(rc->mask));
 }
 
+/*
+ * Workload scope: the selected containers' cgroups (scope_set), or, when hostSelector matched
+ * this node, any cgroup that is no container's. At most two hash lookups, so a task outside the
+ * scope costs only these before the hook returns.
+ */
+static __always_inline bool in_scope(const struct vigil_policy_cfg *pol)
+{
+	__u64 cg = bpf_get_current_cgroup_id();
+
+	if (pol->scope_set && in_int_set(pol->scope_set, cg))
+		return true;
+	return (pol->scope_flags & VIGIL_POL_HOST) && !bpf_map_lookup_elem(&vigil_containers, &cg);
+}
+
 static long hook_cb(__u64 i, void *c)
 {
 	struct run_ctx *rc = c;
@@ -1315,13 +1342,8 @@ static long hook_cb(__u64 i, void *c)
 	pol = bpf_map_lookup_elem(&vigil_policies, &h->policy);
 	if (!pol || !pol->enabled)
 		return 0;
-	/* Workload scope: a task outside the policy's pods costs this one lookup. */
-	if (pol->scope_set) {
-		struct vigil_int_key k = { .set = pol->scope_set, .value = bpf_get_current_cgroup_id() };
-
-		if (!bpf_map_lookup_elem(&vigil_ints, &k))
-			return 0;
-	}
+	if ((pol->scope_flags & VIGIL_POL_SCOPED) && !in_scope(pol))
+		return 0;
 	if (rc->stage == STAGE_EXIT) {
 		if (h->flags & VIGIL_HOOK_RETURN)
 			run_exit(rc, s, h);

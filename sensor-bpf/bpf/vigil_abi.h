@@ -170,6 +170,7 @@ struct vigil_proc {
 #define VIGIL_ARG_SLOT 4096       /* bytes of one argument kept in a record */
 #define VIGIL_ANCESTOR_DEPTH 8    /* followForks / followChildren look this far up */
 #define VIGIL_STAT_NUM 8          /* counters per policy (vigil_policy_stats) */
+#define VIGIL_MAX_CONTAINERS 8192 /* container cgroups of the node (vigil_containers) */
 
 /* Where a hook program found its arguments (vigil_hook_cfg.source). */
 #define VIGIL_SRC_REGS 1          /* function/syscall registers (kprobe, uprobe, sys_enter) */
@@ -265,6 +266,10 @@ struct vigil_proc {
 #define VIGIL_MODE_ENFORCE 1
 #define VIGIL_MODE_MONITOR 2
 
+/* vigil_policy_cfg.scope_flags */
+#define VIGIL_POL_SCOPED (1u << 0) /* only tasks in the scope run the hooks (else every task) */
+#define VIGIL_POL_HOST (1u << 1)   /* host tasks (cgroup not in vigil_containers) are in scope */
+
 /* Per-policy counters: index policy * VIGIL_STAT_NUM + one of these. */
 #define VIGIL_STAT_MATCHED 0
 #define VIGIL_STAT_POSTED 1
@@ -294,12 +299,17 @@ struct vigil_policy_cfg {
 	__u32 enabled; /* 0: the policy's hooks do nothing */
 	__u32 mode;    /* VIGIL_MODE_* */
 	/*
-	 * Workload scope (podSelector, containerSelector, TracingPolicyNamespaced): when non-zero,
-	 * the hooks run only for tasks whose cgroup id is in vigil_ints under this set id. 0: every
-	 * task.
+	 * Workload scope (podSelector, containerSelector, TracingPolicyNamespaced): with
+	 * VIGIL_POL_SCOPED, a task whose cgroup id is in vigil_ints under this set id is in scope.
+	 * 0: no container is selected (a hostSelector-only policy).
 	 */
 	__u32 scope_set;
-	__u32 pad;
+	/*
+	 * VIGIL_POL_*. Without VIGIL_POL_SCOPED every task is in scope; with it, a task is in scope
+	 * when its cgroup is in scope_set, or (VIGIL_POL_HOST: hostSelector matched this node) when
+	 * its cgroup is no container's.
+	 */
+	__u32 scope_flags;
 };
 
 struct vigil_arg_cfg {

@@ -296,6 +296,17 @@ pub mod scope {
 pub const MODE_ENFORCE: u32 = 1;
 pub const MODE_MONITOR: u32 = 2;
 
+/// `vigil_policy_cfg.scope_flags` (`VIGIL_POL_*`).
+pub mod pol_scope {
+    /// Only tasks in the scope run the policy's hooks; without it, every task does.
+    pub const SCOPED: u32 = 1 << 0;
+    /// Host processes (cgroup not in `vigil_containers`) are in the scope.
+    pub const HOST: u32 = 1 << 1;
+}
+
+/// Entries of `vigil_containers`: the node's container cgroups.
+pub const MAX_CONTAINERS: usize = 8192;
+
 /// Per-policy counters (`VIGIL_STAT_*`).
 pub mod stat {
     pub const MATCHED: usize = 0;
@@ -334,9 +345,11 @@ pub struct Config {
 pub struct PolicyCfg {
     pub enabled: u32,
     pub mode: u32,
-    /// Workload scope: a `vigil_ints` set of cgroup ids; 0 = every task.
+    /// Workload scope: a `vigil_ints` set of cgroup ids (0: no container selected).
     pub scope_set: u32,
-    pub pad: u32,
+    /// [`pol_scope`] bits: whether the policy is scoped at all, and whether host processes are
+    /// in its scope.
+    pub scope_flags: u32,
 }
 
 #[repr(C)]
@@ -676,7 +689,7 @@ mod tests {
         check!(
             "vigil_policy_cfg",
             PolicyCfg,
-            [enabled, mode, scope_set, pad]
+            [enabled, mode, scope_set, scope_flags]
         );
         check!(
             "vigil_arg_cfg",
@@ -800,6 +813,7 @@ mod tests {
             ("VIGIL_ARG_SLOT", ARG_SLOT),
             ("VIGIL_ANCESTOR_DEPTH", ANCESTOR_DEPTH),
             ("VIGIL_STAT_NUM", STAT_NUM),
+            ("VIGIL_MAX_CONTAINERS", MAX_CONTAINERS),
             ("VIGIL_SRC_REGS", source::REGS as usize),
             (
                 "VIGIL_SRC_SYSCALL_WRAPPER",
@@ -905,6 +919,8 @@ mod tests {
             ("VIGIL_HF_NO_PROC", u64::from(hf::NO_PROC)),
             ("VIGIL_AUX_CUT", u64::from(aux::CUT)),
             ("VIGIL_AUX_ERR", u64::from(aux::ERR)),
+            ("VIGIL_POL_SCOPED", u64::from(pol_scope::SCOPED)),
+            ("VIGIL_POL_HOST", u64::from(pol_scope::HOST)),
         ] {
             let line = header
                 .lines()

@@ -34,6 +34,7 @@ pub mod hook_names {
     pub const ATTACH_MAP: &str = "vigil_attach";
     pub const SYS_ATTACH_MAP: &str = "vigil_sys_attach";
     pub const INTS_MAP: &str = "vigil_ints";
+    pub const CONTAINERS_MAP: &str = "vigil_containers";
     pub const STRS_MAP: &str = "vigil_strs";
     pub const ADDRS_MAP: &str = "vigil_addrs";
     pub const PENDING_MAP: &str = "vigil_pending";
@@ -49,6 +50,7 @@ pub mod hook_names {
         ATTACH_MAP,
         SYS_ATTACH_MAP,
         INTS_MAP,
+        CONTAINERS_MAP,
         STRS_MAP,
         ADDRS_MAP,
         PENDING_MAP,

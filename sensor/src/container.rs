@@ -81,9 +81,9 @@ pub fn cgroup2_root() -> PathBuf {
 }
 
 /// Finds the cgroup directories of the containers in `wanted` (full ids) under `root` (the
-/// cgroup v2 mount): container id → cgroup id (the directory's inode number, which is what
-/// `bpf_get_current_cgroup_id()` returns).
-pub fn find_cgroups(root: &Path, wanted: &HashSet<String>) -> HashMap<String, u64> {
+/// cgroup v2 mount): container id → (cgroup id, directory). The cgroup id is the directory's
+/// inode number, which is what `bpf_get_current_cgroup_id()` returns.
+pub fn find_cgroups(root: &Path, wanted: &HashSet<String>) -> HashMap<String, (u64, PathBuf)> {
     let mut found = HashMap::new();
     if wanted.is_empty() {
         return found;
@@ -103,13 +103,43 @@ pub fn find_cgroups(root: &Path, wanted: &HashSet<String>) -> HashMap<String, u6
                 && wanted.contains(id)
                 && let Ok(m) = e.metadata()
             {
-                found.insert(id.to_string(), m.ino());
+                found.insert(id.to_string(), (m.ino(), e.path()));
                 if found.len() == wanted.len() {
                     return found;
                 }
             }
             if depth + 1 < MAX_CGROUP_DEPTH {
                 stack.push((e.path(), depth + 1));
+            }
+        }
+    }
+    found
+}
+
+/// Every container cgroup under `root` (the cgroup v2 mount), whatever the runtime and whether
+/// or not its pod is known, and every cgroup below one (a container may make sub-cgroups; their
+/// processes are the container's): cgroup id → directory. Stops at `limit` entries.
+pub fn scan_container_cgroups(root: &Path, limit: usize) -> HashMap<u64, PathBuf> {
+    let mut found = HashMap::new();
+    // (directory, depth, inside a container's cgroup)
+    let mut stack = vec![(root.to_path_buf(), 0usize, false)];
+    while let Some((dir, depth, inside)) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let container = inside || container_id(&e.file_name().to_string_lossy()).is_some();
+            if container && let Ok(m) = e.metadata() {
+                if found.len() >= limit {
+                    return found;
+                }
+                found.insert(m.ino(), e.path());
+            }
+            if depth + 1 < MAX_CGROUP_DEPTH {
+                stack.push((e.path(), depth + 1, container));
             }
         }
     }
@@ -206,6 +236,33 @@ mod tests {
         let wanted: HashSet<String> = [ID.to_string(), other].into();
         let found = find_cgroups(root.path(), &wanted);
         assert_eq!(found.len(), 1);
-        assert_eq!(found[ID], std::fs::metadata(&dir).unwrap().ino());
+        assert_eq!(found[ID], (std::fs::metadata(&dir).unwrap().ino(), dir));
+    }
+
+    #[test]
+    fn scan_finds_every_container_and_its_sub_cgroups() {
+        let root = tempfile::tempdir().unwrap();
+        let ino = |d: &Path| std::fs::metadata(d).unwrap().ino();
+        let pod = root
+            .path()
+            .join(format!("kubepods.slice/kubepods-pod{UID}.slice"));
+        let crio = pod.join(format!("crio-{ID}.scope"));
+        let nested = crio.join("init.scope");
+        let conmon = pod.join(format!("crio-conmon-{ID}.scope"));
+        let docker = root.path().join(format!("system.slice/docker-{ID}.scope"));
+        let host = root.path().join("user.slice/user-0.slice/session-1.scope");
+        for d in [&nested, &conmon, &docker, &host] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let found = scan_container_cgroups(root.path(), 100);
+        let want: HashMap<u64, PathBuf> = [&crio, &nested, &docker]
+            .into_iter()
+            .map(|d| (ino(d), d.clone()))
+            .collect();
+        assert_eq!(
+            found, want,
+            "containers and what is below them; not conmon, slices or sessions"
+        );
+        assert_eq!(scan_container_cgroups(root.path(), 2).len(), 2, "bounded");
     }
 }

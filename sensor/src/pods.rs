@@ -14,8 +14,18 @@
 //! policies (podSelector, containerSelector, TracingPolicyNamespaced) are lowered to these ids.
 //! Listeners registered with [`PodInventory::on_change`] run after every change, outside the
 //! store's lock.
+//!
+//! The store also keeps the cgroup ids of every container of the node, whether the inventory
+//! knows its pod or not ([`PodInventory::container_cgroups`]): a process in none of them is a
+//! host process (`hostSelector`). They come from the pods' containers, from exec records of
+//! processes in container-named cgroups ([`PodInventory::note_cgroup`]) and from walks of the
+//! cgroup tree ([`PodInventory::rescan_containers`], at start and periodically). Entries of
+//! cgroups that are gone are dropped when their pod is deleted (if their directory is known)
+//! and at the next walk; the set holds at most [`MAX_CONTAINER_CGROUPS`]. Listeners registered
+//! with [`PodInventory::on_containers_change`] run after it changes.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -23,8 +33,17 @@ use std::time::{Duration, Instant};
 
 use vigil_api::events;
 use vigil_api::policy::ir;
+use vigil_sensor_bpf::abi;
 
 use crate::container::{self, DOCKER_ID_LEN};
+
+/// Most container cgroups kept: the size of the kernel's set (`vigil_containers`).
+pub const MAX_CONTAINER_CGROUPS: usize = abi::MAX_CONTAINERS;
+
+/// The pseudo-label through which a podSelector matches the pod's namespace, as in Tetragon (a
+/// cluster-wide TracingPolicy can select pods by namespace). Seen by selectors only: it is not
+/// one of the pod's labels in events.
+pub const POD_NAMESPACE_LABEL: &str = "k8s:io.kubernetes.pod.namespace";
 
 /// One container of a pod.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -96,6 +115,25 @@ pub fn selector_matches(sel: &ir::LabelSelector, labels: &BTreeMap<String, Strin
     })
 }
 
+/// `sel` the way `kubectl` writes selectors (`app=web,tier in (a,b),!legacy`), for messages.
+pub fn describe_selector(sel: &ir::LabelSelector) -> String {
+    sel.requirements
+        .iter()
+        .map(|r| {
+            let values = r.values.join(",");
+            match r.operator() {
+                ir::LabelOperator::In if r.values.len() == 1 => format!("{}={values}", r.key),
+                ir::LabelOperator::In => format!("{} in ({values})", r.key),
+                ir::LabelOperator::NotIn => format!("{} notin ({values})", r.key),
+                ir::LabelOperator::Exists => r.key.clone(),
+                ir::LabelOperator::DoesNotExist => format!("!{}", r.key),
+                ir::LabelOperator::Unspecified => format!("{} ?", r.key),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// What a scoped policy applies to (absent parts: no restriction).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct WorkloadScope {
@@ -115,10 +153,21 @@ impl WorkloadScope {
         {
             return false;
         }
-        if let Some(sel) = &self.pod_selector
-            && !selector_matches(sel, &pod.labels)
-        {
-            return false;
+        if let Some(sel) = &self.pod_selector {
+            let matched = if sel
+                .requirements
+                .iter()
+                .any(|r| r.key == POD_NAMESPACE_LABEL)
+            {
+                let mut labels = pod.labels.clone();
+                labels.insert(POD_NAMESPACE_LABEL.to_string(), pod.namespace.clone());
+                selector_matches(sel, &labels)
+            } else {
+                selector_matches(sel, &pod.labels)
+            };
+            if !matched {
+                return false;
+            }
         }
         if let Some(sel) = &self.container_selector {
             let labels = BTreeMap::from([("name".to_string(), c.name.clone())]);
@@ -142,6 +191,23 @@ struct State {
     gone: VecDeque<(Instant, String, Arc<Pod>, usize)>,
 }
 
+/// One container cgroup of the node.
+struct SeenCgroup {
+    /// Its directory, when it was found in the tree (exec records name only the last part).
+    path: Option<PathBuf>,
+    /// When it was last found or reported by an exec record.
+    seen: Instant,
+}
+
+/// The node's container cgroups learnt from exec records and walks of the cgroup tree (the
+/// pods' own are in [`State::cgroups`]).
+#[derive(Default)]
+struct ContainerCgroups {
+    ids: HashMap<u64, SeenCgroup>,
+    /// A cgroup was refused for want of room; warned once until there is room again.
+    full: bool,
+}
+
 /// How long, and how many, containers of deleted pods keep naming their pod in events.
 pub const GONE_GRACE: Duration = Duration::from_secs(30);
 pub const GONE_MAX: usize = 1024;
@@ -153,6 +219,11 @@ pub struct PodInventory {
     state: RwLock<State>,
     cgroup_root: PathBuf,
     listeners: Mutex<Vec<Listener>>,
+    /// Its own lock: exec records update it from the event path.
+    containers: Mutex<ContainerCgroups>,
+    container_listeners: Mutex<Vec<Listener>>,
+    /// A walk of the cgroup tree is running (a second one waits for the next turn).
+    scanning: AtomicBool,
     /// Set by the first update: from then on events of unknown containers wait for their pod.
     active: AtomicBool,
     generation: AtomicU64,
@@ -178,6 +249,9 @@ impl PodInventory {
             state: RwLock::new(State::default()),
             cgroup_root: cgroup_root.into(),
             listeners: Mutex::new(Vec::new()),
+            containers: Mutex::new(ContainerCgroups::default()),
+            container_listeners: Mutex::new(Vec::new()),
+            scanning: AtomicBool::new(false),
             active: AtomicBool::new(false),
             generation: AtomicU64::new(0),
         }
@@ -199,9 +273,20 @@ impl PodInventory {
             .push(Arc::new(f));
     }
 
+    /// Runs `f` after every change of [`PodInventory::container_cgroups`] (outside the locks).
+    pub fn on_containers_change(&self, f: impl Fn() + Send + Sync + 'static) {
+        self.container_listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Arc::new(f));
+    }
+
     fn changed(&self) {
         self.active.store(true, Ordering::Release);
         self.generation.fetch_add(1, Ordering::AcqRel);
+        // The pods' cgroups are part of the container set: it may have changed too. Told
+        // first, so a container that joins a policy's scope is no longer a host process.
+        self.containers_changed();
         let listeners: Vec<Listener> = self
             .listeners
             .lock()
@@ -210,6 +295,116 @@ impl PodInventory {
         for l in listeners {
             l();
         }
+    }
+
+    fn containers_changed(&self) {
+        let listeners: Vec<Listener> = self
+            .container_listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for l in listeners {
+            l();
+        }
+    }
+
+    fn containers(&self) -> std::sync::MutexGuard<'_, ContainerCgroups> {
+        self.containers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records container cgroups (id, directory if known); true when the set grew.
+    fn add_container_cgroups(
+        &self,
+        found: impl IntoIterator<Item = (u64, Option<PathBuf>)>,
+    ) -> bool {
+        let now = Instant::now();
+        let mut c = self.containers();
+        let mut grew = false;
+        for (id, path) in found {
+            if id == 0 {
+                continue;
+            }
+            if let Some(e) = c.ids.get_mut(&id) {
+                e.seen = now;
+                if path.is_some() {
+                    e.path = path;
+                }
+                continue;
+            }
+            if c.ids.len() >= MAX_CONTAINER_CGROUPS {
+                if !c.full {
+                    // Its processes count as host processes for hostSelector until room is made.
+                    tracing::warn!(
+                        cgroup_id = id,
+                        "{MAX_CONTAINER_CGROUPS} container cgroups known: no room for more"
+                    );
+                    c.full = true;
+                }
+                continue;
+            }
+            c.ids.insert(id, SeenCgroup { path, seen: now });
+            grew = true;
+        }
+        grew
+    }
+
+    /// Drops the entries of `ids` whose directory is known and gone (or is another cgroup now);
+    /// true when any was dropped. Entries without a known directory wait for the next walk.
+    fn drop_gone_cgroups(&self, ids: &[u64]) -> bool {
+        if ids.is_empty() {
+            return false;
+        }
+        let mut c = self.containers();
+        let before = c.ids.len();
+        for id in ids {
+            let gone = c
+                .ids
+                .get(id)
+                .and_then(|e| e.path.as_ref())
+                .is_some_and(|p| std::fs::metadata(p).map(|m| m.ino() != *id).unwrap_or(true));
+            if gone {
+                c.ids.remove(id);
+            }
+        }
+        if c.ids.len() < MAX_CONTAINER_CGROUPS {
+            c.full = false;
+        }
+        c.ids.len() != before
+    }
+
+    /// Walks the cgroup tree for containers' cgroups (and the cgroups below them): adds those
+    /// not known yet and drops those no longer there. Blocking; run at start and periodically.
+    /// A call while another walk runs returns at once.
+    pub fn rescan_containers(&self) {
+        if self.scanning.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let started = Instant::now();
+        let found = container::scan_container_cgroups(&self.cgroup_root, MAX_CONTAINER_CGROUPS);
+        let dropped = {
+            let mut c = self.containers();
+            let before = c.ids.len();
+            // What was reported while the walk ran may be in a part of the tree it had passed.
+            c.ids
+                .retain(|id, e| found.contains_key(id) || e.seen >= started);
+            if c.ids.len() < MAX_CONTAINER_CGROUPS {
+                c.full = false;
+            }
+            c.ids.len() != before
+        };
+        let grew = self.add_container_cgroups(found.into_iter().map(|(id, p)| (id, Some(p))));
+        self.scanning.store(false, Ordering::Release);
+        if dropped || grew {
+            self.containers_changed();
+        }
+    }
+
+    /// The cgroup ids of the node's containers: the known pods' and every other container
+    /// cgroup seen (see the module documentation).
+    pub fn container_cgroups(&self) -> BTreeSet<u64> {
+        let mut set: BTreeSet<u64> = self.read().cgroups.values().copied().collect();
+        set.extend(self.containers().ids.keys().copied());
+        set
     }
 
     /// Whether any inventory was ever received (events wait for pods only then).
@@ -224,45 +419,59 @@ impl PodInventory {
 
     /// Replaces the whole inventory with `pods` (the node's full set).
     pub fn apply_pods(&self, pods: Vec<Pod>) {
-        {
+        let cgroups = {
             let mut st = self.write();
             st.pods = pods
                 .into_iter()
                 .map(|p| (p.uid.clone(), Arc::new(normalize(p))))
                 .collect();
-            self.reindex(&mut st);
-        }
+            self.reindex(&mut st)
+        };
+        self.track(cgroups);
         self.changed();
     }
 
     /// Adds or replaces one pod (by uid).
     pub fn upsert_pod(&self, pod: Pod) {
-        {
+        let cgroups = {
             let mut st = self.write();
             st.pods.insert(pod.uid.clone(), Arc::new(normalize(pod)));
-            self.reindex(&mut st);
-        }
+            self.reindex(&mut st)
+        };
+        self.track(cgroups);
         self.changed();
     }
 
     /// Removes a pod; false when it was not known. Nothing of it remains.
     pub fn delete_pod(&self, uid: &str) -> bool {
-        let found = {
+        let (found, cgroups) = {
             let mut st = self.write();
             let found = st.pods.remove(uid).is_some();
-            if found {
-                self.reindex(&mut st);
-            }
-            found
+            let cgroups = if found {
+                self.reindex(&mut st)
+            } else {
+                Reindexed::default()
+            };
+            (found, cgroups)
         };
+        self.track(cgroups);
         // An unknown uid still marks the inventory as in use.
         self.changed();
         found
     }
 
+    /// Brings the node's container cgroups in line with a reindex: the pods' cgroups found are
+    /// containers; those of containers that left the inventory are dropped if their directory
+    /// is gone (a deleted pod's processes can outlive it: while its cgroup is there, they are
+    /// still no host processes).
+    fn track(&self, r: Reindexed) {
+        self.add_container_cgroups(r.found.into_iter().map(|(id, p)| (id, Some(p))));
+        self.drop_gone_cgroups(&r.dropped);
+    }
+
     /// Rebuilds the container index, drops cgroups of containers that are gone and looks up
     /// the cgroups not yet known.
-    fn reindex(&self, st: &mut State) {
+    fn reindex(&self, st: &mut State) -> Reindexed {
         let mut by_container = HashMap::new();
         for pod in st.pods.values() {
             for (i, c) in pod.containers.iter().enumerate() {
@@ -287,21 +496,36 @@ impl PodInventory {
         while st.gone.len() > GONE_MAX {
             st.gone.pop_front();
         }
-        st.cgroups.retain(|id, _| ids.contains(id));
+        let mut dropped = Vec::new();
+        st.cgroups.retain(|id, cg| {
+            let keep = ids.contains(id);
+            if !keep {
+                dropped.push(*cg);
+            }
+            keep
+        });
         let missing: HashSet<String> = ids
             .into_iter()
             .filter(|id| !st.cgroups.contains_key(id))
             .collect();
-        st.cgroups
-            .extend(container::find_cgroups(&self.cgroup_root, &missing));
+        let mut found = Vec::new();
+        for (id, (cg, path)) in container::find_cgroups(&self.cgroup_root, &missing) {
+            st.cgroups.insert(id, cg);
+            found.push((cg, path));
+        }
         st.by_container = by_container;
+        Reindexed { found, dropped }
     }
 
-    /// An exec record told the cgroup id of container `full_id`: remembered (and listeners
-    /// told) when the container belongs to a known pod whose cgroup was not found yet.
+    /// An exec record told the cgroup id of container `full_id`: a container cgroup of the
+    /// node (container listeners told when it is new), and remembered (and listeners told) when
+    /// the container belongs to a known pod whose cgroup was not found yet.
     pub fn note_cgroup(&self, full_id: &str, cgroup_id: u64) {
         if cgroup_id == 0 {
             return;
+        }
+        if self.add_container_cgroups([(cgroup_id, None)]) {
+            self.containers_changed();
         }
         {
             let st = self.read();
@@ -379,6 +603,13 @@ impl PodInventory {
     }
 }
 
+/// Cgroups a reindex found (id, directory) and dropped (ids).
+#[derive(Default)]
+struct Reindexed {
+    found: Vec<(u64, PathBuf)>,
+    dropped: Vec<u64>,
+}
+
 fn normalize(mut p: Pod) -> Pod {
     for c in &mut p.containers {
         c.id = container::normalize_id(&c.id);
@@ -389,7 +620,6 @@ fn normalize(mut p: Pod) -> Pod {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::MetadataExt;
 
     pub const ID_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa0123456789abcdef0123456789abcdef";
     pub const ID_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb0123456789abcdef0123456789abcdef";
@@ -533,5 +763,127 @@ mod tests {
             inv.scope_cgroups(&WorkloadScope::default()),
             BTreeSet::from([4242])
         );
+    }
+
+    #[test]
+    fn pod_selector_sees_the_namespace_pseudo_label() {
+        let sel = |op, values: &[&str]| WorkloadScope {
+            pod_selector: Some(ir::LabelSelector {
+                requirements: vec![req(POD_NAMESPACE_LABEL, op, values)],
+            }),
+            ..Default::default()
+        };
+        let p = pod("prod", "a", "u", &[("app", "a")], &[ID_A]);
+        let c = &p.containers[0];
+        assert!(sel(ir::LabelOperator::In, &["prod", "staging"]).matches(&p, c));
+        assert!(!sel(ir::LabelOperator::In, &["default"]).matches(&p, c));
+        assert!(sel(ir::LabelOperator::NotIn, &["kube-system"]).matches(&p, c));
+        assert!(sel(ir::LabelOperator::Exists, &[]).matches(&p, c));
+        // With the pod's own labels.
+        let both = WorkloadScope {
+            pod_selector: Some(ir::LabelSelector {
+                requirements: vec![
+                    req("app", ir::LabelOperator::In, &["a"]),
+                    req(POD_NAMESPACE_LABEL, ir::LabelOperator::In, &["prod"]),
+                ],
+            }),
+            ..Default::default()
+        };
+        assert!(both.matches(&p, c));
+        let mut other = p.clone();
+        other.namespace = "dev".into();
+        assert!(!both.matches(&other, c));
+        // Not a label of the pod: events do not show it.
+        assert!(
+            !p.event_pod(0, None)
+                .pod_labels
+                .contains_key(POD_NAMESPACE_LABEL)
+        );
+    }
+
+    #[test]
+    fn selectors_are_described_like_kubectl() {
+        use ir::LabelOperator::*;
+        let sel = ir::LabelSelector {
+            requirements: vec![
+                req("app", In, &["web"]),
+                req("tier", In, &["a", "b"]),
+                req("zone", NotIn, &["x"]),
+                req("gpu", Exists, &[]),
+                req("legacy", DoesNotExist, &[]),
+            ],
+        };
+        assert_eq!(
+            describe_selector(&sel),
+            "app=web,tier in (a,b),zone notin (x),gpu,!legacy"
+        );
+    }
+
+    #[test]
+    fn container_cgroups_come_from_pods_exec_records_and_walks() {
+        let root = tempfile::tempdir().unwrap();
+        let ino = |d: &std::path::Path| std::fs::metadata(d).unwrap().ino();
+        let dir_a = root
+            .path()
+            .join(format!("k.slice/cri-containerd-{ID_A}.scope"));
+        std::fs::create_dir_all(&dir_a).unwrap();
+        let inv = PodInventory::new(root.path());
+        let told = Arc::new(AtomicU64::new(0));
+        let t = told.clone();
+        inv.on_containers_change(move || {
+            t.fetch_add(1, Ordering::Relaxed);
+        });
+        // A known pod's container.
+        inv.upsert_pod(pod("default", "a", "ua", &[], &[ID_A]));
+        assert_eq!(inv.container_cgroups(), BTreeSet::from([ino(&dir_a)]));
+        // An exec in a container the inventory does not know (another runtime, a pod not
+        // announced yet): a container all the same, and the inventory is not marked in use.
+        let fresh = PodInventory::new(root.path());
+        fresh.note_cgroup(ID_B, 777);
+        assert_eq!(fresh.container_cgroups(), BTreeSet::from([777]));
+        assert!(!fresh.is_active());
+        let before = told.load(Ordering::Relaxed);
+        inv.note_cgroup(ID_B, 777);
+        inv.note_cgroup(ID_B, 777);
+        assert_eq!(told.load(Ordering::Relaxed), before + 1, "told once");
+        assert_eq!(inv.container_cgroups(), BTreeSet::from([ino(&dir_a), 777]));
+        // A walk: containers started before the sensor (Docker here), and the exec-learnt
+        // cgroup, not in the tree, is dropped.
+        let docker = root
+            .path()
+            .join(format!("system.slice/docker-{ID_B}.scope"));
+        std::fs::create_dir_all(&docker).unwrap();
+        inv.rescan_containers();
+        assert_eq!(
+            inv.container_cgroups(),
+            BTreeSet::from([ino(&dir_a), ino(&docker)])
+        );
+        // Deleting a pod whose cgroup is still there keeps it (its processes may outlive the
+        // pod); once the directory is gone, the deletion drops it at once.
+        inv.delete_pod("ua");
+        assert!(inv.container_cgroups().contains(&ino(&dir_a)));
+        inv.upsert_pod(pod("default", "a", "ua", &[], &[ID_A]));
+        let a = ino(&dir_a);
+        std::fs::remove_dir(&dir_a).unwrap();
+        inv.delete_pod("ua");
+        assert_eq!(inv.container_cgroups(), BTreeSet::from([ino(&docker)]));
+        assert!(!inv.container_cgroups().contains(&a));
+        std::fs::remove_dir(&docker).unwrap();
+        inv.rescan_containers();
+        assert!(inv.container_cgroups().is_empty());
+    }
+
+    #[test]
+    fn container_cgroups_are_bounded() {
+        let root = tempfile::tempdir().unwrap();
+        let inv = PodInventory::new(root.path());
+        let ids = (1..=MAX_CONTAINER_CGROUPS as u64 + 10).map(|i| (i, None));
+        assert!(inv.add_container_cgroups(ids));
+        assert_eq!(inv.container_cgroups().len(), MAX_CONTAINER_CGROUPS);
+        assert!(!inv.add_container_cgroups([(u64::MAX, None)]));
+        // A walk that finds none of them makes room again.
+        inv.rescan_containers();
+        assert!(inv.container_cgroups().is_empty());
+        assert!(inv.add_container_cgroups([(u64::MAX, None)]));
     }
 }

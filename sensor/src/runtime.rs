@@ -33,6 +33,10 @@ use crate::procfs_scan;
 /// Longest time a record waits in the ring buffer when the kernel did not wake the reader.
 pub const DRAIN_INTERVAL_MS: u64 = 20;
 
+/// Seconds between walks of the cgroup tree for container cgroups (new ones are learnt from
+/// exec records at once; the walk drops those that are gone).
+pub const CONTAINER_RESCAN_SECS: u64 = 30;
+
 /// The line written to stderr once events flow; tests and scripts wait for it.
 pub const READY_LINE: &str = "vigil-sensor: ready, listening for events";
 
@@ -69,13 +73,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let mut bpf = bpf::load(&pins, config.ring_buffer_size, config.process_table_size)?;
     let host_ns = procfs_scan::host_namespaces(Path::new("/proc"));
     let hook_registry = Arc::new(HookRegistry::new());
-    let engine = Arc::new(Engine::new(
-        HookBpf::open(pins.clone(), host_ns[abi::ns_slot::USER])?,
-        LiveKernel::new(feats.clone(), host_ns),
-        hook_registry.clone(),
-    ));
+    let engine = Arc::new(
+        Engine::new(
+            HookBpf::open(pins.clone(), host_ns[abi::ns_slot::USER])?,
+            LiveKernel::new(feats.clone(), host_ns),
+            hook_registry.clone(),
+        )
+        .with_node_labels(config.node_labels.clone()),
+    );
     let pods = Arc::new(PodInventory::new(crate::container::cgroup2_root()));
     engine.follow_pods(pods.clone());
+    // Containers already running, before any policy can select host processes.
+    pods.rescan_containers();
     let policy_metrics = Arc::new(PolicyMetrics::default());
     for path in &config.policies {
         let yaml = std::fs::read_to_string(path)
@@ -227,6 +236,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 if ticks.is_multiple_of(5) {
                     metrics.map_entries.get_or_create(&MapLabel { map: "vigil_procs".into() })
                         .set(bpf.process_table_len() as i64);
+                }
+                if ticks.is_multiple_of(CONTAINER_RESCAN_SECS) {
+                    let pods = pods.clone();
+                    tokio::task::spawn_blocking(move || pods.rescan_containers());
                 }
             }
             () = &mut shutdown => break,

@@ -2751,6 +2751,11 @@ impl Cx<'_> {
     }
 
     fn label_key(&mut self, path: &str, k: &str) {
+        // Tetragon's pseudo-label for the pod's namespace: a podSelector may name it (the
+        // sensor matches it against the pod's namespace); it is no valid label key elsewhere.
+        if k == "k8s:io.kubernetes.pod.namespace" && path.starts_with("spec.podSelector.") {
+            return;
+        }
         let (prefix, name) = k.rsplit_once('/').unwrap_or(("", k));
         let name_ok = !name.is_empty()
             && name.len() <= 63

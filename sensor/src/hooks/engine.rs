@@ -13,8 +13,8 @@ use vigil_api::policy::ir::PolicyMode as IrMode;
 use vigil_api::policy::{PolicyIr, compile_yaml};
 use vigil_sensor_bpf::abi::{self, AttachHooks, HookCfg, PolicyCfg};
 
-use super::kernel::{HookBpf, LiveKernel};
-use super::lower::{self, LoweredHook, Mechanism, SetEntries, SetIds};
+use super::kernel::{ContainerMap, HookBpf, LiveKernel};
+use super::lower::{self, LoweredHook, Mechanism, PolicyScope, SetEntries, SetIds};
 use super::meta::HookRegistry;
 use crate::error::SensorError;
 use crate::pods::{PodInventory, WorkloadScope};
@@ -45,12 +45,41 @@ struct LoadedHook {
     status: HookStatus,
 }
 
-/// A scoped policy's cgroup-id set in `vigil_ints`, kept equal to the cgroups of the pods and
-/// containers its scope selects.
+/// A scoped policy: its cgroup-id set in `vigil_ints`, kept equal to the cgroups of the pods
+/// and containers its workload scope selects, and whether host processes are in scope.
 struct Scope {
+    /// 0 when no container is selected (hostSelector only).
     set: u32,
-    scope: WorkloadScope,
+    workload: Option<WorkloadScope>,
+    host: bool,
     cgroups: BTreeSet<u64>,
+}
+
+impl Scope {
+    fn flags(&self) -> u32 {
+        abi::pol_scope::SCOPED | if self.host { abi::pol_scope::HOST } else { 0 }
+    }
+}
+
+/// The policy's `vigil_policies` entry.
+fn policy_cfg(enabled: bool, mode: PolicyMode, scope: Option<&Scope>) -> PolicyCfg {
+    PolicyCfg {
+        enabled: enabled as u32,
+        mode: mode_abi(mode),
+        scope_set: scope.map(|s| s.set).unwrap_or(0),
+        scope_flags: scope.map(Scope::flags).unwrap_or(0),
+    }
+}
+
+/// `vigil_containers`, kept equal to the pod inventory's container cgroups. Under a lock of its
+/// own: exec records of new containers update it from the event path, which must not wait
+/// behind a policy load.
+#[derive(Default)]
+struct Containers {
+    map: Option<ContainerMap>,
+    /// What the map holds.
+    ids: BTreeSet<u64>,
+    pods: Option<Arc<PodInventory>>,
 }
 
 struct Policy {
@@ -110,12 +139,16 @@ struct Inner {
     generation: u32,
     next_id: u64,
     pods: Option<Arc<PodInventory>>,
+    /// `--node-labels`: matched by hostSelector and nodeSelector. Fixed for the sensor's life.
+    node_labels: BTreeMap<String, String>,
 }
 
-/// The engine behind [`PolicyControl`]. All state sits behind one lock: policy operations are
-/// rare and short, and the event path never takes it.
+/// The engine behind [`PolicyControl`]. The policies' state sits behind one lock: policy
+/// operations are rare and short. The node's container cgroups have their own, since exec
+/// records of new containers update them from the event path.
 pub struct Engine {
     inner: Mutex<Inner>,
+    containers: Mutex<Containers>,
     registry: Arc<HookRegistry>,
 }
 
@@ -140,8 +173,13 @@ fn mode_abi(m: PolicyMode) -> u32 {
 }
 
 impl Engine {
-    pub fn new(bpf: HookBpf, kernel: LiveKernel, registry: Arc<HookRegistry>) -> Self {
+    pub fn new(mut bpf: HookBpf, kernel: LiveKernel, registry: Arc<HookRegistry>) -> Self {
+        let containers = Containers {
+            map: bpf.take_containers(),
+            ..Default::default()
+        };
         Engine {
+            containers: Mutex::new(containers),
             inner: Mutex::new(Inner {
                 bpf,
                 kernel,
@@ -156,9 +194,20 @@ impl Engine {
                 generation: 0,
                 next_id: 1,
                 pods: None,
+                node_labels: BTreeMap::new(),
             }),
             registry,
         }
+    }
+
+    /// This node's labels (`--node-labels`), for hostSelector and nodeSelector; set before any
+    /// policy is loaded.
+    pub fn with_node_labels(self, labels: BTreeMap<String, String>) -> Self {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .node_labels = labels;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -166,16 +215,52 @@ impl Engine {
     }
 
     /// Scoped policies take their cgroup sets from `pods`, and follow it: every change of the
-    /// inventory recomputes every scoped policy's set.
+    /// inventory recomputes every scoped policy's set. The node's container cgroups (`vigil_containers`, what tells host processes apart)
+    /// follow it too.
     pub fn follow_pods(self: &Arc<Self>, pods: Arc<PodInventory>) {
         self.lock().pods = Some(pods.clone());
+        self.lock_containers().pods = Some(pods.clone());
+        let weak = Arc::downgrade(self);
+        pods.on_containers_change(move || {
+            if let Some(engine) = weak.upgrade() {
+                engine.sync_containers();
+            }
+        });
         let weak = Arc::downgrade(self);
         pods.on_change(move || {
             if let Some(engine) = weak.upgrade() {
                 engine.refresh_scopes();
             }
         });
+        self.sync_containers();
         self.refresh_scopes();
+    }
+
+    fn lock_containers(&self) -> std::sync::MutexGuard<'_, Containers> {
+        self.containers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes the difference between `vigil_containers` and the inventory's container cgroups.
+    fn sync_containers(&self) {
+        let mut c = self.lock_containers();
+        let Containers { map, ids, pods } = &mut *c;
+        let (Some(map), Some(pods)) = (map.as_mut(), pods.as_ref()) else {
+            return;
+        };
+        // Read under this lock: concurrent calls apply in turn, each the latest state.
+        let want = pods.container_cgroups();
+        for gone in ids.difference(&want).copied().collect::<Vec<_>>() {
+            let _ = map.remove(&gone);
+            ids.remove(&gone);
+        }
+        for new in want.difference(ids).copied().collect::<Vec<_>>() {
+            if let Err(e) = map.insert(new, 1, 0) {
+                // The inventory holds no more than the map's size: not expected.
+                tracing::error!(cgroup_id = new, "writing vigil_containers: {e}");
+                break;
+            }
+            ids.insert(new);
+        }
     }
 
     /// Brings every scoped policy's cgroup set in line with the pod inventory.
@@ -186,8 +271,10 @@ impl Engine {
             return;
         };
         for (key, p) in inner.policies.iter_mut() {
-            if let Some(scope) = p.scope.as_mut() {
-                let want = pods.scope_cgroups(&scope.scope);
+            if let Some(scope) = p.scope.as_mut()
+                && let Some(workload) = &scope.workload
+            {
+                let want = pods.scope_cgroups(workload);
                 if let Err(e) = sync_scope(&mut inner.bpf, scope, want) {
                     tracing::error!(policy = %key, "updating the workload scope: {e}");
                 }
@@ -217,7 +304,15 @@ impl Engine {
             message,
         };
         let inner = &mut *inner;
-        let lowered = lower::lower(&ir, &inner.kernel, &mut inner.ids).map_err(unloadable)?;
+        // The operator sent it here because its nodeSelector selects this node, by labels the
+        // operator knows (in Kubernetes, the Node's), which --node-labels need not repeat.
+        if origin != PolicyOrigin::Operator
+            && let Some(why) = lower::node_selector_mismatch(&ir, &inner.node_labels)
+        {
+            return Err(unloadable(why));
+        }
+        let lowered = lower::lower(&ir, &inner.kernel, &inner.node_labels, &mut inner.ids)
+            .map_err(unloadable)?;
         let wanted = lowered.hooks.iter().filter(|h| h.is_ok()).count();
         if wanted > inner.hook_slots.available() {
             return Err(unloadable(format!(
@@ -232,16 +327,23 @@ impl Engine {
         let mode = mode_of(&ir);
         inner.bpf.reset_stats(slot);
         // The scope's set is filled before any hook can run.
-        let mut scope = lowered.scope.map(|s| Scope {
-            set: inner.ids.alloc(1),
-            scope: s,
+        let mut scope = lowered.scope.map(|PolicyScope { workload, host }| Scope {
+            set: if workload.is_some() {
+                inner.ids.alloc(1)
+            } else {
+                0
+            },
+            workload,
+            host,
             cgroups: BTreeSet::new(),
         });
-        if let Some(sc) = scope.as_mut() {
+        if let Some(sc) = scope.as_mut()
+            && let Some(workload) = &sc.workload
+        {
             let want = inner
                 .pods
                 .as_ref()
-                .map(|p| p.scope_cgroups(&sc.scope))
+                .map(|p| p.scope_cgroups(workload))
                 .unwrap_or_default();
             if let Err(e) = sync_scope(&mut inner.bpf, sc, want) {
                 sync_scope(&mut inner.bpf, sc, BTreeSet::new()).ok();
@@ -249,17 +351,13 @@ impl Engine {
                 return Err(unloadable(format!("writing the workload scope: {e}")));
             }
         }
-        let scope_set = scope.as_ref().map(|s| s.set).unwrap_or(0);
-        if let Err(e) = inner.bpf.maps.policies.set(
-            slot,
-            PolicyCfg {
-                enabled: 0,
-                mode: mode_abi(mode),
-                scope_set,
-                pad: 0,
-            },
-            0,
-        ) {
+        if let Err(e) =
+            inner
+                .bpf
+                .maps
+                .policies
+                .set(slot, policy_cfg(false, mode, scope.as_ref()), 0)
+        {
             if let Some(sc) = scope.as_mut() {
                 sync_scope(&mut inner.bpf, sc, BTreeSet::new()).ok();
             }
@@ -325,16 +423,12 @@ impl Engine {
                 .join("; ");
         }
         if !policy.hooks.is_empty() {
-            let _ = inner.bpf.maps.policies.set(
-                slot,
-                PolicyCfg {
-                    enabled: 1,
-                    mode: mode_abi(mode),
-                    scope_set,
-                    pad: 0,
-                },
-                0,
-            );
+            let _ =
+                inner
+                    .bpf
+                    .maps
+                    .policies
+                    .set(slot, policy_cfg(true, mode, policy.scope.as_ref()), 0);
         }
         for f in &policy.failed {
             tracing::warn!(
@@ -648,12 +742,7 @@ impl Inner {
             .policies
             .get(key)
             .ok_or_else(|| SensorError::PolicyNotFound(key.to_string()))?;
-        let cfg = PolicyCfg {
-            enabled: (p.enabled && !p.hooks.is_empty()) as u32,
-            mode: mode_abi(p.mode),
-            scope_set: p.scope.as_ref().map(|s| s.set).unwrap_or(0),
-            pad: 0,
-        };
+        let cfg = policy_cfg(p.enabled && !p.hooks.is_empty(), p.mode, p.scope.as_ref());
         let slot = p.slot;
         self.bpf
             .maps
@@ -663,8 +752,12 @@ impl Inner {
     }
 }
 
-/// Writes the difference between a scope's set and `want` into `vigil_ints`.
+/// Writes the difference between a scope's set and `want` into `vigil_ints` (nothing for a
+/// scope without a set).
 fn sync_scope(bpf: &mut HookBpf, scope: &mut Scope, want: BTreeSet<u64>) -> Result<(), String> {
+    if scope.set == 0 {
+        return Ok(());
+    }
     let key = |value: u64| abi::IntKey {
         set: scope.set,
         pad: 0,

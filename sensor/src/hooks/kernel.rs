@@ -136,11 +136,16 @@ pub struct HookMaps {
     pub addrs: LpmTrie<MapData, AddrData, u8>,
 }
 
+/// `vigil_containers`: the node's container cgroup ids (key), value unused.
+pub type ContainerMap = BpfHashMap<MapData, u64, u8>;
+
 /// The kernel objects of the engine: BTF, the pin directory and the maps.
 pub struct HookBpf {
     pub btf: Btf,
     pins: std::sync::Arc<PinDir>,
     pub maps: HookMaps,
+    /// Handed to whoever keeps it ([`HookBpf::take_containers`]).
+    containers: Option<ContainerMap>,
     /// Keeps the map-creating instance alive (no programs loaded).
     _base: Ebpf,
 }
@@ -197,6 +202,7 @@ impl HookBpf {
             strs: take(&mut base, hook_names::STRS_MAP)?,
             addrs: take(&mut base, hook_names::ADDRS_MAP)?,
         };
+        let containers = take(&mut base, hook_names::CONTAINERS_MAP)?;
         maps.config
             .set(
                 0,
@@ -211,8 +217,14 @@ impl HookBpf {
             btf,
             pins,
             maps,
+            containers: Some(containers),
             _base: base,
         })
+    }
+
+    /// The container cgroup map, once: its keeper writes it under a lock of its own.
+    pub fn take_containers(&mut self) -> Option<ContainerMap> {
+        self.containers.take()
     }
 
     /// Loads and attaches the generic program(s) serving `mechanism` as attach point `id`.

@@ -5,6 +5,7 @@
 //! Pure: everything it needs to know about the kernel comes through [`KernelInfo`], so the
 //! rules (fallback ladder, limits, what is refused and why) are unit-tested without BPF.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -20,7 +21,7 @@ use vigil_sensor_bpf::abi::{
 
 use super::meta::{ArgMeta, HookEventKind, HookMeta};
 use super::tracefs::Format;
-use crate::pods::WorkloadScope;
+use crate::pods::{self, WorkloadScope};
 
 /// What lowering needs to know about the running kernel.
 pub trait KernelInfo {
@@ -118,9 +119,21 @@ pub struct HookFailure {
 #[derive(Debug, Clone)]
 pub struct Lowered {
     pub hooks: Vec<Result<LoweredHook, HookFailure>>,
-    /// The pods and containers the policy is limited to (`None`: every process). The engine
-    /// turns it into a set of cgroup ids from the pod inventory.
-    pub scope: Option<WorkloadScope>,
+    /// What the policy is limited to (`None`: every process).
+    pub scope: Option<PolicyScope>,
+}
+
+/// The processes a scoped policy applies to: the selected containers, the host's processes, or
+/// both (their union).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PolicyScope {
+    /// The pods and containers selected (TracingPolicyNamespaced, podSelector,
+    /// containerSelector); the engine turns it into a set of cgroup ids from the pod inventory.
+    /// `None`: no container is selected (a policy with only a hostSelector).
+    pub workload: Option<WorkloadScope>,
+    /// `hostSelector` is given and selects this node: processes outside containers are in the
+    /// scope. Node labels are fixed for the sensor's life, so this is decided once, here.
+    pub host: bool,
 }
 
 /// Allocates value-set ids; ids are never reused while the sensor runs.
@@ -150,7 +163,15 @@ impl SetIds {
 /// Lowers every hook of `ir`. An error here rejects the whole policy (it cannot be honoured as
 /// written on any kernel, or not on this one where it asks to enforce); a hook that merely
 /// cannot attach here is a [`HookFailure`] and the rest of the policy still loads.
-pub fn lower(ir: &PolicyIr, kernel: &dyn KernelInfo, ids: &mut SetIds) -> Result<Lowered, String> {
+///
+/// `node_labels` are this node's labels (`--node-labels`), which `spec.hostSelector` is matched
+/// against.
+pub fn lower(
+    ir: &PolicyIr,
+    kernel: &dyn KernelInfo,
+    node_labels: &BTreeMap<String, String>,
+    ids: &mut SetIds,
+) -> Result<Lowered, String> {
     if ir.ir_version != vigil_api::policy::IR_VERSION {
         return Err(format!(
             "policy IR version {} is not supported (this sensor reads version {})",
@@ -158,7 +179,7 @@ pub fn lower(ir: &PolicyIr, kernel: &dyn KernelInfo, ids: &mut SetIds) -> Result
             vigil_api::policy::IR_VERSION
         ));
     }
-    let scope = workload_scope(ir);
+    let scope = policy_scope(ir, node_labels);
     if !ir.enforcers.is_empty() {
         return Err("spec.enforcers: not supported yet".into());
     }
@@ -179,6 +200,50 @@ pub fn lower(ir: &PolicyIr, kernel: &dyn KernelInfo, ids: &mut SetIds) -> Result
         }
     }
     Ok(Lowered { hooks, scope })
+}
+
+/// What a policy is limited to. Without a hostSelector, its workload scope (if any). With one,
+/// the union of the workload scope (possibly nothing) and, when the selector matches this
+/// node's labels, the host's processes: a hostSelector that does not select this node leaves
+/// only the containers (or nothing at all).
+fn policy_scope(ir: &PolicyIr, node_labels: &BTreeMap<String, String>) -> Option<PolicyScope> {
+    let workload = workload_scope(ir);
+    match ir.scope.as_ref().and_then(|s| s.host_selector.as_ref()) {
+        None => workload.map(|w| PolicyScope {
+            workload: Some(w),
+            host: false,
+        }),
+        Some(sel) => Some(PolicyScope {
+            workload,
+            host: pods::selector_matches(sel, node_labels),
+        }),
+    }
+}
+
+/// Why a policy whose `spec.nodeSelector` does not select this node must not be loaded here
+/// (`None`: it has none, or it selects this node). Kubernetes semantics: an empty selector
+/// selects every node, requirements and a node without labels select nothing.
+pub fn node_selector_mismatch(
+    ir: &PolicyIr,
+    node_labels: &BTreeMap<String, String>,
+) -> Option<String> {
+    let sel = ir.scope.as_ref()?.node_selector.as_ref()?;
+    if pods::selector_matches(sel, node_labels) {
+        return None;
+    }
+    let labels = if node_labels.is_empty() {
+        "none".to_string()
+    } else {
+        node_labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    Some(format!(
+        "spec.nodeSelector ({}) does not select this node, whose labels (--node-labels) are: {labels}; not loaded here",
+        pods::describe_selector(sel)
+    ))
 }
 
 /// The workload scope of a policy: the namespace of a TracingPolicyNamespaced, podSelector and
@@ -1076,7 +1141,7 @@ mod tests {
 
     fn lower_yaml(yaml: &str, k: &FakeKernel) -> Result<Lowered, String> {
         let ir = compile_yaml(yaml).map_err(|e| e.to_string())?.remove(0);
-        lower(&ir, k, &mut SetIds::default())
+        lower(&ir, k, &BTreeMap::new(), &mut SetIds::default())
     }
 
     const OPEN: &str = r#"
@@ -1264,6 +1329,8 @@ spec:
 "#;
         let l = lower_yaml(y, &HOST).unwrap();
         let scope = l.scope.expect("a scope");
+        assert!(!scope.host);
+        let scope = scope.workload.expect("a workload scope");
         assert_eq!(scope.namespace.as_deref(), Some("default"));
         assert!(scope.pod_selector.is_none());
         let y = r#"
@@ -1276,6 +1343,8 @@ spec:
   kprobes: [{call: sys_close, syscall: true}]
 "#;
         let scope = lower_yaml(y, &HOST).unwrap().scope.expect("a scope");
+        assert!(!scope.host);
+        let scope = scope.workload.expect("a workload scope");
         assert_eq!(scope.namespace, None);
         let pod = scope.pod_selector.unwrap();
         assert_eq!(pod.requirements[0].key, "app");
@@ -1289,6 +1358,125 @@ spec:
   kprobes: [{call: sys_close, syscall: true}]
 "#;
         assert!(lower_yaml(y, &HOST).unwrap().scope.is_none());
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn scope_on(yaml: &str, node: &[(&str, &str)]) -> Option<PolicyScope> {
+        let ir = compile_yaml(yaml).unwrap().remove(0);
+        lower(&ir, &HOST, &labels(node), &mut SetIds::default())
+            .unwrap()
+            .scope
+    }
+
+    fn policy_with(scope: &str) -> String {
+        format!(
+            "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata: {{name: s}}\nspec:\n{scope}  kprobes: [{{call: sys_close, syscall: true}}]\n"
+        )
+    }
+
+    #[test]
+    fn host_selector_sets_the_host_flag_by_node_labels() {
+        let host_only = policy_with("  hostSelector: {matchLabels: {role: worker}}\n");
+        // Matching node: host processes only, no container set.
+        let s = scope_on(&host_only, &[("role", "worker"), ("zone", "a")]).expect("scoped");
+        assert_eq!(
+            s,
+            PolicyScope {
+                workload: None,
+                host: true
+            }
+        );
+        // Another node, or a node without labels: still scoped, to nothing.
+        for node in [&[("role", "db")][..], &[]] {
+            let s = scope_on(&host_only, node).expect("scoped even when nothing matches");
+            assert_eq!(s, PolicyScope::default(), "{node:?}");
+        }
+        // An empty selector matches every node, labelled or not.
+        let any = policy_with("  hostSelector: {}\n");
+        assert!(scope_on(&any, &[]).unwrap().host);
+        assert!(scope_on(&any, &[("role", "x")]).unwrap().host);
+        // Expressions follow Kubernetes semantics (NotIn is satisfied by a missing label).
+        let not_cp = policy_with(
+            "  hostSelector:\n    matchExpressions: [{key: role, operator: NotIn, values: [control-plane]}]\n",
+        );
+        assert!(scope_on(&not_cp, &[]).unwrap().host);
+        assert!(
+            !scope_on(&not_cp, &[("role", "control-plane")])
+                .unwrap()
+                .host
+        );
+    }
+
+    #[test]
+    fn host_selector_with_pod_selector_is_a_union() {
+        let both = policy_with(
+            "  podSelector: {matchLabels: {app: web}}\n  hostSelector: {matchLabels: {role: worker}}\n",
+        );
+        let s = scope_on(&both, &[("role", "worker")]).unwrap();
+        assert!(s.host);
+        let w = s.workload.expect("the pods stay selected");
+        assert_eq!(w.pod_selector.unwrap().requirements[0].key, "app");
+        // Not this node: the pods only, as without a hostSelector.
+        let s = scope_on(&both, &[("role", "db")]).unwrap();
+        assert!(!s.host);
+        assert!(s.workload.is_some());
+        // A namespaced policy with a hostSelector: its namespace's pods and the host.
+        let ns = "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicyNamespaced\nmetadata: {name: np, namespace: prod}\nspec:\n  hostSelector: {}\n  kprobes: [{call: sys_close, syscall: true}]\n";
+        let s = scope_on(ns, &[]).unwrap();
+        assert!(s.host);
+        assert_eq!(s.workload.unwrap().namespace.as_deref(), Some("prod"));
+        // No hostSelector: the flag never comes from node labels.
+        let pods_only = policy_with("  podSelector: {}\n");
+        assert!(!scope_on(&pods_only, &[("role", "worker")]).unwrap().host);
+    }
+
+    #[test]
+    fn pod_selector_may_select_by_namespace() {
+        let y = policy_with(
+            "  podSelector:\n    matchExpressions: [{key: \"k8s:io.kubernetes.pod.namespace\", operator: In, values: [prod]}]\n",
+        );
+        let w = scope_on(&y, &[]).unwrap().workload.unwrap();
+        let pod = |ns: &str| pods::Pod {
+            namespace: ns.into(),
+            containers: vec![pods::Container::default()],
+            ..Default::default()
+        };
+        let (prod, dev) = (pod("prod"), pod("dev"));
+        assert!(w.matches(&prod, &prod.containers[0]));
+        assert!(!w.matches(&dev, &dev.containers[0]));
+    }
+
+    #[test]
+    fn node_selector_mismatch_names_the_selector_and_the_labels() {
+        let ir = |scope: &str| compile_yaml(&policy_with(scope)).unwrap().remove(0);
+        let sel = ir(
+            "  nodeSelector:\n    matchLabels: {role: worker}\n    matchExpressions: [{key: zone, operator: In, values: [a, b]}]\n",
+        );
+        assert_eq!(
+            node_selector_mismatch(&sel, &labels(&[("role", "worker"), ("zone", "b")])),
+            None
+        );
+        let err = node_selector_mismatch(&sel, &labels(&[("role", "db"), ("zone", "a")]))
+            .expect("refused");
+        assert!(
+            err.starts_with("spec.nodeSelector (role=worker,zone in (a,b))"),
+            "{err}"
+        );
+        assert!(err.contains("role=db,zone=a"), "{err}");
+        let err = node_selector_mismatch(&sel, &BTreeMap::new()).expect("no labels: refused");
+        assert!(err.contains("--node-labels) are: none"), "{err}");
+        // No selector, or an empty one: every node.
+        assert_eq!(node_selector_mismatch(&ir(""), &BTreeMap::new()), None);
+        assert_eq!(
+            node_selector_mismatch(&ir("  nodeSelector: {}\n"), &BTreeMap::new()),
+            None
+        );
     }
 
     #[test]
@@ -1344,7 +1532,7 @@ spec:
         let mut ir = compile_yaml(OPEN).unwrap().remove(0);
         ir.ir_version = 99;
         assert!(
-            lower(&ir, &HOST, &mut SetIds::default())
+            lower(&ir, &HOST, &BTreeMap::new(), &mut SetIds::default())
                 .unwrap_err()
                 .contains("version 99")
         );
