@@ -4,153 +4,13 @@
 //! right pod; scoped policies (TracingPolicyNamespaced, podSelector) must fire only for their
 //! pods, with the kernel's cgroup sets following relabels and deletions. Runs as root.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use vigil_api::events::{GetEventsResponse, Process};
+use vigil_e2e::containers::{FakeContainer, Runtime, exec_of, open_in, opens_of};
 use vigil_e2e::{Sensor, bin_path, event_timeout, metric_value, slow_machine, vigil_ok, wait_for};
-
-/// The cgroup v2 mount (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on hybrid hosts).
-fn cgroup2_root() -> PathBuf {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
-    mounts
-        .lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
-        })
-        .expect("a cgroup2 mount")
-}
-
-/// 64 hex digits, different in every call (and in every test process).
-fn unique_hex(n: usize) -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    let seed = format!(
-        "{:08x}{:08x}{:016x}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed),
-        nanos
-    );
-    seed.repeat(n.div_ceil(seed.len()))[..n].to_string()
-}
-
-fn pod_uid() -> String {
-    let h = unique_hex(32);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
-}
-
-#[derive(Clone, Copy)]
-enum Runtime {
-    /// containerd, systemd cgroup driver.
-    Containerd,
-    /// CRI-O, systemd cgroup driver.
-    Crio,
-}
-
-/// A container's cgroup, created like the kubelet and the runtime would; removed (with the
-/// pod's slices) when dropped, even when the test failed.
-struct FakeContainer {
-    id: String,
-    pod_uid: String,
-    leaf: PathBuf,
-    /// Directories to remove, innermost first; the shared ones only if empty.
-    dirs: Vec<PathBuf>,
-}
-
-impl FakeContainer {
-    fn new(runtime: Runtime) -> FakeContainer {
-        let id = unique_hex(64);
-        let pod_uid = pod_uid();
-        let (qos, scope) = match runtime {
-            Runtime::Containerd => ("besteffort", format!("cri-containerd-{id}.scope")),
-            Runtime::Crio => ("burstable", format!("crio-{id}.scope")),
-        };
-        let kubepods = cgroup2_root().join("kubepods.slice");
-        let qos_dir = kubepods.join(format!("kubepods-{qos}.slice"));
-        let pod_dir = qos_dir.join(format!(
-            "kubepods-{qos}-pod{}.slice",
-            pod_uid.replace('-', "_")
-        ));
-        let leaf = pod_dir.join(scope);
-        std::fs::create_dir_all(&leaf)
-            .unwrap_or_else(|e| panic!("cannot create {}: {e}", leaf.display()));
-        FakeContainer {
-            id,
-            pod_uid,
-            dirs: vec![leaf.clone(), pod_dir, qos_dir, kubepods],
-            leaf,
-        }
-    }
-
-    /// Runs `argv` inside the container's cgroup (the shell moves itself in, then execs).
-    fn run(&self, argv: &[&str]) -> (u32, ExitStatus) {
-        let script = format!(
-            "echo $$ > {}/cgroup.procs && exec \"$@\"",
-            self.leaf.display()
-        );
-        let mut child = Command::new("/bin/sh")
-            .args(["-c", &script, "sh"])
-            .args(argv)
-            .spawn()
-            .expect("spawn");
-        let pid = child.id();
-        (pid, child.wait().unwrap())
-    }
-
-    fn pod_json(&self, ns: &str, name: &str, labels: &[(&str, &str)]) -> serde_json::Value {
-        let labels: serde_json::Map<String, serde_json::Value> = labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
-            .collect();
-        serde_json::json!({
-            "namespace": ns,
-            "name": name,
-            "uid": self.pod_uid,
-            "labels": labels,
-            "workload": name,
-            "workload_kind": "Deployment",
-            "containers": [{
-                "id": format!("containerd://{}", self.id),
-                "name": format!("{name}-main"),
-                "image": "quay.io/cilium/starwars:v2",
-                "image_id": "sha256:0123abcd",
-                "start_time": "2026-11-28T12:00:00Z",
-                "privileged": false,
-            }],
-        })
-    }
-}
-
-impl Drop for FakeContainer {
-    fn drop(&mut self) {
-        // The processes are gone, but the kernel empties a cgroup asynchronously.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.leaf.exists() && std::fs::remove_dir(&self.leaf).is_err() {
-            if Instant::now() > deadline {
-                eprintln!("cannot remove {}", self.leaf.display());
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        for d in &self.dirs[1..] {
-            // Shared slices stay while another container (of another test) uses them.
-            let _ = std::fs::remove_dir(d);
-        }
-    }
-}
 
 fn write_json(dir: &Path, name: &str, v: &serde_json::Value) -> String {
     let p = dir.join(name);
@@ -172,37 +32,10 @@ fn set_pods(sensor: &Sensor, pods: Vec<serde_json::Value>) {
     vigil_ok(&sensor.socket, &["pod", "set", &f]);
 }
 
-fn exec_of(e: &GetEventsResponse, pid: u32) -> Option<&Process> {
-    e.process_exec
-        .as_ref()
-        .and_then(|x| x.process.as_ref())
-        .filter(|p| p.pid == Some(pid))
-}
-
 /// The exec of `pid` with these arguments (the shell that moved itself into the cgroup has the
 /// same pid, but it exec'd on the host).
 fn exec_with<'a>(e: &'a GetEventsResponse, pid: u32, arguments: &str) -> Option<&'a Process> {
     exec_of(e, pid).filter(|p| p.arguments == arguments)
-}
-
-fn workload() -> String {
-    bin_path("vigil-e2e-workload").to_str().unwrap().to_string()
-}
-
-/// Openat events of the export whose path argument is `path`, by pid.
-fn opens_of(sensor: &Sensor, path: &str) -> Vec<(u32, Process)> {
-    sensor
-        .events()
-        .iter()
-        .filter_map(|e| e.process_kprobe.as_ref())
-        .filter(|k| {
-            k.args.iter().any(|a| match &a.arg {
-                Some(vigil_api::events::ArgValue::String(s)) => s == path,
-                _ => false,
-            })
-        })
-        .filter_map(|k| k.process.clone().map(|p| (p.pid.unwrap_or(0), p)))
-        .collect()
 }
 
 /// An openat policy on files under `dir`; `head` is the kind/metadata part, `scope` spec lines.
@@ -231,20 +64,6 @@ fn policy_file(dir: &Path, text: &str) -> String {
     let p = dir.join("policy.yaml");
     std::fs::write(&p, text).unwrap();
     p.to_str().unwrap().to_string()
-}
-
-/// Opens `path` from a process in `c` (or on the host); returns the process's pid.
-fn open_in(c: Option<&FakeContainer>, path: &str) -> u32 {
-    let w = workload();
-    let (pid, st) = match c {
-        Some(c) => c.run(&[&w, "open", path]),
-        None => {
-            let mut child = Command::new(&w).args(["open", path]).spawn().unwrap();
-            (child.id(), child.wait().unwrap())
-        }
-    };
-    assert!(st.success(), "workload open {path} failed");
-    pid
 }
 
 #[test]
