@@ -167,19 +167,37 @@ pub fn workload() -> String {
     bin_path("vigil-e2e-workload").to_str().unwrap().to_string()
 }
 
-/// Openat events of the export whose path argument is `path`, by pid.
-pub fn opens_of(sensor: &Sensor, path: &str) -> Vec<(u32, Process)> {
+/// The `process_kprobe` events of the export with a string argument equal to `path`.
+fn kprobes_on(sensor: &Sensor, path: &str) -> Vec<vigil_api::events::ProcessKprobe> {
     sensor
         .events()
-        .iter()
-        .filter_map(|e| e.process_kprobe.as_ref())
+        .into_iter()
+        .filter_map(|e| e.process_kprobe)
         .filter(|k| {
             k.args.iter().any(|a| match &a.arg {
                 Some(vigil_api::events::ArgValue::String(s)) => s == path,
                 _ => false,
             })
         })
-        .filter_map(|k| k.process.clone().map(|p| (p.pid.unwrap_or(0), p)))
+        .collect()
+}
+
+/// Openat events of the export whose path argument is `path`, by pid.
+pub fn opens_of(sensor: &Sensor, path: &str) -> Vec<(u32, Process)> {
+    kprobes_on(sensor, path)
+        .into_iter()
+        .filter_map(|k| k.process.map(|p| (p.pid.unwrap_or(0), p)))
+        .collect()
+}
+
+/// Openat events of the export whose path argument is `path`: (policy, pid).
+pub fn opens_by_policy(sensor: &Sensor, path: &str) -> Vec<(String, u32)> {
+    kprobes_on(sensor, path)
+        .into_iter()
+        .map(|k| {
+            let pid = k.process.as_ref().and_then(|p| p.pid).unwrap_or(0);
+            (k.policy_name, pid)
+        })
         .collect()
 }
 

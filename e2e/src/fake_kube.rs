@@ -325,6 +325,16 @@ async fn handle(
     }
 }
 
+/// A CA certificate (base64 PEM) for the kubeconfig. The fake speaks plain HTTP, so it is never
+/// used; but without a CA kube's client asks the platform's trust store, which a minimal system
+/// (the VM's initramfs) does not have, and refuses to start.
+fn unused_ca() -> String {
+    use base64::Engine;
+    let cert = rcgen::generate_simple_self_signed(vec!["fake-kube".to_string()])
+        .expect("self-signed certificate");
+    base64::engine::general_purpose::STANDARD.encode(cert.cert.pem())
+}
+
 impl FakeKube {
     /// Serves on a free port of 127.0.0.1 from a thread of its own.
     pub fn start() -> FakeKube {
@@ -354,8 +364,9 @@ impl FakeKube {
         std::fs::write(
             fake.kubeconfig(),
             format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster: {{server: \"{}\"}}\nusers:\n- name: fake\n  user: {{}}\ncontexts:\n- name: fake\n  context: {{cluster: fake, user: fake, namespace: vigil}}\ncurrent-context: fake\n",
-                fake.url
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster: {{server: \"{}\", certificate-authority-data: {}}}\nusers:\n- name: fake\n  user: {{}}\ncontexts:\n- name: fake\n  context: {{cluster: fake, user: fake, namespace: vigil}}\ncurrent-context: fake\n",
+                fake.url,
+                unused_ca()
             ),
         )
         .expect("kubeconfig");

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use vigil_api::events::{GetEventsResponse, Process};
-use vigil_e2e::containers::{FakeContainer, Runtime, exec_of, open_in, opens_of};
+use vigil_e2e::containers::{FakeContainer, Runtime, exec_of, open_in, opens_by_policy, opens_of};
 use vigil_e2e::{Sensor, bin_path, event_timeout, metric_value, slow_machine, vigil_ok, wait_for};
 
 fn write_json(dir: &Path, name: &str, v: &serde_json::Value) -> String {
@@ -411,25 +411,6 @@ fn quickstart_observe_by_namespace_and_pod() {
         live_text.lines().all(|l| l.contains(" default/xwing ")),
         "only the pod's events: {live_text}"
     );
-}
-
-/// Openat events of the export whose path argument is `path`: (policy, pid).
-fn opens_by_policy(sensor: &Sensor, path: &str) -> Vec<(String, u32)> {
-    sensor
-        .events()
-        .iter()
-        .filter_map(|e| e.process_kprobe.as_ref())
-        .filter(|k| {
-            k.args.iter().any(|a| match &a.arg {
-                Some(vigil_api::events::ArgValue::String(s)) => s == path,
-                _ => false,
-            })
-        })
-        .map(|k| {
-            let pid = k.process.as_ref().and_then(|p| p.pid).unwrap_or(0);
-            (k.policy_name.clone(), pid)
-        })
-        .collect()
 }
 
 /// The last component of this process's cgroup v2 path.
