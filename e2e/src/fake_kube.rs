@@ -4,7 +4,7 @@
 //! watcher missed), get, JSON patch and merge patch (finalizers), server-side apply of the
 //! status subresource, and deletion that waits for finalizers.
 //!
-//! It serves the resources it is told about ([`RESOURCES`]): pods, and both policy kinds. The
+//! It serves the resources it is told about ([`RESOURCES`]): nodes, pods, and both policy kinds. The
 //! test changes the cluster with [`FakeKube::apply`] and [`FakeKube::delete`] and reads what the
 //! operator wrote back with [`FakeKube::get`]. Requests it cannot answer get a 404 `Status` and
 //! are recorded ([`FakeKube::unanswered`]), so that a test can tell a gap in the fake from a bug.
@@ -29,7 +29,14 @@ pub struct Resource {
     pub namespaced: bool,
 }
 
-pub const RESOURCES: [Resource; 3] = [
+pub const RESOURCES: [Resource; 4] = [
+    Resource {
+        prefix: "/api/v1",
+        plural: "nodes",
+        kind: "Node",
+        api_version: "v1",
+        namespaced: false,
+    },
     Resource {
         prefix: "/api/v1",
         plural: "pods",

@@ -373,3 +373,59 @@ fn deleting_a_policy_resource_withdraws_it_and_the_operator_restarts_without_los
     );
     assert!(kube.unanswered().is_empty(), "{:?}", kube.unanswered());
 }
+
+/// A cluster-wide TracingPolicy on openat of files under `dir` for nodes labelled `zone`.
+fn zoned_open_policy(name: &str, zone: &str, dir: &str) -> Value {
+    json!({
+        "apiVersion": "vigil.dev/v1alpha1",
+        "kind": "TracingPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "nodeSelector": {"matchLabels": {"zone": zone}},
+            "kprobes": [{
+                "call": "sys_openat",
+                "syscall": true,
+                "args": [{"index": 1, "type": "string"}],
+                "selectors": [{
+                    "matchArgs": [{"index": 1, "operator": "Prefix", "values": [format!("{dir}/")]}],
+                }],
+            }],
+        },
+    })
+}
+
+fn node(name: &str, zone: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": {"zone": zone}}})
+}
+
+#[test]
+fn node_selector_follows_the_node_objects_labels() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().to_str().unwrap().to_string();
+    let kube = FakeKube::start();
+    kube.apply(node("node-a", "blue"));
+    kube.apply(zoned_open_policy("blue-opens", "blue", &dir));
+    kube.apply(zoned_open_policy("red-opens", "red", &dir));
+    let op = Operator::start_kubernetes(&kube.kubeconfig());
+    // The sensor announces no labels (a DaemonSet cannot know each node's): the Node object's
+    // labels select the policies.
+    let sensor = Sensor::start(&["--operator-address", &op.url(), "--node-name", "node-a"]);
+    let policies = || vigil_ok(&sensor.socket, &["policy", "list"]);
+    wait_for(start_timeout(), "the blue policy on the blue node", || {
+        policies().contains("blue-opens").then_some(())
+    });
+    assert!(!policies().contains("red-opens"), "{}", policies());
+    // Relabelled in the cluster: the node now runs the red policy only.
+    kube.apply(node("node-a", "red"));
+    wait_for(
+        start_timeout(),
+        "the policies to follow the relabel",
+        || {
+            let p = policies();
+            (p.contains("red-opens") && !p.contains("blue-opens")).then_some(())
+        },
+    );
+    let status = op.status();
+    assert_eq!(status["nodes"][0]["labels"]["zone"], "red", "{status}");
+    assert!(kube.unanswered().is_empty(), "{:?}", kube.unanswered());
+}

@@ -26,7 +26,9 @@ use vigil_api::wire::policy_sync as pb;
 use vigil_api::wire::sensor_info::PodInfo;
 
 use crate::error::OperatorError;
-use crate::fleet::{DesiredPolicy, Fleet, NodePod, NodeResult, PodFeed, PolicyKey, Rollup};
+use crate::fleet::{
+    DesiredPolicy, Fleet, NodeLabelFeed, NodePod, NodeResult, PodFeed, PolicyKey, Rollup,
+};
 use crate::metrics::{OperatorMetrics, PolicyStateLabel};
 use crate::selector::selects;
 
@@ -58,7 +60,10 @@ struct Entry {
 
 struct Node {
     conn: u64,
+    /// What policies are selected by: `hello_labels` overlaid with the Node object's labels.
     labels: BTreeMap<String, String>,
+    /// The labels the sensor announced (`--node-labels`).
+    hello_labels: BTreeMap<String, String>,
     kernel_release: String,
     sensor_version: String,
     connected_at: Instant,
@@ -86,6 +91,8 @@ struct State {
     pod_node: HashMap<String, String>,
     /// A complete pod list arrived ([`PodFeed::replace_pods`]); until then no pods are sent.
     pods_known: bool,
+    /// The Node objects' labels, by node name (Kubernetes mode).
+    cluster_labels: HashMap<String, BTreeMap<String, String>>,
 }
 
 /// One sensor's open stream, as [`Distribution::connect`] returns it.
@@ -166,6 +173,32 @@ impl State {
         node.sent = Some(content);
         node.tx.send_replace(set);
         metrics.pushes.inc();
+    }
+
+    /// Recomputes a connected node's effective labels; true when they changed.
+    fn relabel(&mut self, name: &str) -> bool {
+        let cluster = self.cluster_labels.get(name);
+        let Some(node) = self.nodes.get_mut(name) else {
+            return false;
+        };
+        let mut labels = node.hello_labels.clone();
+        if let Some(c) = cluster {
+            labels.extend(c.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        let changed = labels != node.labels;
+        node.labels = labels;
+        changed
+    }
+
+    /// After a Node's labels changed: its policy set follows.
+    fn node_relabelled(&mut self, name: &str, metrics: &OperatorMetrics) -> bool {
+        if self.relabel(name) {
+            tracing::info!(node = %name, labels = ?self.nodes[name].labels, "node labels changed");
+            self.push(name, metrics);
+            true
+        } else {
+            false
+        }
     }
 
     /// Sends `name`'s pod set (when the cluster's pods are known and the node is connected).
@@ -310,7 +343,8 @@ impl Distribution {
             name.clone(),
             Node {
                 conn: id,
-                labels: hello.labels.into_iter().collect(),
+                labels: BTreeMap::new(),
+                hello_labels: hello.labels.into_iter().collect(),
                 kernel_release: hello.kernel_release,
                 sensor_version: hello.sensor_version,
                 connected_at: Instant::now(),
@@ -322,6 +356,7 @@ impl Distribution {
                 results: HashMap::new(),
             },
         );
+        state.relabel(&name);
         state.push(&name, &self.metrics);
         state.push_pods(&name, &self.metrics);
         let runs_current = state
@@ -568,6 +603,37 @@ impl PodFeed for Distribution {
             }
         }
         state.push_pods(&node, &self.metrics);
+    }
+}
+
+impl NodeLabelFeed for Distribution {
+    fn replace_node_labels(&self, nodes: Vec<(String, BTreeMap<String, String>)>) {
+        let mut state = self.lock();
+        state.cluster_labels = nodes.into_iter().collect();
+        let names: Vec<String> = state.nodes.keys().cloned().collect();
+        let mut changed = false;
+        for n in names {
+            changed |= state.node_relabelled(&n, &self.metrics);
+        }
+        if changed {
+            self.tick(&state);
+        }
+    }
+
+    fn upsert_node_labels(&self, node: String, labels: BTreeMap<String, String>) {
+        let mut state = self.lock();
+        state.cluster_labels.insert(node.clone(), labels);
+        if state.node_relabelled(&node, &self.metrics) {
+            self.tick(&state);
+        }
+    }
+
+    fn delete_node_labels(&self, node: &str) {
+        let mut state = self.lock();
+        if state.cluster_labels.remove(node).is_some() && state.node_relabelled(node, &self.metrics)
+        {
+            self.tick(&state);
+        }
     }
 }
 
@@ -885,6 +951,35 @@ mod tests {
         d.upsert_pod(pod("u5", "n3", "y"));
         assert_eq!(pod_uids(&c).unwrap(), ["u5"]);
         assert_eq!(c.pods.borrow().as_ref().unwrap().sequence, 2);
+    }
+
+    #[test]
+    fn node_objects_labels_select_policies_over_announced_ones() {
+        let d = dist();
+        d.upsert(desired("only-a", "v1", Some("a")));
+        d.upsert(desired("only-b", "v1", Some("b")));
+        // The sensor announced zone=a and nothing is known of its Node yet.
+        let n1 = d.connect(hello("n1", "a")).unwrap();
+        assert_eq!(names(&n1.sets.borrow()), ["only-a"]);
+        // The Node object says zone=b: it wins over the announced label.
+        d.replace_node_labels(vec![(
+            "n1".into(),
+            [("zone".to_string(), "b".to_string())].into(),
+        )]);
+        assert_eq!(names(&n1.sets.borrow()), ["only-b"]);
+        assert_eq!(d.rollup(&PolicyKey::new("only-b", "")).unwrap().targeted, 1);
+        assert_eq!(d.rollup(&PolicyKey::new("only-a", "")).unwrap().targeted, 0);
+        assert_eq!(d.status().nodes[0].labels["zone"], "b");
+        // Relabelled in the cluster: the set follows; a label the Node lacks falls back.
+        d.upsert_node_labels("n1".into(), [("other".to_string(), "x".to_string())].into());
+        assert_eq!(names(&n1.sets.borrow()), ["only-a"]);
+        // A node connecting after its Node was seen is selected by the Node's labels at once.
+        d.upsert_node_labels("n2".into(), [("zone".to_string(), "b".to_string())].into());
+        let n2 = d.connect(hello("n2", "a")).unwrap();
+        assert_eq!(names(&n2.sets.borrow()), ["only-b"]);
+        // The Node is deleted: back to what the sensor announced.
+        d.delete_node_labels("n2");
+        assert_eq!(names(&n2.sets.borrow()), ["only-a"]);
     }
 
     #[test]

@@ -108,3 +108,16 @@ pub trait PodFeed: Send + Sync + 'static {
     /// A pod was deleted.
     fn delete_pod(&self, uid: &str);
 }
+
+/// Where the cluster's Node labels go (Kubernetes mode): distribution selects a policy's nodes
+/// (`spec.nodeSelector`) by the Node object's labels, over the labels the sensor announced
+/// (`--node-labels`), which remain the fallback for keys the Node does not have and for nodes
+/// the operator does not know.
+pub trait NodeLabelFeed: Send + Sync + 'static {
+    /// Every Node of the cluster with its labels (after a list or re-list).
+    fn replace_node_labels(&self, nodes: Vec<(String, std::collections::BTreeMap<String, String>)>);
+    /// A Node was added or relabelled.
+    fn upsert_node_labels(&self, node: String, labels: std::collections::BTreeMap<String, String>);
+    /// A Node was deleted.
+    fn delete_node_labels(&self, node: &str);
+}

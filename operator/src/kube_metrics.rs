@@ -60,6 +60,8 @@ pub struct KubeMetrics {
     pub pods: Gauge,
     /// Failed pod list/watch requests; the watcher retries each with backoff.
     pub pod_watch_errors: Counter,
+    /// Failures of the Node watch (labels for nodeSelector).
+    pub node_watch_errors: Counter,
     /// Per policy, its kind and state; `policies` is recomputed from it.
     states: Mutex<HashMap<(&'static str, PolicyKey), PolicyState>>,
 }
@@ -75,6 +77,7 @@ impl Default for KubeMetrics {
             leader: Gauge::default(),
             pods: Gauge::default(),
             pod_watch_errors: Counter::default(),
+            node_watch_errors: Counter::default(),
             states: Mutex::new(HashMap::new()),
         }
     }
@@ -127,6 +130,11 @@ impl KubeMetrics {
             "operator_pod_watch_errors",
             "Failed pod list or watch requests (each is retried with backoff)",
             self.pod_watch_errors.clone(),
+        );
+        registry.register(
+            "operator_node_watch_errors",
+            "Failures of the Node watch that feeds node labels to policy selection (retried with backoff)",
+            self.node_watch_errors.clone(),
         );
     }
 

@@ -15,12 +15,14 @@ pub mod kube_metrics;
 pub mod kubernetes;
 pub mod leader;
 pub mod metrics;
+pub mod node_watch;
 pub mod pod_watch;
 pub mod run;
 pub mod selector;
 pub mod status;
 #[cfg(test)]
 mod testing;
+pub mod watch;
 
 pub use error::OperatorError;
 pub use kube_metrics::KubeMetrics;

@@ -24,10 +24,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
-use std::pin::pin;
 use std::sync::Arc;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod, SecurityContext};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -207,31 +205,12 @@ pub async fn run_pod_watcher(
     metrics: Arc<KubeMetrics>,
     stop: impl Future<Output = ()>,
 ) {
-    let mut events =
-        pin!(watcher(Api::<Pod>::all(client), watcher::Config::default()).default_backoff());
-    let mut stop = pin!(stop);
-    let mut state = PodWatch::new(feed, metrics);
-    loop {
-        tokio::select! {
-            biased;
-            () = &mut stop => break,
-            event = events.next() => match event {
-                Some(Ok(event)) => state.handle(event),
-                Some(Err(e)) => {
-                    state.metrics.pod_watch_errors.inc();
-                    tracing::warn!(error = %e, "pod watch failed; retrying with backoff");
-                }
-                None => {
-                    // The default backoff never gives up, so the stream does not end; should it,
-                    // the pods known stay as they are until the operator stops.
-                    tracing::error!("pod watch ended; pods are no longer updated");
-                    stop.await;
-                    break;
-                }
-            },
-        }
-    }
-    tracing::debug!("pod watcher stopped");
+    let events = watcher(Api::<Pod>::all(client), watcher::Config::default()).default_backoff();
+    let mut state = PodWatch::new(feed, metrics.clone());
+    crate::watch::drive(events, stop, "pod", &metrics.pod_watch_errors, |e| {
+        state.handle(e);
+    })
+    .await;
 }
 
 /// The watcher's state between events: what `feed` was told, as uids.

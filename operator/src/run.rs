@@ -218,6 +218,16 @@ async fn run_kubernetes(
             let _ = pods_stop_rx.await;
         },
     ));
+    let (nodes_stop_tx, nodes_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let label_feed: Arc<dyn crate::fleet::NodeLabelFeed> = d.dist.clone();
+    let nodes = tokio::spawn(crate::node_watch::run_node_watcher(
+        client.clone(),
+        label_feed,
+        kube_metrics.clone(),
+        async move {
+            let _ = nodes_stop_rx.await;
+        },
+    ));
     let fleet: Arc<dyn crate::fleet::Fleet> = d.dist.clone();
     let controllers = tokio::spawn(crate::run_kube(client, fleet, kube_metrics, async move {
         let _ = stop_rx.await;
@@ -228,8 +238,10 @@ async fn run_kubernetes(
     };
     let _ = stop_tx.send(());
     let _ = pods_stop_tx.send(());
+    let _ = nodes_stop_tx.send(());
     gate.abort();
     let _ = pods.await;
+    let _ = nodes.await;
     match controllers.await {
         Ok(Err(e)) if result.is_ok() => return Err(e),
         _ => {}
