@@ -429,3 +429,66 @@ fn node_selector_follows_the_node_objects_labels() {
     assert_eq!(status["nodes"][0]["labels"]["zone"], "red", "{status}");
     assert!(kube.unanswered().is_empty(), "{:?}", kube.unanswered());
 }
+
+/// A cluster-wide TracingPolicy on openat of `path` exactly, limited by `scope` (spec fields).
+fn exact_open_policy(name: &str, path: &str, scope: Value) -> Value {
+    let mut spec = json!({
+        "kprobes": [{
+            "call": "sys_openat",
+            "syscall": true,
+            "args": [{"index": 1, "type": "string"}],
+            "selectors": [{"matchArgs": [{"index": 1, "operator": "Equal", "values": [path]}]}],
+        }],
+    });
+    if let (Some(spec), Some(scope)) = (spec.as_object_mut(), scope.as_object()) {
+        spec.extend(scope.clone());
+    }
+    json!({"apiVersion": "vigil.dev/v1alpha1", "kind": "TracingPolicy",
+           "metadata": {"name": name}, "spec": spec})
+}
+
+#[test]
+fn host_selector_follows_the_node_objects_labels() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().to_str().unwrap().to_string();
+    let target = format!("{dir}/f");
+    let barrier = format!("{dir}/barrier");
+    std::fs::write(&target, "x").unwrap();
+    std::fs::write(&barrier, "x").unwrap();
+    let kube = FakeKube::start();
+    kube.apply(node("node-a", "blue"));
+    kube.apply(exact_open_policy(
+        "blue-hosts",
+        &target,
+        json!({"hostSelector": {"matchLabels": {"zone": "blue"}}}),
+    ));
+    kube.apply(exact_open_policy("barrier", &barrier, json!({})));
+    let op = Operator::start_kubernetes(&kube.kubeconfig());
+    // No --node-labels: the operator tells the sensor its Node's labels.
+    let sensor = Sensor::start(&["--operator-address", &op.url(), "--node-name", "node-a"]);
+    let policies = || vigil_ok(&sensor.socket, &["policy", "list"]);
+    wait_for(start_timeout(), "both policies on the sensor", || {
+        let p = policies();
+        (p.contains("blue-hosts") && p.contains("barrier")).then_some(())
+    });
+    let seen = |path: &str, pid: u32| opens_of(&sensor, path).iter().any(|(p, _)| *p == pid);
+    let h1 = open_in(None, &target);
+    wait_for(event_timeout(), "the host open on the blue node", || {
+        seen(&target, h1).then_some(())
+    });
+
+    // The Node is relabelled: host processes leave the policy's scope in the kernel.
+    kube.apply(node("node-a", "red"));
+    // Until the sensor has the new labels host opens still match; then they stop. Each round
+    // opens the file, then the barrier (matched by an unscoped policy): once the barrier's
+    // event is out, the file's would be too.
+    wait_for(start_timeout(), "host opens to stop matching", || {
+        let h = open_in(None, &target);
+        let b = open_in(None, &barrier);
+        wait_for(event_timeout(), "the barrier open", || {
+            seen(&barrier, b).then_some(())
+        });
+        (!seen(&target, h)).then_some(())
+    });
+    assert!(kube.unanswered().is_empty(), "{:?}", kube.unanswered());
+}

@@ -4,7 +4,8 @@
 //! policy set for its node; the gRPC stream sends whatever the channel holds, so a sensor
 //! that is slow to read gets the newest set, never a backlog. A set is recomputed for every
 //! node whenever a policy is upserted or removed and when a node (re)connects with its labels;
-//! it is sent only when its content (policies and versions) differs from the last one sent.
+//! it is sent only when its content (policies and versions, and the node's labels, which the
+//! sensor matches hostSelector against) differs from the last one sent.
 //!
 //! Sensors answer per policy version; answers about a version that is no longer current are
 //! ignored. Roll-ups count connected, targeted nodes only.
@@ -71,8 +72,8 @@ struct Node {
     /// The node's pod set (`None` until the cluster's pods are known).
     pods_tx: watch::Sender<Option<pb::PodSet>>,
     pod_sequence: u64,
-    /// The content of the last set sent: (policy, version), sorted.
-    sent: Option<Vec<(PolicyKey, String)>>,
+    /// The content of the last set sent: (policy, version) sorted, and the node's labels.
+    sent: Option<(Vec<(PolicyKey, String)>, BTreeMap<String, String>)>,
     sequence: u64,
     /// The node's latest answer per policy, with the version it is about.
     results: HashMap<PolicyKey, (String, NodeResult)>,
@@ -152,8 +153,10 @@ impl State {
             .iter()
             .map(|(k, e)| ((*k).clone(), e.version.clone()))
             .collect();
+        let labels = node.labels.clone();
         let set = pb::PolicySet {
             sequence: node.sequence + 1,
+            node_labels: labels.clone().into_iter().collect(),
             policies: targeted
                 .iter()
                 .map(|(_, e)| pb::VersionedPolicy {
@@ -166,6 +169,7 @@ impl State {
         let node = self.nodes.get_mut(name).expect("checked above");
         node.results
             .retain(|k, _| content.iter().any(|(ck, _)| ck == k));
+        let content = (content, labels);
         if node.sent.as_ref() == Some(&content) {
             return;
         }
@@ -366,7 +370,7 @@ impl Distribution {
             .count();
         tracing::info!(
             node = %name,
-            policies = state.nodes[&name].sent.as_ref().map_or(0, Vec::len),
+            policies = state.nodes[&name].sent.as_ref().map_or(0, |(p, _)| p.len()),
             already_running = runs_current,
             "sensor connected"
         );
@@ -966,6 +970,25 @@ mod tests {
             "n1".into(),
             [("zone".to_string(), "b".to_string())].into(),
         )]);
+        assert_eq!(names(&n1.sets.borrow()), ["only-b"]);
+        assert_eq!(
+            n1.sets.borrow().node_labels["zone"],
+            "b",
+            "the sensor is told"
+        );
+        // Labels alone change (same policies): the set goes out again with them.
+        let mut n1_sets = n1.sets.clone();
+        n1_sets.mark_unchanged();
+        d.upsert_node_labels(
+            "n1".into(),
+            [
+                ("zone".to_string(), "b".to_string()),
+                ("role".to_string(), "web".to_string()),
+            ]
+            .into(),
+        );
+        assert!(n1_sets.has_changed().unwrap());
+        assert_eq!(n1.sets.borrow().node_labels["role"], "web");
         assert_eq!(names(&n1.sets.borrow()), ["only-b"]);
         assert_eq!(d.rollup(&PolicyKey::new("only-b", "")).unwrap().targeted, 1);
         assert_eq!(d.rollup(&PolicyKey::new("only-a", "")).unwrap().targeted, 0);

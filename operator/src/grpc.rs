@@ -210,7 +210,7 @@ mod tests {
     fn set(sequence: u64) -> pb::PolicySet {
         pb::PolicySet {
             sequence,
-            policies: Vec::new(),
+            ..Default::default()
         }
     }
 

@@ -43,11 +43,16 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// already compiled policy.
 pub trait SyncTarget: PolicyControl {
     fn add_ir(&self, ir: PolicyIr, origin: PolicyOrigin) -> Result<PolicyInfo, SensorError>;
+    /// The node's labels as the operator knows them (hostSelector is matched against them).
+    fn set_node_labels(&self, labels: BTreeMap<String, String>);
 }
 
 impl SyncTarget for Engine {
     fn add_ir(&self, ir: PolicyIr, origin: PolicyOrigin) -> Result<PolicyInfo, SensorError> {
         Engine::add_ir(self, ir, origin)
+    }
+    fn set_node_labels(&self, labels: BTreeMap<String, String>) {
+        Engine::set_node_labels(self, labels);
     }
 }
 
@@ -228,6 +233,12 @@ impl Applier {
 
     /// Applies a complete set; returns one report per policy of the set.
     pub fn apply(&mut self, set: &pb::PolicySet) -> Vec<pb::Report> {
+        // First the labels: policies loaded below match their hostSelector against them. An
+        // operator that sends none (an older one) leaves `--node-labels` in force.
+        if !set.node_labels.is_empty() {
+            self.target
+                .set_node_labels(set.node_labels.clone().into_iter().collect());
+        }
         let wanted: BTreeSet<PolicyKey> = set
             .policies
             .iter()
@@ -581,6 +592,12 @@ mod tests {
     }
 
     impl SyncTarget for Fake {
+        fn set_node_labels(&self, labels: BTreeMap<String, String>) {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("labels {labels:?}"));
+        }
         fn add_ir(&self, ir: PolicyIr, origin: PolicyOrigin) -> Result<PolicyInfo, SensorError> {
             let key = key_of(&ir);
             let tag = ir.identity.as_ref().unwrap().source_api_version.clone();
@@ -633,6 +650,7 @@ mod tests {
         pb::PolicySet {
             sequence: 1,
             policies: ps.to_vec(),
+            node_labels: Default::default(),
         }
     }
 
@@ -759,6 +777,22 @@ mod tests {
         let r = a.apply(&set(&[vp("a", "v1")]));
         assert_eq!(r[0].state(), pb::PolicyState::Ready);
         assert_eq!(take_calls(&fake), ["add a v1"]);
+    }
+
+    #[test]
+    fn node_labels_of_a_set_are_set_before_its_policies_load() {
+        let (fake, mut applier) = setup();
+        let mut with_labels = set(&[vp("a", "v1")]);
+        with_labels.node_labels = [("zone".to_string(), "b".to_string())].into();
+        applier.apply(&with_labels);
+        assert_eq!(
+            take_calls(&fake),
+            [r#"labels {"zone": "b"}"#, "add a v1"],
+            "labels first, so that a hostSelector is matched against them at load"
+        );
+        // A set without labels (an older operator) leaves the sensor's own labels alone.
+        applier.apply(&set(&[vp("a", "v1")]));
+        assert!(take_calls(&fake).iter().all(|c| !c.starts_with("labels")));
     }
 
     #[test]

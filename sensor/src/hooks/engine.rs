@@ -52,6 +52,8 @@ struct Scope {
     set: u32,
     workload: Option<WorkloadScope>,
     host: bool,
+    /// `spec.hostSelector`: `host` follows it when the node's labels change.
+    host_selector: Option<vigil_api::policy::ir::LabelSelector>,
     cgroups: BTreeSet<u64>,
 }
 
@@ -210,6 +212,43 @@ impl Engine {
         self
     }
 
+    /// The node's labels changed at runtime (the operator knows the Node object's): every
+    /// hostSelector is matched again, and a policy whose host processes came into or went out
+    /// of scope is updated in the kernel at once. Policies already loaded are not re-checked
+    /// against their nodeSelector (the operator sends a node only what selects it).
+    pub fn set_node_labels(&self, labels: BTreeMap<String, String>) {
+        let mut inner = self.lock();
+        if inner.node_labels == labels {
+            return;
+        }
+        let mut changed = Vec::new();
+        for (key, p) in inner.policies.iter_mut() {
+            if let Some(sc) = p.scope.as_mut()
+                && let Some(sel) = &sc.host_selector
+            {
+                let host = crate::pods::selector_matches(sel, &labels);
+                if host != sc.host {
+                    sc.host = host;
+                    changed.push(key.clone());
+                }
+            }
+        }
+        inner.node_labels = labels;
+        for key in changed {
+            match inner.set_cfg(&key) {
+                Ok(()) => {
+                    tracing::info!(policy = %key, "hostSelector re-evaluated for new node labels")
+                }
+                Err(e) => tracing::error!(policy = %key, "updating the host scope: {e}"),
+            }
+        }
+    }
+
+    /// The node labels hostSelector is matched against now.
+    pub fn node_labels(&self) -> BTreeMap<String, String> {
+        self.lock().node_labels.clone()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -335,6 +374,7 @@ impl Engine {
             },
             workload,
             host,
+            host_selector: ir.scope.as_ref().and_then(|s| s.host_selector.clone()),
             cgroups: BTreeSet::new(),
         });
         if let Some(sc) = scope.as_mut()
