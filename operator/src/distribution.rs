@@ -72,12 +72,16 @@ struct Node {
     /// The node's pod set (`None` until the cluster's pods are known).
     pods_tx: watch::Sender<Option<pb::PodSet>>,
     pod_sequence: u64,
-    /// The content of the last set sent: (policy, version) sorted, and the node's labels.
-    sent: Option<(Vec<(PolicyKey, String)>, BTreeMap<String, String>)>,
+    /// The content of the last set sent.
+    sent: Option<SetContent>,
     sequence: u64,
     /// The node's latest answer per policy, with the version it is about.
     results: HashMap<PolicyKey, (String, NodeResult)>,
 }
+
+/// What makes a policy set different from another: (policy, version) sorted, and the node's
+/// labels.
+type SetContent = (Vec<(PolicyKey, String)>, BTreeMap<String, String>);
 
 /// A node's pods by uid (sorted, so that a set's order is stable).
 type NodePods = BTreeMap<String, PodInfo>;
