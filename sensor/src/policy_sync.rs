@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Endpoint;
+use tonic::transport::{ClientTlsConfig, Endpoint};
 use vigil_api::policy::PolicyIr;
 use vigil_api::wire::policy_sync as pb;
 use vigil_api::wire::policy_sync::policy_sync_client::PolicySyncClient;
@@ -51,36 +51,34 @@ impl SyncTarget for Engine {
     }
 }
 
-/// Normalizes and checks `--operator-address`: `http://HOST:PORT` or `HOST:PORT`.
+/// Normalizes and checks `--operator-address`: `http://HOST:PORT`, `https://HOST:PORT` or
+/// `HOST:PORT` (plain text).
 pub fn parse_address(s: &str) -> Result<String, String> {
     let s = s.trim();
     if s.is_empty() {
-        return Err("empty; expected http://HOST:PORT or HOST:PORT".into());
-    }
-    if s.starts_with("https://") {
-        return Err(format!(
-            "{s:?}: TLS is not supported yet; use http://HOST:PORT on a trusted network"
-        ));
+        return Err("empty; expected http://HOST:PORT, https://HOST:PORT or HOST:PORT".into());
     }
     let url = if s.contains("://") {
         s.to_string()
     } else {
         format!("http://{s}")
     };
-    if !url.starts_with("http://") {
-        return Err(format!("{s:?}: expected http://HOST:PORT or HOST:PORT"));
+    if !url.starts_with("http://") && !url.starts_with("https://") {
+        return Err(format!(
+            "{s:?}: expected http://HOST:PORT, https://HOST:PORT or HOST:PORT"
+        ));
     }
     let uri: tonic::transport::Uri = url
         .parse()
-        .map_err(|e| format!("{s:?} is not an address: {e}; expected http://HOST:PORT"))?;
+        .map_err(|e| format!("{s:?} is not an address: {e}; expected http(s)://HOST:PORT"))?;
     if uri.host().is_none_or(str::is_empty) || uri.port().is_none() {
         return Err(format!(
-            "{s:?}: expected http://HOST:PORT with both host and port"
+            "{s:?}: expected http(s)://HOST:PORT with both host and port"
         ));
     }
     if uri.path() != "/" && !uri.path().is_empty() {
         return Err(format!(
-            "{s:?}: a path is not allowed; expected http://HOST:PORT"
+            "{s:?}: a path is not allowed; expected http(s)://HOST:PORT"
         ));
     }
     Ok(url)
@@ -132,11 +130,14 @@ pub fn parse_labels(s: &str) -> Result<BTreeMap<String, String>, String> {
     Ok(out)
 }
 
-/// Who this sensor is, for the Hello.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where the operator is, how to reach it, and who this sensor is, for the Hello.
+#[derive(Debug, Clone)]
 pub struct SyncOptions {
-    /// `http://HOST:PORT` (see [`parse_address`]).
+    /// `http://HOST:PORT` or `https://HOST:PORT` (see [`parse_address`]).
     pub address: String,
+    /// TLS for an `https://` address, built from checked files at start
+    /// ([`crate::config::OperatorTls::client_config`]).
+    pub tls: Option<ClientTlsConfig>,
     pub node_name: String,
     pub labels: BTreeMap<String, String>,
     pub kernel_release: String,
@@ -411,15 +412,27 @@ async fn session(
     metrics: &Metrics,
     got_set: &mut bool,
 ) -> Result<(), String> {
-    let channel = Endpoint::from_shared(opts.address.clone())
-        .map_err(|e| format!("bad operator address: {e}"))?
+    let mut endpoint = Endpoint::from_shared(opts.address.clone())
+        .map_err(|e| format!("bad operator address: {e}"))?;
+    // TLS problems (an unknown CA, a name the certificate lacks, a client certificate the
+    // operator refuses) surface as transport errors at connect or, with TLS 1.3 client
+    // authentication, at the first call: say TLS in both, the chain says why.
+    let over = if let Some(tls) = &opts.tls {
+        endpoint = endpoint
+            .tls_config(tls.clone())
+            .map_err(|e| format!("TLS setup: {}", error_chain(&e)))?;
+        " over TLS"
+    } else {
+        ""
+    };
+    let channel = endpoint
         .connect_timeout(Duration::from_secs(5))
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(5))
         .keep_alive_while_idle(true)
         .connect()
         .await
-        .map_err(|e| format!("cannot connect: {}", error_chain(&e)))?;
+        .map_err(|e| format!("cannot connect{over}: {}", error_chain(&e)))?;
     let mut client = PolicySyncClient::new(channel).max_decoding_message_size(64 << 20);
     let (tx, rx) = mpsc::channel(1024);
     let running = applier.lock().unwrap_or_else(|e| e.into_inner()).running();
@@ -439,7 +452,7 @@ async fn session(
     let mut inbound = client
         .sync(ReceiverStream::new(rx))
         .await
-        .map_err(|s| format!("operator refused the stream: {}", status_text(&s)))?
+        .map_err(|s| format!("operator refused the stream{over}: {}", status_text(&s)))?
         .into_inner();
     metrics.operator_connected.set(1);
     tracing::info!(operator = %opts.address, "connected to the operator");
@@ -796,7 +809,11 @@ mod tests {
             parse_address("http://operator.vigil:4245").unwrap(),
             "http://operator.vigil:4245"
         );
-        assert!(parse_address("https://x:1").unwrap_err().contains("TLS"));
+        assert_eq!(
+            parse_address("https://operator.vigil:4245").unwrap(),
+            "https://operator.vigil:4245"
+        );
+        assert!(parse_address("https://x").is_err());
         assert!(parse_address("").is_err());
         assert!(parse_address("http://x").is_err());
         assert!(parse_address("ftp://x:1").is_err());
