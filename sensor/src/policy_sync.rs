@@ -432,7 +432,13 @@ async fn session(
         .keep_alive_while_idle(true)
         .connect()
         .await
-        .map_err(|e| format!("cannot connect{over}: {}", error_chain(&e)))?;
+        .map_err(|e| {
+            let chain = error_chain(&e);
+            format!(
+                "cannot connect{over}: {chain}{}",
+                tls_hint(&opts.tls, &chain, false)
+            )
+        })?;
     let mut client = PolicySyncClient::new(channel).max_decoding_message_size(64 << 20);
     let (tx, rx) = mpsc::channel(1024);
     let running = applier.lock().unwrap_or_else(|e| e.into_inner()).running();
@@ -452,7 +458,13 @@ async fn session(
     let mut inbound = client
         .sync(ReceiverStream::new(rx))
         .await
-        .map_err(|s| format!("operator refused the stream{over}: {}", status_text(&s)))?
+        .map_err(|s| {
+            let text = status_text(&s);
+            format!(
+                "operator refused the stream{over}: {text}{}",
+                tls_hint(&opts.tls, &text, true)
+            )
+        })?
         .into_inner();
     metrics.operator_connected.set(1);
     tracing::info!(operator = %opts.address, "connected to the operator");
@@ -507,6 +519,40 @@ async fn session(
             .await
             .map_err(|_| "stream closed while reporting".to_string())?;
         }
+    }
+}
+
+/// The likely cause of a TLS failure, from the error text (after the handshake, HTTP/2 keeps
+/// only the text of a TLS alert, not the error): "; CAUSE", or "" when nothing is known.
+/// `after_handshake`: the connection was up when it failed (the first call); with TLS 1.3 the
+/// operator checks the client certificate then, and its alert may be lost to the reset.
+fn tls_hint(tls: &Option<ClientTlsConfig>, text: &str, after_handshake: bool) -> &'static str {
+    if tls.is_none() {
+        return "";
+    }
+    let has = |words: &[&str]| words.iter().any(|w| text.contains(w));
+    if has(&["UnknownIssuer"]) {
+        "; the operator's certificate is not signed by a CA of --operator-tls-ca"
+    } else if has(&["NotValidForName", "not valid for name"]) {
+        "; the operator's certificate does not carry the address's name (--operator-tls-server-name \
+         checks another name)"
+    } else if has(&["CertificateRequired"]) {
+        "; the operator requires a client certificate (--operator-tls-cert, --operator-tls-key)"
+    } else if has(&[
+        "UnknownCA",
+        "BadCertificate",
+        "CertificateUnknown",
+        "AccessDenied",
+    ]) {
+        "; the operator refused our client certificate (it must be signed by a CA of the \
+         operator's --grpc-tls-client-ca)"
+    } else if has(&["InvalidContentType", "corrupt message", "InvalidMessage"]) {
+        "; does the operator serve TLS on this port?"
+    } else if after_handshake && has(&["closed", "canceled", "reset", "broken pipe"]) {
+        "; the operator closed the connection after the TLS handshake: if it requires client \
+         certificates, give one signed by its CA (--operator-tls-cert, --operator-tls-key)"
+    } else {
+        ""
     }
 }
 
@@ -797,6 +843,39 @@ mod tests {
         let uids: Vec<&str> = pods.iter().map(|p| p.uid.as_str()).collect();
         assert_eq!(uids, ["u1", "u4"]);
         assert_eq!(metrics.operator_pods_rejected.get(), 2);
+    }
+
+    #[test]
+    fn tls_failures_get_their_likely_cause() {
+        let tls = Some(ClientTlsConfig::new());
+        let hint = |text: &str, after: bool| tls_hint(&tls, text, after);
+        assert!(
+            hint("invalid peer certificate: UnknownIssuer", false).contains("--operator-tls-ca")
+        );
+        assert!(hint("certificate not valid for name \"x\"", false).contains("server-name"));
+        assert!(
+            hint("received fatal alert: CertificateRequired", true).contains("--operator-tls-cert")
+        );
+        assert!(hint("received fatal alert: UnknownCA", true).contains("--grpc-tls-client-ca"));
+        assert!(
+            hint("received corrupt message of type InvalidContentType", false)
+                .contains("serve TLS")
+        );
+        assert!(
+            hint("operation was canceled: connection closed", true)
+                .contains("after the TLS handshake")
+        );
+        assert!(
+            hint(
+                "transport error: connection error: stream closed because of a broken pipe",
+                true
+            )
+            .contains("after the TLS handshake")
+        );
+        // Before the handshake a closed connection says nothing about certificates.
+        assert_eq!(hint("connection closed", false), "");
+        // Plain text: no TLS hint.
+        assert_eq!(tls_hint(&None, "UnknownIssuer", false), "");
     }
 
     #[test]
