@@ -384,13 +384,14 @@ impl Operator {
         Self::start_with_args(&[])
     }
 
-    /// Like [`Operator::start`], with more arguments of `vigil-operator run` (and
-    /// `policy_files` written into the directory before it starts, as `(name, text)`).
+    /// Like [`Operator::start`], with more arguments of `vigil-operator run` (passed again
+    /// at every restart).
     pub fn start_with_args(args: &[&str]) -> Operator {
         Self::start_with(args, &[])
     }
 
-    /// [`Operator::start_with_args`] with policy files present from the start.
+    /// [`Operator::start_with_args`] with policy files, `(name, text)`, in the directory before
+    /// the operator starts (its first set to sensors already carries them).
     pub fn start_with(args: &[&str], policy_files: &[(&str, &str)]) -> Operator {
         let dir = tempfile::tempdir().expect("tempdir");
         let policy_dir = dir.path().join("policies");
