@@ -12,6 +12,7 @@ use vigil_api::events::GetEventsResponse;
 
 pub mod containers;
 pub mod fake_kube;
+pub mod test_ca;
 
 /// The project binary `name`: from `VIGIL_BIN_DIR` when set, else next to the test binary's
 /// target directory (`target/<profile>/`).
@@ -355,6 +356,8 @@ pub struct Operator {
     stderr: Arc<Mutex<String>>,
     /// Kubernetes mode: the kubeconfig of the API server to use (instead of the directory).
     kubeconfig: Option<PathBuf>,
+    /// More arguments of `vigil-operator run` (e.g. the TLS files), passed at every (re)start.
+    extra_args: Vec<String>,
 }
 
 impl Operator {
@@ -370,6 +373,7 @@ impl Operator {
             metrics_port: free_port(),
             stderr: Arc::new(Mutex::new(String::new())),
             kubeconfig: Some(kubeconfig.to_path_buf()),
+            extra_args: Vec::new(),
         };
         op.spawn();
         op
@@ -377,9 +381,24 @@ impl Operator {
 
     /// Starts the operator on a fresh policy directory and waits until it serves.
     pub fn start() -> Operator {
+        Self::start_with_args(&[])
+    }
+
+    /// Like [`Operator::start`], with more arguments of `vigil-operator run` (passed again
+    /// at every restart).
+    pub fn start_with_args(args: &[&str]) -> Operator {
+        Self::start_with(args, &[])
+    }
+
+    /// [`Operator::start_with_args`] with policy files, `(name, text)`, in the directory before
+    /// the operator starts (its first set to sensors already carries them).
+    pub fn start_with(args: &[&str], policy_files: &[(&str, &str)]) -> Operator {
         let dir = tempfile::tempdir().expect("tempdir");
         let policy_dir = dir.path().join("policies");
         std::fs::create_dir_all(&policy_dir).unwrap();
+        for (name, text) in policy_files {
+            std::fs::write(policy_dir.join(name), text).unwrap();
+        }
         let mut op = Operator {
             child: None,
             policy_dir,
@@ -388,6 +407,7 @@ impl Operator {
             metrics_port: free_port(),
             stderr: Arc::new(Mutex::new(String::new())),
             kubeconfig: None,
+            extra_args: args.iter().map(|a| a.to_string()).collect(),
         };
         op.spawn();
         op
@@ -401,6 +421,11 @@ impl Operator {
     /// `http://HOST:PORT`, as sensors take it.
     pub fn url(&self) -> String {
         format!("http://{}", self.address())
+    }
+
+    /// `https://HOST:PORT`, for an operator serving TLS.
+    pub fn https_url(&self) -> String {
+        format!("https://{}", self.address())
     }
 
     fn spawn(&mut self) {
@@ -421,6 +446,7 @@ impl Operator {
                 "--metrics-address",
                 &format!("127.0.0.1:{}", self.metrics_port),
             ])
+            .args(&self.extra_args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

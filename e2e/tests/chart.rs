@@ -682,12 +682,6 @@ fn sensor_flags() -> BTreeSet<String> {
         .collect()
 }
 
-/// Flags the chart passes only with `tls.enabled` (operator↔sensor mTLS) that the binaries do
-/// not have yet; once a flag appears in the source it is checked like every other (see
-/// `sensor_args_are_sensor_flags`). values.yaml says the option needs them.
-const PENDING_SENSOR_FLAGS: &[&str] = &["operator-tls-ca", "operator-tls-cert", "operator-tls-key"];
-const PENDING_OPERATOR_FLAGS: &[&str] = &["grpc-tls-cert", "grpc-tls-key", "grpc-tls-client-ca"];
-
 /// The operator's policy-distribution port (`vigil-operator run --grpc-address`, default
 /// 0.0.0.0:4245, as the operator issue specifies).
 const OPERATOR_GRPC_PORT: u64 = 4245;
@@ -1218,13 +1212,7 @@ fn sensor_args_and_config_keys_are_the_sensors() {
         let sensor = container(sensor_pod(&objs), "sensor");
         for a in args(sensor) {
             let f = flag_name(&a).unwrap_or_else(|| panic!("{a} is not a long flag"));
-            if !flags.contains(f) {
-                assert!(
-                    PENDING_SENSOR_FLAGS.contains(&f),
-                    "vigil-sensor has no --{f}"
-                );
-                eprintln!("note: vigil-sensor has no --{f} yet (pending in another branch)");
-            }
+            assert!(flags.contains(f), "vigil-sensor has no --{f}");
         }
         // Every key of config.yaml is a key the sensor's FileConfig accepts (it refuses others).
         let cm = find(&objs, "ConfigMap", "vigil-config");
@@ -1244,19 +1232,10 @@ fn sensor_args_and_config_keys_are_the_sensors() {
         {
             let f = flag_name(a).unwrap();
             let declared = operator_src.contains(&format!("{}:", f.replace('-', "_")));
-            if !declared {
-                assert!(
-                    PENDING_OPERATOR_FLAGS.contains(&f) || a.starts_with("--log-level"),
-                    "vigil-operator run has no --{f}"
-                );
-                eprintln!("note: vigil-operator run has no --{f} yet (pending in another branch)");
-            }
-        }
-    }
-    // Pending flags that have landed are no longer pending: keep the lists honest.
-    for f in PENDING_SENSOR_FLAGS {
-        if flags.contains(*f) {
-            eprintln!("note: --{f} is now in vigil-sensor; it can leave PENDING_SENSOR_FLAGS");
+            assert!(
+                declared || a.starts_with("--log-level"),
+                "vigil-operator run has no --{f}"
+            );
         }
     }
 }

@@ -2,52 +2,11 @@
 //! `--grpc-tls-*`, the real `vigil` CLI with `--server https://…` and `--tls-*`. Certificates are
 //! generated per test (rcgen). Run as root (`make test-host`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
+use vigil_e2e::test_ca::Ca;
 use vigil_e2e::{Sensor, bin_path, free_port};
-
-/// A CA and the certificates it signs, as PEM files in a temporary directory.
-struct Ca {
-    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
-    dir: tempfile::TempDir,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        let key = rcgen::KeyPair::generate().unwrap();
-        let ca = Ca {
-            issuer: rcgen::CertifiedIssuer::self_signed(params, key).unwrap(),
-            dir: tempfile::tempdir().unwrap(),
-        };
-        std::fs::write(ca.path("ca.pem"), ca.issuer.pem()).unwrap();
-        ca
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn s(&self, name: &str) -> String {
-        self.path(name).to_str().unwrap().to_string()
-    }
-
-    /// Writes FILE.pem and FILE.key, a certificate for `names`.
-    fn issue(&self, file: &str, names: &[&str]) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let params =
-            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        std::fs::write(self.path(&format!("{file}.pem")), cert.pem()).unwrap();
-        std::fs::write(self.path(&format!("{file}.key")), key.serialize_pem()).unwrap();
-    }
-}
 
 fn vigil(args: &[&str]) -> Output {
     Command::new(bin_path("vigil"))

@@ -172,13 +172,22 @@ pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, OperatorE
     })
 }
 
-/// Serves the service on `listener` until the task is dropped.
+/// Serves the service on `listener` until the task is dropped; over TLS when `tls` is given
+/// (see [`crate::run::RunOptions::tls_config`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    tls: Option<tonic::transport::ServerTlsConfig>,
     service: SyncService,
 ) -> Result<(), OperatorError> {
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        server = server.tls_config(tls).map_err(|e| OperatorError::Config {
+            option: "grpc-tls-cert".into(),
+            message: e.to_string(),
+        })?;
+    }
+    server
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(5)))
         .add_service(PolicySyncServer::new(service).max_decoding_message_size(64 << 20))

@@ -28,7 +28,7 @@ enum Command {
 
 #[derive(clap::Args, Debug)]
 struct RunArgs {
-    /// Address sensors connect to (policy sync gRPC, plain text).
+    /// Address sensors connect to (policy sync gRPC; plain text unless --grpc-tls-cert).
     #[arg(long, env = "VIGIL_OPERATOR_GRPC_ADDRESS", value_name = "ADDR", default_value = vigil_operator::run::DEFAULT_GRPC_ADDRESS)]
     grpc_address: std::net::SocketAddr,
     /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:2113).
@@ -37,6 +37,17 @@ struct RunArgs {
     /// GitOps mode: every *.yaml/*.yml file of DIR is one policy; the directory is followed.
     #[arg(long, env = "VIGIL_OPERATOR_POLICY_DIR", value_name = "DIR")]
     policy_dir: Option<std::path::PathBuf>,
+    /// Serve policy sync over TLS with this certificate chain (PEM, leaf first); needs
+    /// --grpc-tls-key. Sensors then connect with https:// and --operator-tls-ca.
+    #[arg(long, env = "VIGIL_OPERATOR_GRPC_TLS_CERT", value_name = "FILE")]
+    grpc_tls_cert: Option<std::path::PathBuf>,
+    /// Private key (PEM: PKCS#8, PKCS#1 or SEC1) of --grpc-tls-cert.
+    #[arg(long, env = "VIGIL_OPERATOR_GRPC_TLS_KEY", value_name = "FILE")]
+    grpc_tls_key: Option<std::path::PathBuf>,
+    /// Require sensors to present a client certificate signed by one of these CAs (PEM): mTLS.
+    /// Needs --grpc-tls-cert and --grpc-tls-key.
+    #[arg(long, env = "VIGIL_OPERATOR_GRPC_TLS_CLIENT_CA", value_name = "FILE")]
+    grpc_tls_client_ca: Option<std::path::PathBuf>,
     /// Log filter (tracing-subscriber syntax).
     #[arg(long, env = "VIGIL_OPERATOR_LOG_LEVEL", default_value = "info")]
     log_level: String,
@@ -74,6 +85,9 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
         grpc_address: a.grpc_address,
         metrics_address: a.metrics_address,
         policy_dir: a.policy_dir,
+        grpc_tls_cert: a.grpc_tls_cert,
+        grpc_tls_key: a.grpc_tls_key,
+        grpc_tls_client_ca: a.grpc_tls_client_ca,
     };
     if let Err(e) = opts.check() {
         eprintln!("vigil-operator: {e}");

@@ -7,9 +7,12 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+
+use tonic::transport::ServerTlsConfig;
+use vigil_api::tls::{self, TlsError};
 
 use crate::distribution::Distribution;
 use crate::error::OperatorError;
@@ -32,17 +35,95 @@ pub struct RunOptions {
     pub metrics_address: Option<SocketAddr>,
     /// GitOps mode: the policy directory (`--policy-dir`); `None` is Kubernetes mode.
     pub policy_dir: Option<PathBuf>,
+    /// Serve policy sync over TLS with this certificate chain (`--grpc-tls-cert`, PEM).
+    pub grpc_tls_cert: Option<PathBuf>,
+    /// The private key of `grpc_tls_cert` (`--grpc-tls-key`, PEM).
+    pub grpc_tls_key: Option<PathBuf>,
+    /// Require client certificates signed by these CAs (`--grpc-tls-client-ca`, PEM): mTLS.
+    pub grpc_tls_client_ca: Option<PathBuf>,
+}
+
+fn config_error(option: &str, message: String) -> OperatorError {
+    OperatorError::Config {
+        option: option.into(),
+        message,
+    }
+}
+
+fn read_pem(option: &str, path: &Path) -> Result<Vec<u8>, OperatorError> {
+    std::fs::read(path)
+        .map_err(|e| config_error(option, format!("cannot read {}: {e}", path.display())))
 }
 
 impl RunOptions {
-    /// Checks what can be checked before binding anything.
+    /// Checks what can be checked before binding anything, the TLS files included.
     pub fn check(&self) -> Result<(), OperatorError> {
-        match &self.policy_dir {
-            Some(d) if !d.is_dir() => Err(OperatorError::Config {
-                option: "policy-dir".into(),
-                message: format!("{}: not a directory", d.display()),
-            }),
-            _ => Ok(()),
+        if let Some(d) = &self.policy_dir
+            && !d.is_dir()
+        {
+            return Err(config_error(
+                "policy-dir",
+                format!("{}: not a directory", d.display()),
+            ));
+        }
+        self.tls_config().map(|_| ())
+    }
+
+    /// Reads and checks the TLS files: `None` serves plain text.
+    pub fn tls_config(&self) -> Result<Option<ServerTlsConfig>, OperatorError> {
+        let (cert, key) = match (&self.grpc_tls_cert, &self.grpc_tls_key) {
+            (Some(c), Some(k)) => (c, k),
+            (None, None) if self.grpc_tls_client_ca.is_some() => {
+                return Err(config_error(
+                    "grpc-tls-client-ca",
+                    "needs --grpc-tls-cert and --grpc-tls-key (client certificates are checked \
+                     inside a TLS connection)"
+                        .into(),
+                ));
+            }
+            (None, None) => return Ok(None),
+            (Some(_), None) => {
+                return Err(config_error(
+                    "grpc-tls-cert",
+                    "needs --grpc-tls-key (the certificate's private key)".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(config_error(
+                    "grpc-tls-key",
+                    "needs --grpc-tls-cert (the certificate the key belongs to)".into(),
+                ));
+            }
+        };
+        let cert_pem = read_pem("grpc-tls-cert", cert)?;
+        let key_pem = read_pem("grpc-tls-key", key)?;
+        let ca_pem = match &self.grpc_tls_client_ca {
+            Some(p) => Some(read_pem("grpc-tls-client-ca", p)?),
+            None => None,
+        };
+        tls::server_config(&cert_pem, &key_pem, ca_pem.as_deref())
+            .map(Some)
+            .map_err(|e| {
+                let (option, path) = match &e {
+                    TlsError::Key(_) => ("grpc-tls-key", key.as_path()),
+                    TlsError::Ca(_) => (
+                        "grpc-tls-client-ca",
+                        self.grpc_tls_client_ca.as_deref().unwrap_or(cert),
+                    ),
+                    TlsError::Cert(_) | TlsError::ServerName(_) => {
+                        ("grpc-tls-cert", cert.as_path())
+                    }
+                };
+                config_error(option, format!("{}: {e}", path.display()))
+            })
+    }
+
+    /// How sensors connect, for the log and the ready line.
+    fn mode(&self) -> &'static str {
+        match (&self.grpc_tls_cert, &self.grpc_tls_client_ca) {
+            (None, _) => "plain text",
+            (Some(_), None) => "TLS",
+            (Some(_), Some(_)) => "mTLS: client certificates required",
         }
     }
 }
@@ -60,12 +141,15 @@ pub struct Distributor {
     /// Kubernetes mode: whether sensors are served (see [`SyncService::accepting`]).
     pub accepting: Option<Arc<std::sync::atomic::AtomicBool>>,
     listeners: Option<(tokio::net::TcpListener, Option<tokio::net::TcpListener>)>,
+    /// TLS of the gRPC listener, read and checked before binding.
+    tls: Option<ServerTlsConfig>,
     tasks: Vec<tokio::task::JoinHandle<Result<(), OperatorError>>>,
 }
 
 impl Distributor {
     /// Binds the gRPC and metrics listeners.
     pub async fn bind(opts: &RunOptions) -> Result<Distributor, OperatorError> {
+        let tls = opts.tls_config()?;
         let metrics = Arc::new(OperatorMetrics::default());
         let dist = Arc::new(Distribution::new(metrics.clone()));
         let grpc_listener = grpc::bind(opts.grpc_address).await?;
@@ -83,6 +167,7 @@ impl Distributor {
             kube_metrics: None,
             accepting: None,
             listeners: Some((grpc_listener, metrics_listener)),
+            tls,
             tasks: Vec::new(),
         })
     }
@@ -94,6 +179,7 @@ impl Distributor {
         };
         self.tasks.push(tokio::spawn(grpc::serve(
             grpc_listener,
+            self.tls.take(),
             SyncService {
                 dist: self.dist.clone(),
                 accepting: self.accepting.clone(),
@@ -161,7 +247,7 @@ pub async fn run(
     let mut pd = PolicyDir::new(dir, d.dist.clone());
     report(&pd.sync(), &d.metrics);
     d.serve();
-    eprintln!("{READY_LINE} on {}", d.grpc_address);
+    eprintln!("{READY_LINE} on {} ({})", d.grpc_address, opts.mode());
     let metrics = d.metrics.clone();
     let watcher = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(gitops::POLL_INTERVAL_MS));
@@ -204,7 +290,11 @@ async fn run_kubernetes(
     // Serve sensors only while leading, and only once the controllers have had time to load the
     // cluster's policies after winning the lease: a sensor is sent the full set on connect.
     let gate = tokio::spawn(leader_gate(kube_metrics.clone(), accepting));
-    eprintln!("{READY_LINE} on {} (Kubernetes mode)", d.grpc_address);
+    eprintln!(
+        "{READY_LINE} on {} (Kubernetes mode, {})",
+        d.grpc_address,
+        opts.mode()
+    );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (pods_stop_tx, pods_stop_rx) = tokio::sync::oneshot::channel::<()>();
     // Every replica watches pods (not only the leader): a new leader then has the cluster's
@@ -304,5 +394,159 @@ mod gate_tests {
             "losing the lease stops serving"
         );
         gate.abort();
+    }
+}
+
+#[cfg(test)]
+mod tls_tests {
+    use super::*;
+
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+
+    /// Writes `ca.pem` and, for each name, NAME.pem/NAME.key signed by it, into `dir`.
+    fn pki(dir: &Path, names: &[&str]) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        std::fs::write(dir.join("ca.pem"), issuer.pem()).unwrap();
+        for n in names {
+            let key = KeyPair::generate().unwrap();
+            let cert = CertificateParams::new(vec!["localhost".to_string()])
+                .unwrap()
+                .signed_by(&key, &issuer)
+                .unwrap();
+            std::fs::write(dir.join(format!("{n}.pem")), cert.pem()).unwrap();
+            std::fs::write(dir.join(format!("{n}.key")), key.serialize_pem()).unwrap();
+        }
+        std::fs::write(dir.join("garbage.pem"), "not PEM\n").unwrap();
+    }
+
+    fn opts(dir: &Path, cert: Option<&str>, key: Option<&str>, ca: Option<&str>) -> RunOptions {
+        RunOptions {
+            grpc_address: DEFAULT_GRPC_ADDRESS.parse().unwrap(),
+            metrics_address: None,
+            policy_dir: Some(dir.to_path_buf()),
+            grpc_tls_cert: cert.map(|f| dir.join(f)),
+            grpc_tls_key: key.map(|f| dir.join(f)),
+            grpc_tls_client_ca: ca.map(|f| dir.join(f)),
+        }
+    }
+
+    /// `check` fails with one line naming `option` and containing `text`.
+    fn refused(o: RunOptions, option: &str, text: &str) {
+        let e = o.check().unwrap_err();
+        let s = e.to_string();
+        assert!(
+            matches!(&e, OperatorError::Config { option: o, .. } if o == option),
+            "{s}"
+        );
+        assert!(
+            s.starts_with(&format!("invalid option --{option}: ")),
+            "{s}"
+        );
+        assert!(s.contains(text), "{s}");
+        assert!(!s.contains('\n'), "{s}");
+    }
+
+    #[test]
+    fn tls_and_mtls_options_are_accepted() {
+        let d = tempfile::tempdir().unwrap();
+        let d = d.path();
+        pki(d, &["server"]);
+        let plain = opts(d, None, None, None);
+        plain.check().unwrap();
+        assert!(plain.tls_config().unwrap().is_none());
+        assert_eq!(plain.mode(), "plain text");
+        let tls = opts(d, Some("server.pem"), Some("server.key"), None);
+        assert!(tls.tls_config().unwrap().is_some());
+        assert_eq!(tls.mode(), "TLS");
+        let mtls = opts(d, Some("server.pem"), Some("server.key"), Some("ca.pem"));
+        mtls.check().unwrap();
+        assert!(mtls.mode().starts_with("mTLS"));
+    }
+
+    #[test]
+    fn each_bad_tls_input_names_its_option() {
+        let d = tempfile::tempdir().unwrap();
+        let d = d.path();
+        pki(d, &["server", "other"]);
+        let c = Some("server.pem");
+        let k = Some("server.key");
+        // Pairing.
+        refused(
+            opts(d, c, None, None),
+            "grpc-tls-cert",
+            "needs --grpc-tls-key",
+        );
+        refused(
+            opts(d, None, k, None),
+            "grpc-tls-key",
+            "needs --grpc-tls-cert",
+        );
+        refused(
+            opts(d, None, None, Some("ca.pem")),
+            "grpc-tls-client-ca",
+            "needs --grpc-tls-cert and --grpc-tls-key",
+        );
+        // Missing or unreadable files.
+        refused(
+            opts(d, Some("nope.pem"), k, None),
+            "grpc-tls-cert",
+            "cannot read",
+        );
+        refused(
+            opts(d, c, Some("nope.key"), None),
+            "grpc-tls-key",
+            "cannot read",
+        );
+        refused(
+            opts(d, c, k, Some("nope.pem")),
+            "grpc-tls-client-ca",
+            "cannot read",
+        );
+        // A directory is not a file.
+        refused(opts(d, c, Some(""), None), "grpc-tls-key", "cannot read");
+        // Bad PEM.
+        refused(
+            opts(d, Some("garbage.pem"), k, None),
+            "grpc-tls-cert",
+            "no PEM certificate",
+        );
+        refused(
+            opts(d, c, Some("garbage.pem"), None),
+            "grpc-tls-key",
+            "no usable PEM private key",
+        );
+        refused(
+            opts(d, c, Some("server.pem"), None),
+            "grpc-tls-key",
+            "no usable PEM private key",
+        );
+        refused(
+            opts(d, c, k, Some("garbage.pem")),
+            "grpc-tls-client-ca",
+            "no PEM certificate",
+        );
+        // A key that belongs to another certificate.
+        refused(
+            opts(d, c, Some("other.key"), None),
+            "grpc-tls-key",
+            "does not belong to the certificate",
+        );
+    }
+
+    #[tokio::test]
+    async fn bind_refuses_bad_tls_before_listening() {
+        let d = tempfile::tempdir().unwrap();
+        let d = d.path();
+        pki(d, &["server", "other"]);
+        // A port that stays free: binding it would succeed, so the error must come first.
+        let mut o = opts(d, Some("server.pem"), Some("other.key"), None);
+        o.grpc_address = "127.0.0.1:0".parse().unwrap();
+        match Distributor::bind(&o).await {
+            Err(OperatorError::Config { option, .. }) => assert_eq!(option, "grpc-tls-key"),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("bound with a mismatched key"),
+        }
     }
 }

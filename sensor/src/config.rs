@@ -9,7 +9,7 @@ use clap::Parser;
 use serde::Deserialize;
 
 use crate::error::SensorError;
-pub use crate::grpc_tls::GrpcTls;
+pub use crate::grpc_tls::{GrpcTls, OperatorTls};
 
 /// Command line of `vigil-sensor`. Every option is optional here so that the file can fill in
 /// what the command line and the environment leave out.
@@ -128,9 +128,29 @@ pub struct Cli {
     #[arg(long, env = "VIGIL_POLICY_DIR", value_name = "DIR")]
     pub policy_dir: Option<PathBuf>,
 
-    /// Receive policies from the operator at this address (http://HOST:PORT or HOST:PORT).
+    /// Receive policies from the operator at this address: http://HOST:PORT (or HOST:PORT), or
+    /// https://HOST:PORT for TLS (needs --operator-tls-ca).
     #[arg(long, env = "VIGIL_OPERATOR_ADDRESS", value_name = "URL")]
     pub operator_address: Option<String>,
+
+    /// CA certificate(s) (PEM) that signed the operator's certificate; the only ones trusted
+    /// for it. Required with an https:// --operator-address.
+    #[arg(long, env = "VIGIL_OPERATOR_TLS_CA", value_name = "FILE")]
+    pub operator_tls_ca: Option<PathBuf>,
+
+    /// This sensor's client certificate chain (PEM, leaf first) for an operator that requires
+    /// client certificates (mTLS); needs --operator-tls-key.
+    #[arg(long, env = "VIGIL_OPERATOR_TLS_CERT", value_name = "FILE")]
+    pub operator_tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM: PKCS#8, PKCS#1 or SEC1) of --operator-tls-cert.
+    #[arg(long, env = "VIGIL_OPERATOR_TLS_KEY", value_name = "FILE")]
+    pub operator_tls_key: Option<PathBuf>,
+
+    /// Check the operator's certificate against this name instead of the address's host (when
+    /// the address is an IP, or a name the certificate does not carry).
+    #[arg(long, env = "VIGIL_OPERATOR_TLS_SERVER_NAME", value_name = "NAME")]
+    pub operator_tls_server_name: Option<String>,
 
     /// This node's labels, for the operator's nodeSelector: k=v,k2=v2.
     #[arg(long, env = "VIGIL_NODE_LABELS", value_name = "LABELS")]
@@ -171,6 +191,10 @@ struct FileConfig {
     policy: Option<Vec<PathBuf>>,
     policy_dir: Option<PathBuf>,
     operator_address: Option<String>,
+    operator_tls_ca: Option<PathBuf>,
+    operator_tls_cert: Option<PathBuf>,
+    operator_tls_key: Option<PathBuf>,
+    operator_tls_server_name: Option<String>,
     node_labels: Option<FileLabels>,
 }
 
@@ -212,8 +236,10 @@ pub struct Config {
     pub policies: Vec<PathBuf>,
     /// `--policy-dir`, loaded at start and followed.
     pub policy_dir: Option<PathBuf>,
-    /// `--operator-address`, normalized to `http://HOST:PORT`.
+    /// `--operator-address`, normalized to `http://HOST:PORT` or `https://HOST:PORT`.
     pub operator_address: Option<String>,
+    /// TLS to the operator (`--operator-tls-*`); set exactly when the address is https://.
+    pub operator_tls: Option<OperatorTls>,
     /// `--node-labels`.
     pub node_labels: BTreeMap<String, String>,
 }
@@ -314,6 +340,15 @@ impl Config {
             })?),
             None => None,
         };
+        let operator_tls = operator_tls(
+            operator_address.as_deref(),
+            cli.operator_tls_ca.clone().or(file.operator_tls_ca),
+            cli.operator_tls_cert.clone().or(file.operator_tls_cert),
+            cli.operator_tls_key.clone().or(file.operator_tls_key),
+            cli.operator_tls_server_name
+                .clone()
+                .or(file.operator_tls_server_name),
+        )?;
         let labels_error = |message| SensorError::Config {
             option: "node-labels".into(),
             message,
@@ -389,6 +424,7 @@ impl Config {
             },
             policy_dir: cli.policy_dir.clone().or(file.policy_dir),
             operator_address,
+            operator_tls,
             node_labels,
         };
         config.check()?;
@@ -481,6 +517,9 @@ impl Config {
             }
             tls.server_config()?;
         }
+        if let Some(tls) = &self.operator_tls {
+            tls.client_config()?;
+        }
         if self.export_file_max_size == 0 {
             return bad(
                 "export-file-max-size-mb",
@@ -509,6 +548,66 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+/// Pairs the `--operator-tls-*` options with the address's scheme: https:// needs a CA, and
+/// TLS options with http:// (or without an address) would be silently unused, so both are
+/// errors. The files themselves are checked in [`Config::check`].
+fn operator_tls(
+    address: Option<&str>,
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    server_name: Option<String>,
+) -> Result<Option<OperatorTls>, SensorError> {
+    let bad = |option: &str, message: String| SensorError::Config {
+        option: option.into(),
+        message,
+    };
+    let https = address.is_some_and(|a| a.starts_with("https://"));
+    if !https {
+        let given = [
+            ("operator-tls-ca", ca.is_some()),
+            ("operator-tls-cert", cert.is_some()),
+            ("operator-tls-key", key.is_some()),
+            ("operator-tls-server-name", server_name.is_some()),
+        ];
+        if let Some((option, _)) = given.iter().find(|(_, set)| *set) {
+            let why = match address {
+                Some(a) => format!("--operator-address {a} is plain text; use https://HOST:PORT"),
+                None => "--operator-address is not set".into(),
+            };
+            return Err(bad(
+                option,
+                format!("applies to TLS to the operator, but {why}"),
+            ));
+        }
+        return Ok(None);
+    }
+    let Some(ca) = ca else {
+        return Err(bad(
+            "operator-tls-ca",
+            "required with an https:// --operator-address (the CA that signed the operator's \
+             certificate)"
+                .into(),
+        ));
+    };
+    match (&cert, &key) {
+        (Some(_), None) => Err(bad(
+            "operator-tls-cert",
+            "needs --operator-tls-key (the certificate's private key)".into(),
+        )),
+        (None, Some(_)) => Err(bad(
+            "operator-tls-key",
+            "needs --operator-tls-cert (the certificate the key belongs to)".into(),
+        )),
+        _ => Ok(Some(OperatorTls {
+            ca,
+            cert,
+            key,
+            server_name,
+        })),
     }
 }
 
@@ -649,7 +748,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.operator_address.as_deref(), Some("http://127.0.0.1:4245"));
         assert_eq!(c.node_labels.len(), 2);
-        let e = Config::resolve(&parse(&["--operator-address", "https://x:1"]), None).unwrap_err();
+        let e = Config::resolve(&parse(&["--operator-address", "ftp://x:1"]), None).unwrap_err();
         assert!(e.to_string().contains("--operator-address"), "{e}");
         let e = Config::resolve(&parse(&["--node-labels", "zone"]), None).unwrap_err();
         assert!(e.to_string().contains("--node-labels"), "{e}");

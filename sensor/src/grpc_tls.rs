@@ -1,25 +1,17 @@
 //! TLS for the gRPC TCP listener (`--grpc-address`): the PEM files named by `--grpc-tls-cert`,
-//! `--grpc-tls-key` and `--grpc-tls-client-ca`, read and checked before anything starts.
+//! `--grpc-tls-key` and `--grpc-tls-client-ca`, and for the client to the operator
+//! (`--operator-tls-*`), read and checked before anything starts.
 //!
-//! The check builds the same rustls server configuration the listener uses (ring provider), so
-//! a file that passes here cannot fail later: every certificate must parse, the key must be a
-//! usable PKCS#8/PKCS#1/SEC1 key that belongs to the first certificate, and every client CA must
-//! be a usable trust anchor. Each failure is one [`SensorError::Config`] naming the option.
+//! The checks themselves are [`vigil_api::tls`] (shared with the operator, which serves the
+//! same kind of listener); this module reads the files and turns each [`TlsError`] into one
+//! [`SensorError::Config`] naming the option and the file.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
 
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
-use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+use tonic::transport::{ClientTlsConfig, ServerTlsConfig};
+use vigil_api::tls::{self, TlsError};
 
 use crate::error::SensorError;
-
-/// How long a client may take to finish the TLS handshake before its connection is closed.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The TLS files of the TCP listener. With `client_ca`, clients must present a certificate
 /// signed by it (mTLS).
@@ -33,6 +25,21 @@ pub struct GrpcTls {
     pub client_ca: Option<PathBuf>,
 }
 
+/// TLS of the link to the operator (`--operator-address https://…`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorTls {
+    /// `--operator-tls-ca`: the CA (PEM) that signed the operator's certificate; the only one
+    /// trusted for it.
+    pub ca: PathBuf,
+    /// `--operator-tls-cert`: this sensor's client certificate chain (PEM), for mTLS.
+    pub cert: Option<PathBuf>,
+    /// `--operator-tls-key`: the private key (PEM) of `cert`; given with it or not at all.
+    pub key: Option<PathBuf>,
+    /// `--operator-tls-server-name`: the name the operator's certificate is checked against
+    /// (default: the address's host).
+    pub server_name: Option<String>,
+}
+
 fn bad(option: &str, message: String) -> SensorError {
     SensorError::Config {
         option: option.into(),
@@ -44,89 +51,80 @@ fn read(option: &str, path: &Path) -> Result<Vec<u8>, SensorError> {
     std::fs::read(path).map_err(|e| bad(option, format!("cannot read {}: {e}", path.display())))
 }
 
-fn certificates(
-    option: &str,
-    path: &Path,
-    pem: &[u8],
-) -> Result<Vec<CertificateDer<'static>>, SensorError> {
-    let certs = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad(option, format!("{}: bad PEM: {e}", path.display())))?;
-    if certs.is_empty() {
-        return Err(bad(
-            option,
-            format!(
-                "{}: no PEM certificate (-----BEGIN CERTIFICATE-----) found",
-                path.display()
-            ),
-        ));
-    }
-    Ok(certs)
+/// One option's name and file per kind of TLS input, to name them in errors.
+struct Names<'a> {
+    cert: (&'a str, &'a Path),
+    key: (&'a str, &'a Path),
+    ca: Option<(&'a str, &'a Path)>,
+    server_name: &'a str,
 }
 
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+impl Names<'_> {
+    fn error(&self, e: TlsError) -> SensorError {
+        let (option, path) = match &e {
+            TlsError::Cert(_) => self.cert,
+            TlsError::Key(_) => self.key,
+            TlsError::Ca(_) => self.ca.unwrap_or(self.cert),
+            TlsError::ServerName(_) => return bad(self.server_name, e.to_string()),
+        };
+        bad(option, format!("{}: {e}", path.display()))
+    }
 }
 
 impl GrpcTls {
     /// Reads and checks the files; returns the configuration for the listener.
     pub fn server_config(&self) -> Result<ServerTlsConfig, SensorError> {
-        let provider = provider();
         let cert_pem = read("grpc-tls-cert", &self.cert)?;
         let key_pem = read("grpc-tls-key", &self.key)?;
-        let chain = certificates("grpc-tls-cert", &self.cert, &cert_pem)?;
-        let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
-            bad(
-                "grpc-tls-key",
-                format!(
-                    "{}: no usable PEM private key (PKCS#8, PKCS#1 or SEC1): {e}",
-                    self.key.display()
-                ),
-            )
-        })?;
-        provider
-            .key_provider
-            .load_private_key(key.clone_key())
-            .map_err(|e| bad("grpc-tls-key", format!("{}: {e}", self.key.display())))?;
-        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| bad("grpc-tls-cert", e.to_string()))?;
-        let mut tls = ServerTlsConfig::new().timeout(HANDSHAKE_TIMEOUT);
-        let builder = match &self.client_ca {
-            None => builder.with_no_client_auth(),
-            Some(path) => {
-                let ca_pem = read("grpc-tls-client-ca", path)?;
-                let mut roots = rustls::RootCertStore::empty();
-                for c in certificates("grpc-tls-client-ca", path, &ca_pem)? {
-                    roots.add(c).map_err(|e| {
-                        bad(
-                            "grpc-tls-client-ca",
-                            format!("{}: not a usable CA certificate: {e}", path.display()),
-                        )
-                    })?;
-                }
-                let verifier =
-                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                        .build()
-                        .map_err(|e| {
-                            bad("grpc-tls-client-ca", format!("{}: {e}", path.display()))
-                        })?;
-                tls = tls.client_ca_root(Certificate::from_pem(ca_pem));
-                builder.with_client_cert_verifier(verifier)
+        let ca_pem = match &self.client_ca {
+            Some(p) => Some(read("grpc-tls-client-ca", p)?),
+            None => None,
+        };
+        let names = Names {
+            cert: ("grpc-tls-cert", &self.cert),
+            key: ("grpc-tls-key", &self.key),
+            ca: self.client_ca.as_deref().map(|p| ("grpc-tls-client-ca", p)),
+            server_name: "grpc-tls-cert",
+        };
+        tls::server_config(&cert_pem, &key_pem, ca_pem.as_deref()).map_err(|e| names.error(e))
+    }
+}
+
+impl OperatorTls {
+    /// Reads and checks the files; returns the configuration for the operator connection.
+    pub fn client_config(&self) -> Result<ClientTlsConfig, SensorError> {
+        let ca_pem = read("operator-tls-ca", &self.ca)?;
+        let identity = match (&self.cert, &self.key) {
+            (Some(c), Some(k)) => {
+                Some((read("operator-tls-cert", c)?, read("operator-tls-key", k)?))
+            }
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(bad(
+                    "operator-tls-cert",
+                    "needs --operator-tls-key (the certificate's private key)".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(bad(
+                    "operator-tls-key",
+                    "needs --operator-tls-cert (the certificate the key belongs to)".into(),
+                ));
             }
         };
-        builder.with_single_cert(chain, key).map_err(|e| match e {
-            rustls::Error::InconsistentKeys(_) => bad(
-                "grpc-tls-key",
-                format!(
-                    "{} does not belong to the certificate in {}: {e}",
-                    self.key.display(),
-                    self.cert.display()
-                ),
-            ),
-            e => bad("grpc-tls-cert", format!("{}: {e}", self.cert.display())),
-        })?;
-        Ok(tls.identity(Identity::from_pem(cert_pem, key_pem)))
+        let none = Path::new("");
+        let names = Names {
+            cert: ("operator-tls-cert", self.cert.as_deref().unwrap_or(none)),
+            key: ("operator-tls-key", self.key.as_deref().unwrap_or(none)),
+            ca: Some(("operator-tls-ca", &self.ca)),
+            server_name: "operator-tls-server-name",
+        };
+        tls::client_config(
+            &ca_pem,
+            identity.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())),
+            self.server_name.as_deref(),
+        )
+        .map_err(|e| names.error(e))
     }
 }
 
@@ -135,8 +133,10 @@ mod tests {
     use std::net::SocketAddr;
     use std::sync::Arc;
 
+    use std::time::Duration;
+
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-    use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+    use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
     use vigil_api::wire::sensor_info::sensors_client::SensorsClient;
     use vigil_api::wire::tetragon::{
         self, fine_guidance_sensors_client::FineGuidanceSensorsClient,
@@ -570,6 +570,236 @@ mod tests {
             ]),
             "grpc-tls-key",
             "does not belong to the certificate",
+        );
+    }
+
+    #[test]
+    fn config_accepts_operator_tls_from_flags_and_file() {
+        let ca = Ca::new("operator CA");
+        let client = Ca::new("client CA");
+        client.issue("client", &["n"]);
+        let s = |p: PathBuf| p.to_str().unwrap().to_string();
+        let ca_pem = s(ca.path("ca.pem"));
+        let c = resolve(&[
+            "--operator-address",
+            "https://127.0.0.1:4245",
+            "--operator-tls-ca",
+            &ca_pem,
+        ])
+        .unwrap();
+        assert_eq!(
+            c.operator_address.as_deref(),
+            Some("https://127.0.0.1:4245")
+        );
+        assert_eq!(
+            c.operator_tls,
+            Some(OperatorTls {
+                ca: ca.path("ca.pem"),
+                cert: None,
+                key: None,
+                server_name: None,
+            })
+        );
+        let c = resolve(&[
+            "--operator-address",
+            "https://127.0.0.1:4245",
+            "--operator-tls-ca",
+            &ca_pem,
+            "--operator-tls-cert",
+            &s(client.path("client.pem")),
+            "--operator-tls-key",
+            &s(client.path("client.key")),
+            "--operator-tls-server-name",
+            "vigil-operator.kube-system.svc",
+        ])
+        .unwrap();
+        let tls = c.operator_tls.unwrap();
+        assert_eq!(tls.cert, Some(client.path("client.pem")));
+        assert_eq!(
+            tls.server_name.as_deref(),
+            Some("vigil-operator.kube-system.svc")
+        );
+        // The same from the YAML file.
+        let yaml = ca.path("vigil.yaml");
+        std::fs::write(
+            &yaml,
+            format!(
+                "operator-address: https://op:4245\noperator-tls-ca: {ca_pem}\n\
+                 operator-tls-cert: {}\noperator-tls-key: {}\noperator-tls-server-name: op\n",
+                s(client.path("client.pem")),
+                s(client.path("client.key"))
+            ),
+        )
+        .unwrap();
+        let c = resolve(&["--config", &s(yaml)]).unwrap();
+        let tls = c.operator_tls.unwrap();
+        assert_eq!(tls.ca, ca.path("ca.pem"));
+        assert_eq!(tls.key, Some(client.path("client.key")));
+        assert_eq!(tls.server_name.as_deref(), Some("op"));
+        // Plain text: no TLS.
+        let c = resolve(&["--operator-address", "http://op:4245"]).unwrap();
+        assert_eq!(c.operator_tls, None);
+    }
+
+    #[test]
+    fn config_refuses_bad_operator_tls_input() {
+        let ca = Ca::new("operator CA");
+        let client = Ca::new("client CA");
+        client.issue("client", &["n"]);
+        client.issue("other", &["n"]);
+        let p = |c: &Ca, f: &str| c.path(f).to_str().unwrap().to_string();
+        let (ca_pem, cert, key) = (
+            p(&ca, "ca.pem"),
+            p(&client, "client.pem"),
+            p(&client, "client.key"),
+        );
+        let garbage = ca.path("garbage.pem");
+        std::fs::write(&garbage, "not a certificate\n").unwrap();
+        let garbage = garbage.to_str().unwrap();
+        let https = ["--operator-address", "https://127.0.0.1:4245"];
+        let with = |extra: &[&str]| -> Vec<String> {
+            https.iter().chain(extra).map(|s| s.to_string()).collect()
+        };
+        let check = |args: Vec<String>, option: &str, text: &str| {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            refused(&args, option, text);
+        };
+
+        // https:// without the CA.
+        check(with(&[]), "operator-tls-ca", "required with an https://");
+        check(
+            with(&["--operator-tls-cert", &cert, "--operator-tls-key", &key]),
+            "operator-tls-ca",
+            "required with an https://",
+        );
+        // TLS files with plain text, or without an address.
+        for (option, value) in [
+            ("operator-tls-ca", ca_pem.as_str()),
+            ("operator-tls-cert", cert.as_str()),
+            ("operator-tls-key", key.as_str()),
+            ("operator-tls-server-name", "op"),
+        ] {
+            let flag = format!("--{option}");
+            check(
+                vec![
+                    "--operator-address".into(),
+                    "http://127.0.0.1:4245".into(),
+                    flag.clone(),
+                    value.into(),
+                ],
+                option,
+                "is plain text",
+            );
+            check(
+                vec![
+                    "--operator-address".into(),
+                    "127.0.0.1:4245".into(),
+                    flag.clone(),
+                    value.into(),
+                ],
+                option,
+                "is plain text",
+            );
+            check(
+                vec![flag, value.into()],
+                option,
+                "--operator-address is not set",
+            );
+        }
+        // Pairing of the client certificate and its key.
+        check(
+            with(&["--operator-tls-ca", &ca_pem, "--operator-tls-cert", &cert]),
+            "operator-tls-cert",
+            "needs --operator-tls-key",
+        );
+        check(
+            with(&["--operator-tls-ca", &ca_pem, "--operator-tls-key", &key]),
+            "operator-tls-key",
+            "needs --operator-tls-cert",
+        );
+        // Missing files.
+        check(
+            with(&["--operator-tls-ca", "/nonexistent/ca.pem"]),
+            "operator-tls-ca",
+            "cannot read /nonexistent/ca.pem",
+        );
+        check(
+            with(&[
+                "--operator-tls-ca",
+                &ca_pem,
+                "--operator-tls-cert",
+                "/nonexistent/c.pem",
+                "--operator-tls-key",
+                &key,
+            ]),
+            "operator-tls-cert",
+            "cannot read /nonexistent/c.pem",
+        );
+        check(
+            with(&[
+                "--operator-tls-ca",
+                &ca_pem,
+                "--operator-tls-cert",
+                &cert,
+                "--operator-tls-key",
+                "/nonexistent/k.pem",
+            ]),
+            "operator-tls-key",
+            "cannot read /nonexistent/k.pem",
+        );
+        // Bad PEM, each file.
+        check(
+            with(&["--operator-tls-ca", garbage]),
+            "operator-tls-ca",
+            "no PEM certificate",
+        );
+        check(
+            with(&[
+                "--operator-tls-ca",
+                &ca_pem,
+                "--operator-tls-cert",
+                garbage,
+                "--operator-tls-key",
+                &key,
+            ]),
+            "operator-tls-cert",
+            "no PEM certificate",
+        );
+        check(
+            with(&[
+                "--operator-tls-ca",
+                &ca_pem,
+                "--operator-tls-cert",
+                &cert,
+                "--operator-tls-key",
+                garbage,
+            ]),
+            "operator-tls-key",
+            "no usable PEM private key",
+        );
+        // A key of another certificate.
+        check(
+            with(&[
+                "--operator-tls-ca",
+                &ca_pem,
+                "--operator-tls-cert",
+                &cert,
+                "--operator-tls-key",
+                &p(&client, "other.key"),
+            ]),
+            "operator-tls-key",
+            "does not belong to the certificate",
+        );
+        // A server name that is neither a DNS name nor an IP address.
+        check(
+            with(&[
+                "--operator-tls-ca",
+                &ca_pem,
+                "--operator-tls-server-name",
+                "not a name!",
+            ]),
+            "operator-tls-server-name",
+            "not a DNS name or IP address",
         );
     }
 

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Endpoint;
+use tonic::transport::{ClientTlsConfig, Endpoint};
 use vigil_api::policy::PolicyIr;
 use vigil_api::wire::policy_sync as pb;
 use vigil_api::wire::policy_sync::policy_sync_client::PolicySyncClient;
@@ -56,36 +56,34 @@ impl SyncTarget for Engine {
     }
 }
 
-/// Normalizes and checks `--operator-address`: `http://HOST:PORT` or `HOST:PORT`.
+/// Normalizes and checks `--operator-address`: `http://HOST:PORT`, `https://HOST:PORT` or
+/// `HOST:PORT` (plain text).
 pub fn parse_address(s: &str) -> Result<String, String> {
     let s = s.trim();
     if s.is_empty() {
-        return Err("empty; expected http://HOST:PORT or HOST:PORT".into());
-    }
-    if s.starts_with("https://") {
-        return Err(format!(
-            "{s:?}: TLS is not supported yet; use http://HOST:PORT on a trusted network"
-        ));
+        return Err("empty; expected http://HOST:PORT, https://HOST:PORT or HOST:PORT".into());
     }
     let url = if s.contains("://") {
         s.to_string()
     } else {
         format!("http://{s}")
     };
-    if !url.starts_with("http://") {
-        return Err(format!("{s:?}: expected http://HOST:PORT or HOST:PORT"));
+    if !url.starts_with("http://") && !url.starts_with("https://") {
+        return Err(format!(
+            "{s:?}: expected http://HOST:PORT, https://HOST:PORT or HOST:PORT"
+        ));
     }
     let uri: tonic::transport::Uri = url
         .parse()
-        .map_err(|e| format!("{s:?} is not an address: {e}; expected http://HOST:PORT"))?;
+        .map_err(|e| format!("{s:?} is not an address: {e}; expected http(s)://HOST:PORT"))?;
     if uri.host().is_none_or(str::is_empty) || uri.port().is_none() {
         return Err(format!(
-            "{s:?}: expected http://HOST:PORT with both host and port"
+            "{s:?}: expected http(s)://HOST:PORT with both host and port"
         ));
     }
     if uri.path() != "/" && !uri.path().is_empty() {
         return Err(format!(
-            "{s:?}: a path is not allowed; expected http://HOST:PORT"
+            "{s:?}: a path is not allowed; expected http(s)://HOST:PORT"
         ));
     }
     Ok(url)
@@ -137,11 +135,14 @@ pub fn parse_labels(s: &str) -> Result<BTreeMap<String, String>, String> {
     Ok(out)
 }
 
-/// Who this sensor is, for the Hello.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where the operator is, how to reach it, and who this sensor is, for the Hello.
+#[derive(Debug, Clone)]
 pub struct SyncOptions {
-    /// `http://HOST:PORT` (see [`parse_address`]).
+    /// `http://HOST:PORT` or `https://HOST:PORT` (see [`parse_address`]).
     pub address: String,
+    /// TLS for an `https://` address, built from checked files at start
+    /// ([`crate::config::OperatorTls::client_config`]).
+    pub tls: Option<ClientTlsConfig>,
     pub node_name: String,
     pub labels: BTreeMap<String, String>,
     pub kernel_release: String,
@@ -422,15 +423,33 @@ async fn session(
     metrics: &Metrics,
     got_set: &mut bool,
 ) -> Result<(), String> {
-    let channel = Endpoint::from_shared(opts.address.clone())
-        .map_err(|e| format!("bad operator address: {e}"))?
+    let mut endpoint = Endpoint::from_shared(opts.address.clone())
+        .map_err(|e| format!("bad operator address: {e}"))?;
+    // TLS problems (an unknown CA, a name the certificate lacks, a client certificate the
+    // operator refuses) surface as transport errors at connect or, with TLS 1.3 client
+    // authentication, at the first call: say TLS in both, the chain says why.
+    let over = if let Some(tls) = &opts.tls {
+        endpoint = endpoint
+            .tls_config(tls.clone())
+            .map_err(|e| format!("TLS setup: {}", error_chain(&e)))?;
+        " over TLS"
+    } else {
+        ""
+    };
+    let channel = endpoint
         .connect_timeout(Duration::from_secs(5))
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(5))
         .keep_alive_while_idle(true)
         .connect()
         .await
-        .map_err(|e| format!("cannot connect: {}", error_chain(&e)))?;
+        .map_err(|e| {
+            let chain = error_chain(&e);
+            format!(
+                "cannot connect{over}: {chain}{}",
+                tls_hint(&opts.tls, &chain, false)
+            )
+        })?;
     let mut client = PolicySyncClient::new(channel).max_decoding_message_size(64 << 20);
     let (tx, rx) = mpsc::channel(1024);
     let running = applier.lock().unwrap_or_else(|e| e.into_inner()).running();
@@ -450,7 +469,13 @@ async fn session(
     let mut inbound = client
         .sync(ReceiverStream::new(rx))
         .await
-        .map_err(|s| format!("operator refused the stream: {}", status_text(&s)))?
+        .map_err(|s| {
+            let text = status_text(&s);
+            format!(
+                "operator refused the stream{over}: {text}{}",
+                tls_hint(&opts.tls, &text, true)
+            )
+        })?
         .into_inner();
     metrics.operator_connected.set(1);
     tracing::info!(operator = %opts.address, "connected to the operator");
@@ -505,6 +530,40 @@ async fn session(
             .await
             .map_err(|_| "stream closed while reporting".to_string())?;
         }
+    }
+}
+
+/// The likely cause of a TLS failure, from the error text (after the handshake, HTTP/2 keeps
+/// only the text of a TLS alert, not the error): "; CAUSE", or "" when nothing is known.
+/// `after_handshake`: the connection was up when it failed (the first call); with TLS 1.3 the
+/// operator checks the client certificate then, and its alert may be lost to the reset.
+fn tls_hint(tls: &Option<ClientTlsConfig>, text: &str, after_handshake: bool) -> &'static str {
+    if tls.is_none() {
+        return "";
+    }
+    let has = |words: &[&str]| words.iter().any(|w| text.contains(w));
+    if has(&["UnknownIssuer"]) {
+        "; the operator's certificate is not signed by a CA of --operator-tls-ca"
+    } else if has(&["NotValidForName", "not valid for name"]) {
+        "; the operator's certificate does not carry the address's name (--operator-tls-server-name \
+         checks another name)"
+    } else if has(&["CertificateRequired"]) {
+        "; the operator requires a client certificate (--operator-tls-cert, --operator-tls-key)"
+    } else if has(&[
+        "UnknownCA",
+        "BadCertificate",
+        "CertificateUnknown",
+        "AccessDenied",
+    ]) {
+        "; the operator refused our client certificate (it must be signed by a CA of the \
+         operator's --grpc-tls-client-ca)"
+    } else if has(&["InvalidContentType", "corrupt message", "InvalidMessage"]) {
+        "; does the operator serve TLS on this port?"
+    } else if after_handshake && has(&["closed", "canceled", "reset", "broken pipe"]) {
+        "; the operator closed the connection after the TLS handshake: if it requires client \
+         certificates, give one signed by its CA (--operator-tls-cert, --operator-tls-key)"
+    } else {
+        ""
     }
 }
 
@@ -821,6 +880,39 @@ mod tests {
     }
 
     #[test]
+    fn tls_failures_get_their_likely_cause() {
+        let tls = Some(ClientTlsConfig::new());
+        let hint = |text: &str, after: bool| tls_hint(&tls, text, after);
+        assert!(
+            hint("invalid peer certificate: UnknownIssuer", false).contains("--operator-tls-ca")
+        );
+        assert!(hint("certificate not valid for name \"x\"", false).contains("server-name"));
+        assert!(
+            hint("received fatal alert: CertificateRequired", true).contains("--operator-tls-cert")
+        );
+        assert!(hint("received fatal alert: UnknownCA", true).contains("--grpc-tls-client-ca"));
+        assert!(
+            hint("received corrupt message of type InvalidContentType", false)
+                .contains("serve TLS")
+        );
+        assert!(
+            hint("operation was canceled: connection closed", true)
+                .contains("after the TLS handshake")
+        );
+        assert!(
+            hint(
+                "transport error: connection error: stream closed because of a broken pipe",
+                true
+            )
+            .contains("after the TLS handshake")
+        );
+        // Before the handshake a closed connection says nothing about certificates.
+        assert_eq!(hint("connection closed", false), "");
+        // Plain text: no TLS hint.
+        assert_eq!(tls_hint(&None, "UnknownIssuer", false), "");
+    }
+
+    #[test]
     fn addresses_and_labels() {
         assert_eq!(
             parse_address("10.0.0.1:4245").unwrap(),
@@ -830,7 +922,11 @@ mod tests {
             parse_address("http://operator.vigil:4245").unwrap(),
             "http://operator.vigil:4245"
         );
-        assert!(parse_address("https://x:1").unwrap_err().contains("TLS"));
+        assert_eq!(
+            parse_address("https://operator.vigil:4245").unwrap(),
+            "https://operator.vigil:4245"
+        );
+        assert!(parse_address("https://x").is_err());
         assert!(parse_address("").is_err());
         assert!(parse_address("http://x").is_err());
         assert!(parse_address("ftp://x:1").is_err());

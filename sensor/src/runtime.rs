@@ -184,9 +184,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 
     let server = listener.map(|l| tokio::spawn(metrics::serve(l, registry.clone())));
     let watcher = policy_dir.map(|pd| tokio::spawn(watch_policy_dir(pd, policy_metrics.clone())));
+    // Built before anything is spawned: files that changed since the configuration was checked
+    // stop the start like any other bad option.
+    let operator_tls = match &config.operator_tls {
+        Some(t) => Some(t.client_config()?),
+        None => None,
+    };
     let operator_client = config.operator_address.clone().map(|address| {
         let opts = SyncOptions {
             address,
+            tls: operator_tls,
             node_name: config.node_name.clone(),
             labels: config.node_labels.clone(),
             kernel_release: feats.kernel_release.clone(),
