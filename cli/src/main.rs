@@ -44,8 +44,8 @@ enum Command {
 struct StatusArgs {
     #[command(flatten)]
     server: remote::ServerArg,
-    /// Ask the operator instead (HOST:PORT or http://HOST:PORT): every policy on every node,
-    /// with state and errors.
+    /// Ask the operator instead (HOST:PORT, http://HOST:PORT, or https://HOST:PORT with the
+    /// --tls-* options): every policy on every node, with state and errors.
     #[arg(long, value_name = "ADDR")]
     operator: Option<String>,
     /// Output format: text or json.
@@ -60,7 +60,7 @@ fn main() -> anyhow::Result<()> {
         Command::Policy(cmd) => policy::run(cmd)?,
         Command::Pod(cmd) => pod::run(cmd)?,
         Command::Status(a) => match &a.operator {
-            Some(op) => operator_status::run(op, a.output == "json")?,
+            Some(op) => operator_status::run(op, &a.server.tls, a.output == "json")?,
             None => remote::status(&a.server.target(), a.output == "json")?,
         },
     };

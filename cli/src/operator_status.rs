@@ -149,11 +149,17 @@ pub fn render_table(s: &pb::GetStatusResponse) -> String {
     out
 }
 
-/// Exit status: 0 shown; 2 the operator could not be reached.
-pub fn run(addr: &str, json: bool) -> anyhow::Result<i32> {
+/// Exit status: 0 shown; 2 the operator could not be reached. An `https://` address is
+/// reached over TLS with `tls` (`--tls-ca`, and `--tls-cert`/`--tls-key` for mTLS).
+pub fn run(addr: &str, tls: &remote::TlsArgs, json: bool) -> anyhow::Result<i32> {
+    let url = operator_url(addr);
     let target = Target {
-        addr: remote::Addr::Http(operator_url(addr)),
-        tls: remote::TlsArgs::default(),
+        addr: if url.starts_with("https://") {
+            remote::Addr::Https(url)
+        } else {
+            remote::Addr::Http(url)
+        },
+        tls: tls.clone(),
     };
     let rt = remote::runtime()?;
     rt.block_on(async {

@@ -132,6 +132,45 @@ fn mtls_delivers_policies_only_to_sensors_with_the_right_certificate() {
         1.0
     );
     assert_eq!(metric_value(&good.metrics(), FAILURES), 0.0);
+
+    // `vigil status --operator` reaches the mTLS operator with the same kind of files, and is
+    // refused without a client certificate.
+    let status = |extra: &[&str]| {
+        std::process::Command::new(vigil_e2e::bin_path("vigil"))
+            .args([
+                "status",
+                "--operator",
+                &op.https_url(),
+                "-o",
+                "json",
+                "--tls-ca",
+                &ca,
+            ])
+            .args(extra)
+            .output()
+            .expect("run vigil status")
+    };
+    let out = status(&[
+        "--tls-cert",
+        &client_ca.s("client.pem"),
+        "--tls-key",
+        &client_ca.s("client.key"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    assert_eq!(v["nodes"][0]["name"], "tls-good", "{v}");
+    assert_eq!(v["policies"][0]["ready"], 1, "{v}");
+    let out = status(&[]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]
