@@ -295,40 +295,32 @@ async fn run_kubernetes(
         d.grpc_address,
         opts.mode()
     );
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (pods_stop_tx, pods_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    // Every replica watches pods (not only the leader): a new leader then has the cluster's
-    // pods at once instead of sending sensors an empty inventory.
+    // One stop signal for the watchers and the controllers.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop = || crate::controller::stopped(stop_rx.clone());
+    // Every replica watches pods and nodes (not only the leader): a new leader then has them at
+    // once instead of sending sensors an empty inventory.
     let feed: Arc<dyn crate::fleet::PodFeed> = d.dist.clone();
     let pods = tokio::spawn(crate::pod_watch::run_pod_watcher(
         client.clone(),
         feed,
         kube_metrics.clone(),
-        async move {
-            let _ = pods_stop_rx.await;
-        },
+        stop(),
     ));
-    let (nodes_stop_tx, nodes_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let label_feed: Arc<dyn crate::fleet::NodeLabelFeed> = d.dist.clone();
     let nodes = tokio::spawn(crate::node_watch::run_node_watcher(
         client.clone(),
         label_feed,
         kube_metrics.clone(),
-        async move {
-            let _ = nodes_stop_rx.await;
-        },
+        stop(),
     ));
     let fleet: Arc<dyn crate::fleet::Fleet> = d.dist.clone();
-    let controllers = tokio::spawn(crate::run_kube(client, fleet, kube_metrics, async move {
-        let _ = stop_rx.await;
-    }));
+    let controllers = tokio::spawn(crate::run_kube(client, fleet, kube_metrics, stop()));
     let result = tokio::select! {
         () = shutdown => Ok(()),
         e = d.failed() => Err(e),
     };
-    let _ = stop_tx.send(());
-    let _ = pods_stop_tx.send(());
-    let _ = nodes_stop_tx.send(());
+    let _ = stop_tx.send(true);
     gate.abort();
     let _ = pods.await;
     let _ = nodes.await;

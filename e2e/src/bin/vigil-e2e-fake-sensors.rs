@@ -29,24 +29,10 @@ fn usage() -> ! {
 }
 
 fn manifest(round: usize) -> String {
-    format!(
-        "apiVersion: cilium.io/v1alpha1
-kind: TracingPolicy
-metadata:
-  name: bench-sync
-spec:
-  kprobes:
-  - call: sys_openat
-    syscall: true
-    args:
-    - index: 1
-      type: string
-    selectors:
-    - matchArgs:
-      - index: 1
-        operator: Prefix
-        values: [\"/nonexistent/bench-round-{round}/\"]
-"
+    vigil_e2e::open_policy(
+        "bench-sync",
+        &format!("/nonexistent/bench-round-{round}/"),
+        "",
     )
 }
 

@@ -244,11 +244,6 @@ impl Engine {
         }
     }
 
-    /// The node labels hostSelector is matched against now.
-    pub fn node_labels(&self) -> BTreeMap<String, String> {
-        self.lock().node_labels.clone()
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
