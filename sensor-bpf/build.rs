@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-const PROGRAMS: &[&str] = &["process", "probe", "hook"];
+const PROGRAMS: &[&str] = &["process", "probe", "hook", "maps", "iter", "protect"];
 
 fn main() {
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));

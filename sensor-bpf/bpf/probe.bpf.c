@@ -48,6 +48,29 @@ int probe_tracepoint(void *ctx)
 	return 0;
 }
 
+/* BPF cookies (5.15+): loads only where the helper exists; never attached. */
+SEC("tracepoint/syscalls/sys_enter_getppid")
+int probe_cookie(void *ctx)
+{
+	return bpf_get_attach_cookie(ctx) == 0xffffffffffffffffULL;
+}
+
+/*
+ * bpf_loop (5.17+). Reported, not relied on: Vigil's programs use bounded loops around global
+ * functions, which 5.10 verifies too, so the probe only tells operators what the kernel has.
+ */
+static long probe_loop_step(__u32 i, void *data)
+{
+	return 1;
+}
+
+SEC("tracepoint/syscalls/sys_enter_getppid")
+int probe_bpf_loop(void *ctx)
+{
+	bpf_loop(1, probe_loop_step, 0, 0);
+	return 0;
+}
+
 /* bpf_send_signal is only accepted by the verifier where the kernel offers it. */
 SEC("tp_btf/sched_process_free")
 int BPF_PROG(probe_send_signal, struct task_struct *task)

@@ -25,6 +25,7 @@ typedef int64_t __s64;
 #define VIGIL_MSG_FORK 2
 #define VIGIL_MSG_EXIT 3
 #define VIGIL_MSG_HOOK 4
+#define VIGIL_MSG_PROTECT 5 /* self-protection refused an operation (protect.bpf.c) */
 
 /* Size limits of the variable parts of an exec record (bytes, including no terminator). */
 #define VIGIL_PATH_MAX 4096       /* binary and cwd: longer paths are cut and flagged */
@@ -184,6 +185,8 @@ struct vigil_proc {
 #define VIGIL_HOOK_NEED_CAPS (1u << 2) /* some selector reads the current capabilities */
 #define VIGIL_HOOK_NEED_NS (1u << 3)   /* some selector reads the current namespaces */
 #define VIGIL_HOOK_CAN_OVERRIDE (1u << 4) /* the program can deny the call (LSM, fmod_ret) */
+#define VIGIL_HOOK_NEED_PROC (1u << 5) /* some selector reads the process table entry */
+
 
 /* Argument kinds (vigil_arg_cfg.kind): how the value is read and laid out in a record. */
 #define VIGIL_ARGK_INT 1       /* integer of `size` bytes, signed if VIGIL_ARGF_SIGNED: s64/u64 */
@@ -320,6 +323,14 @@ struct vigil_arg_cfg {
 	__u8 size_arg; /* VIGIL_ARGF_SIZE_ARG: position (in the hook's args) of the length */
 	__u8 pad;
 	__u16 tp_offset; /* VIGIL_SRC_TRACEPOINT: field offset in the record */
+	/*
+	 * Strings and buffers: bytes read before the selectors decide (0: the whole slot). The
+	 * sensor sets it to the longest compared value + 2 when every filter on the argument is an
+	 * (in)equality or (non-)prefix: enough to decide, and to tell a longer string apart. A
+	 * record that posts reads the argument again in full.
+	 */
+	__u16 peek;
+	__u16 pad2;
 };
 
 /* One matchArgs / matchReturnArgs entry. */
@@ -389,6 +400,8 @@ struct vigil_hook_cfg {
 	__u8 nargs;
 	__u8 nsel;    /* 0: every call matches and is posted */
 	__u8 ret_signed;
+	__u8 filter_args; /* bit per argument some matchArgs filter reads */
+	__u8 pad[3];
 	struct vigil_arg_cfg args[VIGIL_HOOK_ARGS];
 	struct vigil_selector sel[VIGIL_HOOK_SELECTORS];
 };
@@ -474,5 +487,63 @@ struct vigil_hook_rec {
 };
 
 #define VIGIL_HOOK_DATA_MAX (VIGIL_HOOK_ARGS * VIGIL_ARG_SLOT)
+
+/* ------------------------------------------------------------------------------------------
+ * Task iterator (iter.bpf.c): the kernel's running processes, read to heal the sensor's process
+ * cache after ring-buffer loss.
+ * ------------------------------------------------------------------------------------------ */
+
+/* vigil_task.flags */
+#define VIGIL_TF_ENTRY 1 /* ktime, parent_ktime and kflags come from vigil_procs */
+
+/* One running thread-group leader (kernel threads are left out). */
+struct vigil_task {
+	__u32 pid;  /* tgid */
+	__u32 ppid; /* real parent's tgid */
+	__u64 start_ns;     /* task->start_boottime: boot ns at fork */
+	__u64 ktime;        /* identity in vigil_procs (boot ns of the last exec or the fork) */
+	__u64 parent_ktime; /* the parent's identity, as the table has it */
+	__u32 kflags;       /* VIGIL_KF_* of the table entry */
+	__u32 flags;        /* VIGIL_TF_* */
+};
+
+/* ------------------------------------------------------------------------------------------
+ * Self-protection (protect.bpf.c, `--self-protection`): LSM programs that refuse other
+ * processes' attempts on the sensor, its pinned objects and its BPF links and maps.
+ * ------------------------------------------------------------------------------------------ */
+
+/* vigil_protect_rec.hook: the LSM hook that refused. */
+#define VIGIL_PROTECT_PTRACE 1  /* ptrace_access_check */
+#define VIGIL_PROTECT_KILL 2    /* task_kill */
+#define VIGIL_PROTECT_UNLINK 3  /* inode_unlink */
+#define VIGIL_PROTECT_RMDIR 4   /* inode_rmdir */
+#define VIGIL_PROTECT_RENAME 5  /* inode_rename */
+#define VIGIL_PROTECT_BPF 6     /* bpf (link detach / update) */
+#define VIGIL_PROTECT_BPF_MAP 7 /* bpf_map (a writable descriptor of a protected map) */
+
+#define VIGIL_PROTECT_NAME_MAX 64  /* bytes of a dentry name kept in a refusal record */
+#define VIGIL_PROTECT_DEPTH 8      /* parent levels walked to find the instance directory */
+#define VIGIL_PROTECT_IDS 4096     /* protected link ids and map ids (each map) */
+
+/* The single entry of vigil_protect_cfg, written by the sensor once its programs are attached. */
+struct vigil_protect_cfg {
+	__u32 tgid;    /* the protected sensor; 0: protection dormant */
+	__u32 pin_dev; /* kernel dev_t (MKDEV: major << 20 | minor) of the bpffs holding the pins */
+	__u64 pin_ino; /* inode number of /sys/fs/bpf/vigil/<instance> */
+};
+
+/* A refused operation. */
+struct vigil_protect_rec {
+	struct vigil_msg_header hdr;
+	__u32 pid;   /* the caller's tgid */
+	__u32 tid;
+	__u64 ktime; /* the caller's identity from vigil_procs; 0 when unknown */
+	__u32 hook;  /* VIGIL_PROTECT_* */
+	__u32 target_pid; /* ptrace, kill: the target thread's tgid */
+	__u32 arg;   /* ptrace: mode; kill: signal; bpf: command; bpf_map: fmode */
+	__u32 name_len; /* bytes of name in use */
+	__u64 id;    /* bpf: link id; bpf_map: map id; inode hooks: the dentry's inode number */
+	char name[VIGIL_PROTECT_NAME_MAX]; /* inode hooks: the name being removed or renamed */
+};
 
 #endif /* VIGIL_ABI_H */

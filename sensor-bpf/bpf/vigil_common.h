@@ -28,13 +28,26 @@ struct {
 	__type(value, __u64);
 } vigil_counters SEC(".maps");
 
+/* State of one path walk, kept next to the buffer it fills (see vigil_path_walk()). */
+struct path_walk {
+	struct dentry *dentry;
+	struct vfsmount *vfsmnt;
+	struct mount *mnt;
+	struct dentry *mnt_root; /* vfsmnt's root, read once per mount rather than per step */
+	__u32 pos;
+	__u32 done;
+	__u32 no_mounts; /* stop at the mount root instead of crossing (dentry-only paths) */
+	__u32 pad;
+};
+
 /*
- * Path assembly writes components backwards from the end of the buffer. It is twice
+ * Path assembly writes components backwards from the end of `path`. The buffer is twice
  * VIGIL_PATH_MAX so that every masked write offset plus a NAME_MAX-sized copy stays inside it,
  * which is what lets the verifier accept variable offsets.
  */
 struct pathbuf {
 	char path[VIGIL_PATH_MAX * 2];
+	struct path_walk walk;
 };
 
 struct {
@@ -71,94 +84,126 @@ static __always_inline void count(__u32 idx)
 		*v += 1;
 }
 
-static __always_inline char *get_pathbuf(void)
+static __always_inline struct pathbuf *get_pathbuf_state(void)
 {
 	__u32 zero = 0;
-	struct pathbuf *b = bpf_map_lookup_elem(&vigil_pathbuf, &zero);
+
+	return bpf_map_lookup_elem(&vigil_pathbuf, &zero);
+}
+
+static __always_inline char *get_pathbuf(void)
+{
+	struct pathbuf *b = get_pathbuf_state();
 
 	return b ? b->path : 0;
 }
 
-/* State of one path walk, carried through bpf_loop iterations. */
-struct path_walk {
-	struct dentry *dentry;
-	struct vfsmount *vfsmnt;
-	struct mount *mnt;
-	__u32 pos;
-	bool done;
-	bool no_mounts; /* stop at the mount root instead of crossing (dentry-only paths) */
-};
-
 /*
- * One step of the walk: prepend the current component, or cross a mount point. Runs under
- * bpf_loop so the verifier checks the body once instead of once per iteration (a plain bounded
- * loop of this body exceeds the verifier's instruction budget).
+ * One step of a path walk: prepend the current component, or cross a mount point. Returns 0 to
+ * go on, 1 when the walk ended (root reached, or the buffer is full: then `done` stays 0).
+ * Global, like vigil_path_walk() below: each is checked once, on its own.
  */
-static long path_step(__u64 i, void *ctx)
+__noinline int vigil_path_step(void)
 {
-	struct path_walk *w = ctx;
-	char *buf = get_pathbuf();
-	/*
-	 * Plain copies first: BPF_CORE_READ on w's own fields would emit CO-RE relocations against
-	 * struct path_walk, which is not a kernel type and cannot be relocated.
-	 */
-	struct dentry *dentry = w->dentry;
-	struct vfsmount *vfsmnt = w->vfsmnt;
-	struct mount *mnt = w->mnt;
-	struct dentry *mnt_root, *parent;
-	struct qstr name;
-	__u32 len, pos;
+	struct pathbuf *b = get_pathbuf_state();
+	struct {
+		struct dentry *parent;
+		struct qstr name;
+	} pn;
+	struct dentry *dentry, *parent;
+	struct mount *mnt;
+	__u32 len, pos, parent_off = bpf_core_field_offset(struct dentry, d_parent);
 
-	if (!buf)
+	if (!b)
 		return 1;
-	parent = BPF_CORE_READ(dentry, d_parent);
-	if (!w->no_mounts) {
-		mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
-		if (dentry == mnt_root) {
+	/*
+	 * Plain copies first: BPF_CORE_READ on the walk's own fields would emit CO-RE relocations
+	 * against struct path_walk, which is not a kernel type and cannot be relocated.
+	 */
+	dentry = b->walk.dentry;
+	mnt = b->walk.mnt;
+	/*
+	 * d_parent and d_name sit side by side in every kernel Vigil runs on: one read for both
+	 * (each helper call costs, more so on CPUs with return-thunk mitigations). CO-RE checks the
+	 * layout; the branch not taken is removed at load.
+	 */
+	if (bpf_core_field_offset(struct dentry, d_name) == parent_off + sizeof(void *)) {
+		bpf_probe_read_kernel(&pn, sizeof(pn), (void *)dentry + parent_off);
+	} else {
+		pn.parent = BPF_CORE_READ(dentry, d_parent);
+		pn.name = BPF_CORE_READ(dentry, d_name);
+	}
+	parent = pn.parent;
+	if (!b->walk.no_mounts) {
+		if (dentry == b->walk.mnt_root) {
 			struct mount *mnt_parent = BPF_CORE_READ(mnt, mnt_parent);
 
 			if (mnt == mnt_parent) {
-				w->done = true; /* root of the namespace's mount tree */
+				b->walk.done = 1; /* root of the namespace's mount tree */
 				return 1;
 			}
 			/* Cross to the mount point in the parent mount. */
-			w->dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
-			w->mnt = mnt_parent;
-			w->vfsmnt = &mnt_parent->mnt;
+			b->walk.dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
+			b->walk.mnt = mnt_parent;
+			b->walk.vfsmnt = &mnt_parent->mnt;
+			b->walk.mnt_root = BPF_CORE_READ(mnt_parent, mnt.mnt_root);
 			return 0;
 		}
 	}
 	if (dentry == parent || !dentry) {
-		w->done = true; /* root of a (detached) tree */
+		b->walk.done = 1; /* root of a (detached) tree */
 		return 1;
 	}
-	name = BPF_CORE_READ(dentry, d_name);
-	len = name.len & NAME_MASK;
-	pos = w->pos;
+	len = pn.name.len & NAME_MASK;
+	pos = b->walk.pos;
 	if (len + 1 > pos || pos > VIGIL_PATH_MAX)
 		return 1; /* longer than the buffer: keep the tail, flagged by !done */
 	pos -= len;
-	bpf_probe_read_kernel(&buf[pos & PATH_MASK], len, name.name);
+	bpf_probe_read_kernel(&b->path[pos & PATH_MASK], len, pn.name.name);
 	pos -= 1;
-	buf[pos & PATH_MASK] = '/';
-	w->pos = pos;
-	w->dentry = parent;
+	b->path[pos & PATH_MASK] = '/';
+	b->walk.pos = pos;
+	b->walk.dentry = parent;
 	return 0;
 }
 
-/* Finish a walk: returns the start offset of the path at buf[pos..VIGIL_PATH_MAX). */
-static __always_inline __u32 finish_walk(struct path_walk *w, char *buf, bool *cut)
+/*
+ * The walk from the state set up in the per-CPU buffer's `walk`, as far as VIGIL_PATH_DEPTH
+ * components. A global function: the verifier checks it once, on its own, however many callers
+ * a program has; it takes no pointer, so that kernels without pointer arguments for global
+ * functions (before 5.12) accept it, and it uses a bounded loop rather than bpf_loop (5.17+).
+ */
+__noinline int vigil_path_walk(void)
+{
+	struct pathbuf *b = get_pathbuf_state();
+	struct vfsmount *vfsmnt;
+
+	if (!b)
+		return 0;
+	vfsmnt = b->walk.vfsmnt;
+	b->walk.mnt_root = b->walk.no_mounts ? 0 : BPF_CORE_READ(vfsmnt, mnt_root);
+#pragma clang loop unroll(disable)
+	for (int i = 0; i < VIGIL_PATH_DEPTH; i++) {
+		if (vigil_path_step())
+			break;
+	}
+	return 0;
+}
+
+/* Walk from b->walk; returns the start offset of the path at path[pos..VIGIL_PATH_MAX). */
+static __always_inline __u32 run_walk(struct pathbuf *b, bool *cut)
 {
 	__u32 pos;
 
-	if (!w->done)
+	vigil_path_walk();
+	if (!b->walk.done)
 		*cut = true;
-	pos = w->pos;
+	pos = b->walk.pos;
 	if (pos > VIGIL_PATH_MAX)
 		pos = VIGIL_PATH_MAX;
 	if (pos == VIGIL_PATH_MAX) {
 		pos -= 1;
-		buf[pos & PATH_MASK] = '/';
+		b->path[pos & PATH_MASK] = '/';
 	}
 	return pos;
 }
@@ -171,26 +216,35 @@ static __always_inline __u32 finish_walk(struct path_walk *w, char *buf, bool *c
  */
 static __always_inline __u32 resolve_path(struct path *path, char *buf, bool *cut)
 {
-	struct path_walk w = {};
+	struct pathbuf *b = get_pathbuf_state();
+	struct vfsmount *vfsmnt;
 
-	w.dentry = BPF_CORE_READ(path, dentry);
-	w.vfsmnt = BPF_CORE_READ(path, mnt);
-	w.mnt = container_of(w.vfsmnt, struct mount, mnt);
-	w.pos = VIGIL_PATH_MAX;
-	bpf_loop(VIGIL_PATH_DEPTH, path_step, &w, 0);
-	return finish_walk(&w, buf, cut);
+	if (!b)
+		return VIGIL_PATH_MAX - 1;
+	vfsmnt = BPF_CORE_READ(path, mnt);
+	b->walk.dentry = BPF_CORE_READ(path, dentry);
+	b->walk.vfsmnt = vfsmnt;
+	b->walk.mnt = container_of(vfsmnt, struct mount, mnt);
+	b->walk.pos = VIGIL_PATH_MAX;
+	b->walk.done = 0;
+	b->walk.no_mounts = 0;
+	return run_walk(b, cut);
 }
 
 /* Like resolve_path for a bare dentry: the path within its own mount. */
 static __always_inline __u32 resolve_dentry(struct dentry *dentry, char *buf, bool *cut)
 {
-	struct path_walk w = {};
+	struct pathbuf *b = get_pathbuf_state();
 
-	w.dentry = dentry;
-	w.no_mounts = true;
-	w.pos = VIGIL_PATH_MAX;
-	bpf_loop(VIGIL_PATH_DEPTH, path_step, &w, 0);
-	return finish_walk(&w, buf, cut);
+	if (!b)
+		return VIGIL_PATH_MAX - 1;
+	b->walk.dentry = dentry;
+	b->walk.vfsmnt = 0;
+	b->walk.mnt = 0;
+	b->walk.pos = VIGIL_PATH_MAX;
+	b->walk.done = 0;
+	b->walk.no_mounts = 1;
+	return run_walk(b, cut);
 }
 
 /* Copy the resolved path at buf[pos..VIGIL_PATH_MAX) to dst; returns its length. */

@@ -6,6 +6,8 @@ pub const MSG_EXEC: u32 = 1;
 pub const MSG_FORK: u32 = 2;
 pub const MSG_EXIT: u32 = 3;
 pub const MSG_HOOK: u32 = 4;
+/// Self-protection refused an operation (`vigil_protect_rec`).
+pub const MSG_PROTECT: u32 = 5;
 
 pub const PATH_MAX: usize = 4096;
 pub const ARGS_MAX: usize = 8192;
@@ -205,6 +207,8 @@ pub mod hook_flags {
     pub const NEED_CAPS: u32 = 1 << 2;
     pub const NEED_NS: u32 = 1 << 3;
     pub const CAN_OVERRIDE: u32 = 1 << 4;
+    /// Some selector reads the process table entry (binaries, capability/namespace changes).
+    pub const NEED_PROC: u32 = 1 << 5;
 }
 
 /// Argument kinds (`VIGIL_ARGK_*`).
@@ -362,6 +366,9 @@ pub struct ArgCfg {
     pub size_arg: u8,
     pub pad: u8,
     pub tp_offset: u16,
+    /// Strings and buffers: bytes read before the selectors decide (0: the whole slot).
+    pub peek: u16,
+    pub pad2: u16,
 }
 
 #[repr(C)]
@@ -449,6 +456,9 @@ pub struct HookCfg {
     pub nargs: u8,
     pub nsel: u8,
     pub ret_signed: u8,
+    /// Bit per argument some matchArgs filter reads.
+    pub filter_args: u8,
+    pub pad: [u8; 3],
     pub args: [ArgCfg; HOOK_ARGS],
     pub sel: [Selector; HOOK_SELECTORS],
 }
@@ -551,18 +561,81 @@ pub const HOOK_DATA_MAX: usize = HOOK_ARGS * ARG_SLOT;
 // SAFETY: repr(C) structs of integers and integer arrays with explicit padding fields (this
 // and the impls below): every bit pattern is valid and there are no uninitialised bytes.
 unsafe impl aya::Pod for Config {}
+// SAFETY: repr(C) integers only, no padding (u32, u32, u64).
+unsafe impl aya::Pod for ProtectCfg {}
 // SAFETY: as above.
 unsafe impl aya::Pod for PolicyCfg {}
 // SAFETY: as above.
 unsafe impl aya::Pod for HookCfg {}
 // SAFETY: as above.
 unsafe impl aya::Pod for AttachHooks {}
+
 // SAFETY: as above.
 unsafe impl aya::Pod for IntKey {}
 // SAFETY: as above.
 unsafe impl aya::Pod for StrKey {}
 // SAFETY: as above.
 unsafe impl aya::Pod for AddrKey {}
+
+/// `vigil_task.flags`: the table fields are set.
+pub const TF_ENTRY: u32 = 1 << 0;
+
+/// One running process, as the task iterator writes it (`vigil_task`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Task {
+    pub pid: u32,
+    pub ppid: u32,
+    pub start_ns: u64,
+    pub ktime: u64,
+    pub parent_ktime: u64,
+    pub kflags: u32,
+    pub flags: u32,
+}
+
+/// `vigil_protect_rec.hook`: the LSM hook that refused.
+pub mod protect_hook {
+    pub const PTRACE: u32 = 1;
+    pub const KILL: u32 = 2;
+    pub const UNLINK: u32 = 3;
+    pub const RMDIR: u32 = 4;
+    pub const RENAME: u32 = 5;
+    pub const BPF: u32 = 6;
+    pub const BPF_MAP: u32 = 7;
+}
+
+pub const PROTECT_NAME_MAX: usize = 64;
+pub const PROTECT_DEPTH: usize = 8;
+/// Capacity of each of the protected-id maps (links, maps).
+pub const PROTECT_IDS: usize = 4096;
+
+/// The single entry of `vigil_prot_cfg` (`vigil_protect_cfg`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProtectCfg {
+    /// The protected sensor; 0: protection dormant.
+    pub tgid: u32,
+    /// Kernel `dev_t` (`major << 20 | minor`) of the bpffs holding the pins.
+    pub pin_dev: u32,
+    /// Inode number of the instance pin directory.
+    pub pin_ino: u64,
+}
+
+/// A refused operation (`vigil_protect_rec`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProtectRec {
+    pub hdr: MsgHeader,
+    pub pid: u32,
+    pub tid: u32,
+    pub ktime: u64,
+    pub hook: u32,
+    pub target_pid: u32,
+    pub arg: u32,
+    pub name_len: u32,
+    pub id: u64,
+    pub name: [u8; PROTECT_NAME_MAX],
+}
 
 /// A fixed-layout record that can be read from ring-buffer bytes.
 ///
@@ -585,6 +658,10 @@ unsafe impl Record for SockArg {}
 unsafe impl Record for SockaddrArg {}
 // SAFETY: as above.
 unsafe impl Record for Creds {}
+// SAFETY: as above.
+unsafe impl Record for Task {}
+// SAFETY: as above.
+unsafe impl Record for ProtectRec {}
 
 /// Reads a `T` from the start of `bytes`, or `None` when there are too few bytes.
 pub fn read_record<T: Record>(bytes: &[u8]) -> Option<T> {
@@ -694,7 +771,9 @@ mod tests {
         check!(
             "vigil_arg_cfg",
             ArgCfg,
-            [kind, index, size, flags, size_arg, pad, tp_offset]
+            [
+                kind, index, size, flags, size_arg, pad, tp_offset, peek, pad2
+            ]
         );
         check!(
             "vigil_filter",
@@ -721,7 +800,17 @@ mod tests {
             "vigil_hook_cfg",
             HookCfg,
             [
-                policy, generation, flags, source, nargs, nsel, ret_signed, args, sel
+                policy,
+                generation,
+                flags,
+                source,
+                nargs,
+                nsel,
+                ret_signed,
+                filter_args,
+                pad,
+                args,
+                sel
             ]
         );
         check!("vigil_attach_hooks", AttachHooks, [n, hooks]);
@@ -744,6 +833,19 @@ mod tests {
             [
                 hdr, pid, tid, ktime, hook, policy, generation, selector, actions, ret, flags,
                 nargs, arg_len, arg_aux, arg_kind, pad
+            ]
+        );
+        check!(
+            "vigil_task",
+            Task,
+            [pid, ppid, start_ns, ktime, parent_ktime, kflags, flags]
+        );
+        check!("vigil_protect_cfg", ProtectCfg, [tgid, pin_dev, pin_ino]);
+        check!(
+            "vigil_protect_rec",
+            ProtectRec,
+            [
+                hdr, pid, tid, ktime, hook, target_pid, arg, name_len, id, name
             ]
         );
         c.push_str("return 0; }\n");
@@ -792,6 +894,18 @@ mod tests {
             ("VIGIL_NS_USER", ns_slot::USER),
             ("VIGIL_CNT_NUM", counters::NUM as usize),
             ("VIGIL_MSG_HOOK", MSG_HOOK as usize),
+            ("VIGIL_MSG_PROTECT", MSG_PROTECT as usize),
+            ("VIGIL_PROTECT_PTRACE", protect_hook::PTRACE as usize),
+            ("VIGIL_PROTECT_KILL", protect_hook::KILL as usize),
+            ("VIGIL_PROTECT_UNLINK", protect_hook::UNLINK as usize),
+            ("VIGIL_PROTECT_RMDIR", protect_hook::RMDIR as usize),
+            ("VIGIL_PROTECT_RENAME", protect_hook::RENAME as usize),
+            ("VIGIL_PROTECT_BPF", protect_hook::BPF as usize),
+            ("VIGIL_PROTECT_BPF_MAP", protect_hook::BPF_MAP as usize),
+            ("VIGIL_PROTECT_NAME_MAX", PROTECT_NAME_MAX),
+            ("VIGIL_PROTECT_DEPTH", PROTECT_DEPTH),
+            ("VIGIL_PROTECT_IDS", PROTECT_IDS),
+            ("VIGIL_TF_ENTRY", TF_ENTRY as usize),
             ("VIGIL_CNT_RB_LOST_HOOK", counters::RB_LOST_HOOK as usize),
             ("VIGIL_CNT_HOOK_NO_CFG", counters::HOOK_NO_CFG as usize),
             ("VIGIL_CNT_PENDING_FULL", counters::PENDING_FULL as usize),
@@ -909,6 +1023,7 @@ mod tests {
                 "VIGIL_HOOK_CAN_OVERRIDE",
                 u64::from(hook_flags::CAN_OVERRIDE),
             ),
+            ("VIGIL_HOOK_NEED_PROC", u64::from(hook_flags::NEED_PROC)),
             ("VIGIL_ARGF_SIGNED", u64::from(argf::SIGNED)),
             ("VIGIL_ARGF_RETURN_COPY", u64::from(argf::RETURN_COPY)),
             ("VIGIL_ARGF_SIZE_ARG", u64::from(argf::SIZE_ARG)),
@@ -953,5 +1068,6 @@ mod tests {
         assert!(crate::PROCESS_OBJ.starts_with(b"\x7fELF"));
         assert!(crate::PROBE_OBJ.starts_with(b"\x7fELF"));
         assert!(crate::HOOK_OBJ.starts_with(b"\x7fELF"));
+        assert!(crate::PROTECT_OBJ.starts_with(b"\x7fELF"));
     }
 }
