@@ -128,18 +128,26 @@ pub fn server_config(
 
 /// A client's TLS configuration: trust `ca_pem` (only it: no system roots) for the server's
 /// certificate, present `client` (certificate chain PEM, key PEM) when given (mTLS), and
-/// verify the server against `server_name` instead of the address's host when given.
+/// verify the server against `server_name` instead of the address's host when given. Without
+/// `ca_pem` the configuration trusts nothing yet: the caller adds the system's roots.
 pub fn client_config(
-    ca_pem: &[u8],
+    ca_pem: Option<&[u8]>,
     client: Option<(&[u8], &[u8])>,
     server_name: Option<&str>,
 ) -> Result<ClientTlsConfig, TlsError> {
     let provider = provider();
+    let roots = match ca_pem {
+        Some(pem) => roots(pem)?,
+        None => rustls::RootCertStore::empty(),
+    };
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Ca(e.to_string()))?
-        .with_root_certificates(roots(ca_pem)?);
-    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem));
+        .with_root_certificates(roots);
+    let mut tls = ClientTlsConfig::new();
+    if let Some(pem) = ca_pem {
+        tls = tls.ca_certificate(Certificate::from_pem(pem));
+    }
     if let Some((cert_pem, key_pem)) = client {
         let (chain, key) = identity(&provider, cert_pem, key_pem)?;
         builder
@@ -246,30 +254,36 @@ mod tests {
         let other = issue(&["client"]);
         let ca = s.ca.as_bytes();
         let id = (c.cert.as_bytes(), c.key.as_bytes());
-        client_config(ca, None, None).unwrap();
-        client_config(ca, Some(id), Some("localhost")).unwrap();
-        client_config(ca, None, Some("10.0.0.1")).unwrap();
+        client_config(Some(ca), None, None).unwrap();
+        client_config(Some(ca), Some(id), Some("localhost")).unwrap();
+        client_config(Some(ca), None, Some("10.0.0.1")).unwrap();
         is_ca(
-            client_config(GARBAGE, None, None).unwrap_err(),
+            client_config(Some(GARBAGE), None, None).unwrap_err(),
             "no PEM certificate",
         );
         is_ca(
-            client_config(BROKEN, None, None).unwrap_err(),
+            client_config(Some(BROKEN), None, None).unwrap_err(),
             "not a usable CA certificate",
         );
         is_cert(
-            client_config(ca, Some((GARBAGE, id.1)), None).unwrap_err(),
+            client_config(Some(ca), Some((GARBAGE, id.1)), None).unwrap_err(),
             "no PEM certificate",
         );
         is_key(
-            client_config(ca, Some((id.0, GARBAGE)), None).unwrap_err(),
+            client_config(Some(ca), Some((id.0, GARBAGE)), None).unwrap_err(),
             "no usable PEM private key",
         );
         is_key(
-            client_config(ca, Some((id.0, other.key.as_bytes())), None).unwrap_err(),
+            client_config(Some(ca), Some((id.0, other.key.as_bytes())), None).unwrap_err(),
             "does not belong to the certificate",
         );
-        let e = client_config(ca, None, Some("not a name!")).unwrap_err();
+        let e = client_config(Some(ca), None, Some("not a name!")).unwrap_err();
+        // Without a CA (the caller trusts the system's roots), identity and name are checked.
+        client_config(None, Some(id), None).unwrap();
+        is_key(
+            client_config(None, Some((id.0, GARBAGE)), None).unwrap_err(),
+            "no usable PEM private key",
+        );
         assert!(matches!(e, TlsError::ServerName(_)), "{e:?}");
     }
 }

@@ -325,7 +325,7 @@ fn kprobe_event_with_everything_round_trips() {
         ..Default::default()
     };
     let ev = GetEventsResponse {
-        process_kprobe: Some(ProcessKprobe {
+        process_kprobe: Some(Box::new(ProcessKprobe {
             process: Some(proc_),
             function_name: "tcp_connect".into(),
             args: every_variant()
@@ -346,7 +346,7 @@ fn kprobe_event_with_everything_round_trips() {
             tags: vec!["t".into()],
             data: vec![KprobeArgument::new(ArgValue::Uint(1))],
             ..Default::default()
-        }),
+        })),
         node_name: "n".into(),
         time: format_time_ns(1),
         cluster_name: "c".into(),
@@ -450,8 +450,8 @@ fn kind_and_one_event_check_on_built_values() {
         Err(EventError::NoEvent)
     );
     let two = GetEventsResponse {
-        process_exec: Some(ProcessExec::default()),
-        process_lsm: Some(ProcessLsm::default()),
+        process_exec: Some(Box::default()),
+        process_lsm: Some(Box::default()),
         ..Default::default()
     };
     assert!(matches!(

@@ -100,3 +100,55 @@ fn namespaced_object_keeps_its_namespace() {
     assert_eq!(ir.scope.as_ref().unwrap().namespace, "payments");
     assert_eq!(ir.hooks, compile(&doc).unwrap().hooks);
 }
+
+/// Optional enums are `nullable` without a `null` enum value (1.20-era OpenAPI validation in
+/// helm and kubectl refuses `null` there), and no string defaults to "" (a 1.20 API server
+/// refuses that through server-side apply), in both groups.
+#[test]
+fn crds_have_no_null_enum_values() {
+    fn nulls(v: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(serde_json::Value::Array(e)) = m.get("enum")
+                    && e.iter().any(|x| x.is_null())
+                {
+                    out.push(path.to_string());
+                }
+                if m.get("default") == Some(&serde_json::Value::String(String::new())) {
+                    out.push(format!("{path} (default \"\")"));
+                }
+                for (k, x) in m {
+                    nulls(x, &format!("{path}.{k}"), out);
+                }
+            }
+            serde_json::Value::Array(a) => {
+                for (i, x) in a.iter().enumerate() {
+                    nulls(x, &format!("{path}[{i}]"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let all: Vec<_> = vigil_api::policy::crds()
+        .into_iter()
+        .chain(vigil_api::policy::cilium_crds())
+        .collect();
+    assert_eq!(all.len(), 4);
+    let mut found = Vec::new();
+    let mut optional_enums = 0;
+    for crd in &all {
+        let v = serde_json::to_value(crd).unwrap();
+        nulls(&v, crd.metadata.name.as_deref().unwrap(), &mut found);
+        optional_enums += v
+            .to_string()
+            .matches("\"nullable\":true,\"type\":\"string\"")
+            .count();
+    }
+    assert!(
+        found.is_empty(),
+        "null enum values or empty defaults at {found:?}"
+    );
+    assert!(optional_enums > 0, "the optional enums are still nullable");
+    let groups: Vec<&str> = all.iter().map(|c| c.spec.group.as_str()).collect();
+    assert_eq!(groups, ["vigil.dev", "vigil.dev", "cilium.io", "cilium.io"]);
+}

@@ -9,24 +9,29 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-/// One event line: exactly one of the `process_*` fields is set.
+/// One event line: exactly one of the `process_*` fields, or `rate_limit_info`, is set.
 ///
-/// Decoding rejects a line with no event or with more than one.
+/// Decoding rejects a line with no event or with more than one. The process events are boxed so
+/// that the envelope stays small to move (the JSON is the same).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "RawResponse")]
 pub struct GetEventsResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub process_exec: Option<ProcessExec>,
+    pub process_exec: Option<Box<ProcessExec>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub process_exit: Option<ProcessExit>,
+    pub process_exit: Option<Box<ProcessExit>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub process_kprobe: Option<ProcessKprobe>,
+    pub process_kprobe: Option<Box<ProcessKprobe>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub process_tracepoint: Option<ProcessTracepoint>,
+    pub process_tracepoint: Option<Box<ProcessTracepoint>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub process_uprobe: Option<ProcessUprobe>,
+    pub process_uprobe: Option<Box<ProcessUprobe>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub process_lsm: Option<ProcessLsm>,
+    pub process_lsm: Option<Box<ProcessLsm>>,
+    /// A loss marker: events that were lost at this point of the stream (see [`super::Loss`]
+    /// for the attribution Vigil adds in `node_labels`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit_info: Option<RateLimitInfo>,
     /// Name of the node that observed the event.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub node_name: String,
@@ -46,17 +51,19 @@ pub struct GetEventsResponse {
 #[serde(deny_unknown_fields)]
 struct RawResponse {
     #[serde(default)]
-    process_exec: Option<ProcessExec>,
+    process_exec: Option<Box<ProcessExec>>,
     #[serde(default)]
-    process_exit: Option<ProcessExit>,
+    process_exit: Option<Box<ProcessExit>>,
     #[serde(default)]
-    process_kprobe: Option<ProcessKprobe>,
+    process_kprobe: Option<Box<ProcessKprobe>>,
     #[serde(default)]
-    process_tracepoint: Option<ProcessTracepoint>,
+    process_tracepoint: Option<Box<ProcessTracepoint>>,
     #[serde(default)]
-    process_uprobe: Option<ProcessUprobe>,
+    process_uprobe: Option<Box<ProcessUprobe>>,
     #[serde(default)]
-    process_lsm: Option<ProcessLsm>,
+    process_lsm: Option<Box<ProcessLsm>>,
+    #[serde(default)]
+    rate_limit_info: Option<RateLimitInfo>,
     #[serde(default)]
     node_name: String,
     #[serde(default)]
@@ -80,6 +87,7 @@ impl TryFrom<RawResponse> for GetEventsResponse {
             process_tracepoint: r.process_tracepoint,
             process_uprobe: r.process_uprobe,
             process_lsm: r.process_lsm,
+            rate_limit_info: r.rate_limit_info,
             node_name: r.node_name,
             time: r.time,
             aggregation_info: r.aggregation_info,
@@ -110,6 +118,7 @@ impl GetEventsResponse {
             Event::Tracepoint(e) => r.process_tracepoint = Some(e),
             Event::Uprobe(e) => r.process_uprobe = Some(e),
             Event::Lsm(e) => r.process_lsm = Some(e),
+            Event::RateLimitInfo(e) => r.rate_limit_info = Some(e),
         }
         r
     }
@@ -132,6 +141,15 @@ impl GetEventsResponse {
     /// Encodes as one JSON line (no trailing newline).
     pub fn to_json(&self) -> Result<String, EventError> {
         serde_json::to_string(self).map_err(|e| EventError::Encode(e.to_string()))
+    }
+
+    /// [`GetEventsResponse::to_json`] into a string that starts with room for `capacity` bytes
+    /// (say, the length of the previous line), so that a typical line is written without
+    /// growing it. The same text.
+    pub fn to_json_sized(&self, capacity: usize) -> Result<String, EventError> {
+        let mut out = Vec::with_capacity(capacity);
+        serde_json::to_writer(&mut out, self).map_err(|e| EventError::Encode(e.to_string()))?;
+        String::from_utf8(out).map_err(|e| EventError::Encode(e.to_string()))
     }
 
     /// The kind of the event carried, `None` when no event field is set.
@@ -169,6 +187,7 @@ impl GetEventsResponse {
             ),
             (self.process_uprobe.is_some(), EventKind::ProcessUprobe),
             (self.process_lsm.is_some(), EventKind::ProcessLsm),
+            (self.rate_limit_info.is_some(), EventKind::RateLimitInfo),
         ]
         .into_iter()
         .filter_map(|(set, k)| set.then_some(k))
@@ -217,6 +236,7 @@ impl GetEventsResponse {
                 let e = self.process_lsm.as_mut()?;
                 (&mut e.process, &mut e.parent, &mut e.ancestors)
             }
+            EventKind::RateLimitInfo => return None,
         })
     }
 
@@ -246,60 +266,69 @@ impl GetEventsResponse {
                 let e = self.process_lsm.as_ref()?;
                 (&e.process, &e.parent)
             }
+            EventKind::RateLimitInfo => return None,
         })
     }
 }
 
-/// One event of any kind, for [`GetEventsResponse::new`].
-// Only ever a transient argument moved into the envelope, so the size spread is harmless.
-#[allow(clippy::large_enum_variant)]
+/// One event of any kind, for [`GetEventsResponse::new`]. The process events are boxed, here
+/// and in the envelope: an envelope is moved several times between the ring buffer and the
+/// JSON line, and unboxed it would be 13 KiB to copy each time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    Exec(ProcessExec),
-    Exit(ProcessExit),
-    Kprobe(ProcessKprobe),
-    Tracepoint(ProcessTracepoint),
-    Uprobe(ProcessUprobe),
-    Lsm(ProcessLsm),
+    Exec(Box<ProcessExec>),
+    Exit(Box<ProcessExit>),
+    Kprobe(Box<ProcessKprobe>),
+    Tracepoint(Box<ProcessTracepoint>),
+    Uprobe(Box<ProcessUprobe>),
+    Lsm(Box<ProcessLsm>),
+    RateLimitInfo(RateLimitInfo),
+}
+
+impl From<RateLimitInfo> for Event {
+    fn from(e: RateLimitInfo) -> Self {
+        Event::RateLimitInfo(e)
+    }
 }
 
 impl From<ProcessExec> for Event {
     fn from(e: ProcessExec) -> Self {
-        Event::Exec(e)
+        Event::Exec(Box::new(e))
     }
 }
 
 impl From<ProcessExit> for Event {
     fn from(e: ProcessExit) -> Self {
-        Event::Exit(e)
+        Event::Exit(Box::new(e))
     }
 }
 
 impl From<ProcessKprobe> for Event {
     fn from(e: ProcessKprobe) -> Self {
-        Event::Kprobe(e)
+        Event::Kprobe(Box::new(e))
     }
 }
 
 impl From<ProcessTracepoint> for Event {
     fn from(e: ProcessTracepoint) -> Self {
-        Event::Tracepoint(e)
+        Event::Tracepoint(Box::new(e))
     }
 }
 
 impl From<ProcessUprobe> for Event {
     fn from(e: ProcessUprobe) -> Self {
-        Event::Uprobe(e)
+        Event::Uprobe(Box::new(e))
     }
 }
 
 impl From<ProcessLsm> for Event {
     fn from(e: ProcessLsm) -> Self {
-        Event::Lsm(e)
+        Event::Lsm(Box::new(e))
     }
 }
 
-/// The event kinds Vigil emits, named as in Tetragon's `EventType` enum.
+/// The event kinds Vigil emits, named as in Tetragon's `EventType` enum: the six process
+/// events, and `RATE_LIMIT_INFO`, the loss marker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum EventKind {
     ProcessExec,
@@ -308,10 +337,22 @@ pub enum EventKind {
     ProcessTracepoint,
     ProcessUprobe,
     ProcessLsm,
+    RateLimitInfo,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 6] = [
+    pub const ALL: [EventKind; 7] = [
+        EventKind::ProcessExec,
+        EventKind::ProcessExit,
+        EventKind::ProcessKprobe,
+        EventKind::ProcessTracepoint,
+        EventKind::ProcessUprobe,
+        EventKind::ProcessLsm,
+        EventKind::RateLimitInfo,
+    ];
+
+    /// The six kinds that describe something a process did (every kind but the loss marker).
+    pub const PROCESS: [EventKind; 6] = [
         EventKind::ProcessExec,
         EventKind::ProcessExit,
         EventKind::ProcessKprobe,
@@ -329,6 +370,7 @@ impl EventKind {
             EventKind::ProcessTracepoint => "PROCESS_TRACEPOINT",
             EventKind::ProcessUprobe => "PROCESS_UPROBE",
             EventKind::ProcessLsm => "PROCESS_LSM",
+            EventKind::RateLimitInfo => "RATE_LIMIT_INFO",
         }
     }
 
@@ -341,6 +383,7 @@ impl EventKind {
             EventKind::ProcessTracepoint => "process_tracepoint",
             EventKind::ProcessUprobe => "process_uprobe",
             EventKind::ProcessLsm => "process_lsm",
+            EventKind::RateLimitInfo => "rate_limit_info",
         }
     }
 
@@ -353,6 +396,7 @@ impl EventKind {
             EventKind::ProcessTracepoint => 10,
             EventKind::ProcessUprobe => 12,
             EventKind::ProcessLsm => 28,
+            EventKind::RateLimitInfo => 40001,
         }
     }
 }
@@ -626,6 +670,16 @@ pub struct StackTraceEntry {
     /// Module path, for user-space frames.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub module: String,
+}
+
+/// `rate_limit_info`: how many events were lost at this point of the stream. Tetragon's message
+/// has this one field; Vigil's attribution (stage, reason, kind, policy, time window) travels in
+/// the envelope's `node_labels` (see [`super::Loss`]), so strict Tetragon parsers read it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitInfo {
+    #[serde(default, skip_serializing_if = "is_zero_u64", with = "u64_str")]
+    pub number_of_dropped_process_events: u64,
 }
 
 /// Set on aggregated responses only.

@@ -67,6 +67,9 @@ flags! {
     /// Vigil only: the process runs in a container whose pod the sensor did not learn within
     /// the hold bound; the event went out without `pod`.
     POD_UNKNOWN = 20, "podUnknown";
+    /// Vigil only: reported by a heal after ring-buffer loss (the sensor re-read the kernel's
+    /// view of the running processes), not seen executing; always with `procFS`.
+    HEALED = 21, "healed";
 }
 
 impl ProcessFlags {
@@ -80,7 +83,7 @@ impl ProcessFlags {
 
     /// Keeps only known bits.
     pub const fn from_bits_truncate(bits: u32) -> Self {
-        ProcessFlags(bits & ((1 << 21) - 1))
+        ProcessFlags(bits & ((1 << 22) - 1))
     }
 
     pub const fn is_empty(self) -> bool {
@@ -158,7 +161,8 @@ mod tests {
 
     const ORDER: &str = "execve procFS errorEnvs truncArgs miss errorFilename errorArgs nocwd \
         rootcwd errorCWD clone errorCgroupName errorCgroupID errorCgroupSubsysCgrp \
-        errorCgroupSubsys errorCgroups errorPathResolutionCwd dataFilename dataArgs inInitTree podUnknown";
+        errorCgroupSubsys errorCgroups errorPathResolutionCwd dataFilename dataArgs inInitTree podUnknown \
+        healed";
 
     #[test]
     fn all_flags_display_in_fixed_order() {
@@ -166,7 +170,7 @@ mod tests {
             .iter()
             .fold(ProcessFlags::empty(), |acc, (f, _)| acc | *f);
         assert_eq!(all.to_string(), ORDER);
-        assert_eq!(ProcessFlags::ALL.len(), 21);
+        assert_eq!(ProcessFlags::ALL.len(), 22);
     }
 
     #[test]

@@ -71,12 +71,98 @@ pub fn format_time_ns(unix_ns: u64) -> String {
     let days = secs / 86_400;
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    if y > 9999 {
+        return format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+            rem / 3600,
+            (rem % 3600) / 60,
+            rem % 60
+        );
+    }
+    // Every event carries at least one timestamp: digits are written by hand, not by the
+    // formatting machinery (the same text, in a fraction of the time).
+    let mut b = *b"0000-00-00T00:00:00.000000000Z";
+    let mut put = |at: usize, width: usize, mut v: u64| {
+        for i in (at..at + width).rev() {
+            b[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, y);
+    put(5, 2, m);
+    put(8, 2, d);
+    put(11, 2, rem / 3600);
+    put(14, 2, (rem % 3600) / 60);
+    put(17, 2, rem % 60);
+    put(20, 9, nanos);
+    String::from_utf8_lossy(&b).into_owned()
+}
+
+/// The inverse of [`format_time_ns`]: an RFC 3339 timestamp (`Z` or a `±HH:MM` offset, 0–9
+/// fractional digits) to nanoseconds since the Unix epoch. `None` when malformed or before 1970.
+pub fn parse_time_ns(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<u64> {
+        let t = s.get(r)?;
+        (!t.is_empty() && t.bytes().all(|c| c.is_ascii_digit()))
+            .then(|| t.parse().ok())
+            .flatten()
+    };
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut nanos = 0u64;
+    if b.get(i) == Some(&b'.') {
+        let start = i + 1;
+        let mut end = start;
+        while end < b.len() && b[end].is_ascii_digit() {
+            end += 1;
+        }
+        let digits = end - start;
+        if digits == 0 || digits > 9 {
+            return None;
+        }
+        nanos = num(start..end)? * 10u64.pow(9 - digits as u32);
+        i = end;
+    }
+    let offset: i64 = match b.get(i..)? {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+            let (oh, om) = (num(i + 1..i + 3)?, num(i + 4..i + 6)?);
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let o = (oh * 3600 + om * 60) as i64;
+            if *sign == b'-' { -o } else { o }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(y, mo, d)?;
+    let secs = (days * 86_400 + h * 3600 + mi * 60 + sec) as i64 - offset;
+    u64::try_from(secs)
+        .ok()?
+        .checked_mul(1_000_000_000)?
+        .checked_add(nanos)
+}
+
+/// (year, month, day) in the proleptic Gregorian calendar to days since 1970-01-01.
+fn days_from_civil(y: u64, m: u64, d: u64) -> Option<u64> {
+    let y = if m <= 2 { y.checked_sub(1)? } else { y };
+    let era = y / 400;
+    let yoe = y % 400;
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    (era * 146_097 + doe).checked_sub(719_468)
 }
 
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar.
@@ -298,6 +384,61 @@ mod tests {
             format_time_ns(946_684_799_999_999_999),
             "1999-12-31T23:59:59.999999999Z"
         );
+    }
+
+    #[test]
+    fn time_digits_match_the_formatting_machinery() {
+        let reference = |unix_ns: u64| {
+            let secs = unix_ns / 1_000_000_000;
+            let rem = secs % 86_400;
+            let (y, m, d) = civil_from_days(secs / 86_400);
+            format!(
+                "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z",
+                rem / 3600,
+                (rem % 3600) / 60,
+                rem % 60,
+                unix_ns % 1_000_000_000
+            )
+        };
+        let mut v: u64 = 1;
+        for i in 0..20_000u64 {
+            v = v
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            for t in [v, v % 4_102_444_800_000_000_000, i * 86_399_999_999_937] {
+                assert_eq!(format_time_ns(t), reference(t), "{t}");
+            }
+        }
+        assert_eq!(format_time_ns(u64::MAX), reference(u64::MAX));
+    }
+
+    #[test]
+    fn time_parses_back() {
+        for ns in [
+            0,
+            1_795_878_113_730_525_626,
+            951_782_400_000_000_001,
+            946_684_799_999_999_999,
+        ] {
+            assert_eq!(parse_time_ns(&format_time_ns(ns)), Some(ns));
+        }
+        assert_eq!(
+            parse_time_ns("2026-11-28T16:01:53.5+01:00"),
+            Some(1_795_878_113_500_000_000)
+        );
+        assert_eq!(parse_time_ns("1970-01-01T00:00:01Z"), Some(1_000_000_000));
+        for bad in [
+            "",
+            "2026-11-28",
+            "2026-11-28T15:01:53",
+            "2026-13-28T15:01:53Z",
+            "2026-11-28T15:01:53.Z",
+            "2026-11-28T15:01:53.1234567890Z",
+            "1969-12-31T23:59:59Z",
+            "2026-11-28T15:01:53+0100",
+        ] {
+            assert_eq!(parse_time_ns(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -31,6 +31,7 @@ mod codec;
 mod event;
 mod flags;
 mod format;
+mod loss;
 mod process;
 
 pub use args::{
@@ -41,14 +42,15 @@ pub use args::{
 };
 pub use event::{
     AggregationInfo, Event, EventKind, GetEventsResponse, KprobeAction, ProcessExec, ProcessExit,
-    ProcessKprobe, ProcessLsm, ProcessTracepoint, ProcessUprobe, StackTraceEntry,
+    ProcessKprobe, ProcessLsm, ProcessTracepoint, ProcessUprobe, RateLimitInfo, StackTraceEntry,
 };
 pub use flags::ProcessFlags;
 pub use format::{
     ExecIdParts, SECUREBITS_NAMES, capability_bit, capability_event_name, capability_names,
-    exec_id, format_arguments, format_time_ns, parse_exec_id, securebits_names, signal_name,
-    signal_number,
+    exec_id, format_arguments, format_time_ns, parse_exec_id, parse_time_ns, securebits_names,
+    signal_name, signal_number,
 };
+pub use loss::{LOSS_LABEL_PREFIX, Loss, LossKind, LossReason, LossStage};
 pub use process::{
     BinaryProperties, Capabilities, Container, EnvVar, FileProperties, Image, InodeProperties,
     Namespace, Namespaces, Pod, Process, ProcessCredentials, SecurityContext, UserNamespace,
@@ -74,20 +76,23 @@ pub enum EventError {
     Encode(String),
     /// The envelope carries no event.
     #[error(
-        "no event set: expected one of process_exec, process_exit, process_kprobe, process_tracepoint, process_uprobe, process_lsm"
+        "no event set: expected one of process_exec, process_exit, process_kprobe, process_tracepoint, process_uprobe, process_lsm, rate_limit_info"
     )]
     NoEvent,
     /// The envelope carries more than one event.
     #[error("more than one event set: {0}")]
     SeveralEvents(String),
-    /// An event type name that is not one of the six kinds.
+    /// An event type name that is not one of the seven kinds.
     #[error(
-        "unknown event type `{0}`: expected one of process_exec, process_exit, process_kprobe, process_tracepoint, process_uprobe, process_lsm"
+        "unknown event type `{0}`: expected one of process_exec, process_exit, process_kprobe, process_tracepoint, process_uprobe, process_lsm, rate_limit_info"
     )]
     UnknownEventKind(String),
     /// A process flag name that is not in the fixed list.
     #[error("unknown process flag `{0}`")]
     UnknownFlag(String),
+    /// A loss marker's attribution label holds a value outside its vocabulary.
+    #[error("bad {label}: {message}")]
+    BadLabel { label: String, message: String },
     /// An exec_id that is not base64 of `node:ktime:pid`.
     #[error("bad exec_id {id:?}: {reason}")]
     BadExecId { id: String, reason: String },

@@ -11,6 +11,7 @@
 //! value and what is accepted (see [`PolicyError`]).
 
 mod compile;
+pub mod eval;
 pub mod ir;
 pub mod limits;
 mod parse;
@@ -29,6 +30,8 @@ pub use types::*;
 /// Group and version of Vigil's own CRDs.
 pub const GROUP: &str = "vigil.dev";
 pub const VERSION: &str = "v1alpha1";
+/// Tetragon's API group; Vigil can serve its policy kinds there too (see [`cilium_crds`]).
+pub const CILIUM_GROUP: &str = "cilium.io";
 /// apiVersions accepted in manifests (Tetragon's first).
 pub const ACCEPTED_API_VERSIONS: [&str; 2] = ["cilium.io/v1alpha1", "vigil.dev/v1alpha1"];
 /// Kinds accepted in manifests.
@@ -304,10 +307,55 @@ pub fn compile_each(
         .collect())
 }
 
+type Crd =
+    k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+
 /// The two CustomResourceDefinitions (TracingPolicy, TracingPolicyNamespaced).
-pub fn crds()
--> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
-{
+pub fn crds() -> Vec<Crd> {
     use kube::CustomResourceExt;
-    vec![TracingPolicy::crd(), TracingPolicyNamespaced::crd()]
+    vec![
+        for_api_servers(TracingPolicy::crd()),
+        for_api_servers(TracingPolicyNamespaced::crd()),
+    ]
+}
+
+/// The same two kinds in Tetragon's group `cilium.io`, with Vigil's schema: installed where a
+/// cluster should take Tetragon's manifests unchanged (and has no Tetragon CRDs of its own).
+pub fn cilium_crds() -> Vec<Crd> {
+    use kube::CustomResourceExt;
+    vec![
+        for_api_servers(CiliumTracingPolicy::crd()),
+        for_api_servers(CiliumTracingPolicyNamespaced::crd()),
+    ]
+}
+
+/// The generated schema, made acceptable to every API server and client the chart supports
+/// (down to Kubernetes 1.20, where the cluster suites check it):
+/// - an optional enum is generated as `enum: [a, b, null]` plus `nullable: true`; `null` as an
+///   enum value is refused by the OpenAPI validation of 1.20-era clients (helm, kubectl:
+///   `unknown object type "nil"`), and `nullable` alone already admits it;
+/// - `default: ""` (a string field that may be left out) reaches a 1.20 API server as `null`
+///   through server-side apply (what Helm 4 uses), which refuses the CRD (`default: Invalid
+///   value: "null"`); left out, the field reads as the empty string all the same.
+fn for_api_servers(crd: Crd) -> Crd {
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if m.get("nullable") == Some(&serde_json::Value::Bool(true))
+                    && let Some(serde_json::Value::Array(values)) = m.get_mut("enum")
+                {
+                    values.retain(|x| !x.is_null());
+                }
+                if m.get("default") == Some(&serde_json::Value::String(String::new())) {
+                    m.remove("default");
+                }
+                m.values_mut().for_each(walk);
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let mut v = serde_json::to_value(&crd).expect("a CRD serializes");
+    walk(&mut v);
+    serde_json::from_value(v).expect("the rewritten CRD deserializes")
 }

@@ -74,6 +74,28 @@ impl TracingPolicyDoc {
             document_index: 0,
         }
     }
+
+    /// From a cluster-scoped object of Tetragon's group `cilium.io` (operator side).
+    pub fn from_cilium_cluster(tp: &super::CiliumTracingPolicy) -> Self {
+        TracingPolicyDoc {
+            api_version: format!("{}/{}", super::CILIUM_GROUP, super::VERSION),
+            kind: PolicyKind::Cluster,
+            metadata: meta_from_object(&tp.metadata, false),
+            spec: tp.spec.clone().into(),
+            document_index: 0,
+        }
+    }
+
+    /// From a namespaced object of Tetragon's group `cilium.io` (operator side).
+    pub fn from_cilium_namespaced(tp: &super::CiliumTracingPolicyNamespaced) -> Self {
+        TracingPolicyDoc {
+            api_version: format!("{}/{}", super::CILIUM_GROUP, super::VERSION),
+            kind: PolicyKind::Namespaced,
+            metadata: meta_from_object(&tp.metadata, true),
+            spec: tp.spec.clone().into(),
+            document_index: 0,
+        }
+    }
 }
 
 fn meta_from_object(

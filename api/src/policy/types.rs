@@ -1,5 +1,7 @@
 //! TracingPolicy manifest types: Tetragon's spec field for field, as kube custom resources in
-//! group `vigil.dev`, version `v1alpha1`.
+//! group `vigil.dev`, version `v1alpha1` — and the same kinds in Tetragon's group `cilium.io`
+//! (`CiliumTracingPolicy`, `CiliumTracingPolicyNamespaced`), for clusters that keep Tetragon's
+//! manifests unchanged.
 //!
 //! These types describe the *shape* of a manifest. Strictness (unknown fields, every error
 //! reported) comes from [`super::parse`], which checks the raw document against the JSON
@@ -22,74 +24,88 @@ fn any_value(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({ "x-kubernetes-preserve-unknown-fields": true })
 }
 
+/// One TracingPolicy CRD spec: the fields of [`tracing_policy_specs`] with a group, kind and
+/// root struct. The printer columns are the same for every kind.
+macro_rules! policy_crd_spec {
+    (
+        $(#[$sm:meta])* $spec:ident, root = $root:literal, group = $group:literal,
+        kind = $kind:literal, plural = $plural:literal, singular = $singular:literal
+        $(, $namespaced:ident)?;
+        $( $(#[$fm:meta])* pub $f:ident : $t:ty, )*
+    ) => {
+        $(#[$sm])*
+        #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+        #[serde(rename_all = "camelCase", deny_unknown_fields)]
+        #[kube(
+            group = $group,
+            version = "v1alpha1",
+            kind = $kind,
+            root = $root,
+            plural = $plural,
+            singular = $singular,
+            $($namespaced,)?
+            status = "TracingPolicyStatus",
+            derive = "PartialEq",
+            printcolumn(
+                name = "Ready",
+                type_ = "string",
+                json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+                description = "Every targeted node loaded the current generation"
+            ),
+            printcolumn(
+                name = "Nodes",
+                type_ = "string",
+                json_path = ".status.nodes.summary",
+                description = "Nodes that loaded the policy / nodes it targets"
+            ),
+            printcolumn(
+                name = "Mode",
+                type_ = "string",
+                json_path = ".status.mode",
+                description = "enforce or monitor"
+            ),
+            printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+        )]
+        pub struct $spec { $( $(#[$fm])* pub $f: $t, )* }
+    };
+}
+
+/// The four specs (both kinds, in Vigil's group and in Tetragon's `cilium.io`) with the same
+/// fields, and conversions from the others into [`TracingPolicySpec`] (what the compiler reads).
 macro_rules! tracing_policy_specs {
     ( $( $(#[$fm:meta])* pub $f:ident : $t:ty, )* ) => {
-        /// Spec of a cluster-scoped `TracingPolicy`.
-        #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-        #[serde(rename_all = "camelCase", deny_unknown_fields)]
-        #[kube(
-            group = "vigil.dev",
-            version = "v1alpha1",
-            kind = "TracingPolicy",
-            plural = "tracingpolicies",
-            singular = "tracingpolicy",
-            status = "TracingPolicyStatus",
-            derive = "PartialEq",
-            printcolumn(
-                name = "Ready",
-                type_ = "string",
-                json_path = ".status.conditions[?(@.type==\"Ready\")].status",
-                description = "Every targeted node loaded the current generation"
-            ),
-            printcolumn(
-                name = "Nodes",
-                type_ = "string",
-                json_path = ".status.nodes.summary",
-                description = "Nodes that loaded the policy / nodes it targets"
-            ),
-            printcolumn(
-                name = "Mode",
-                type_ = "string",
-                json_path = ".status.mode",
-                description = "enforce or monitor"
-            ),
-            printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
-        )]
-        pub struct TracingPolicySpec { $( $(#[$fm])* pub $f: $t, )* }
+        policy_crd_spec! {
+            /// Spec of a cluster-scoped `TracingPolicy`.
+            TracingPolicySpec, root = "TracingPolicy", group = "vigil.dev",
+            kind = "TracingPolicy", plural = "tracingpolicies", singular = "tracingpolicy";
+            $( $(#[$fm])* pub $f: $t, )*
+        }
 
-        /// Spec of a namespaced `TracingPolicyNamespaced` (same fields as [`TracingPolicySpec`]).
-        #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-        #[serde(rename_all = "camelCase", deny_unknown_fields)]
-        #[kube(
-            group = "vigil.dev",
-            version = "v1alpha1",
-            kind = "TracingPolicyNamespaced",
-            plural = "tracingpoliciesnamespaced",
-            singular = "tracingpolicynamespaced",
-            namespaced,
-            status = "TracingPolicyStatus",
-            derive = "PartialEq",
-            printcolumn(
-                name = "Ready",
-                type_ = "string",
-                json_path = ".status.conditions[?(@.type==\"Ready\")].status",
-                description = "Every targeted node loaded the current generation"
-            ),
-            printcolumn(
-                name = "Nodes",
-                type_ = "string",
-                json_path = ".status.nodes.summary",
-                description = "Nodes that loaded the policy / nodes it targets"
-            ),
-            printcolumn(
-                name = "Mode",
-                type_ = "string",
-                json_path = ".status.mode",
-                description = "enforce or monitor"
-            ),
-            printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
-        )]
-        pub struct TracingPolicyNamespacedSpec { $( $(#[$fm])* pub $f: $t, )* }
+        policy_crd_spec! {
+            /// Spec of a namespaced `TracingPolicyNamespaced` (same fields as [`TracingPolicySpec`]).
+            TracingPolicyNamespacedSpec, root = "TracingPolicyNamespaced", group = "vigil.dev",
+            kind = "TracingPolicyNamespaced", plural = "tracingpoliciesnamespaced",
+            singular = "tracingpolicynamespaced", namespaced;
+            $( $(#[$fm])* pub $f: $t, )*
+        }
+
+        // The same kinds in Tetragon's group `cilium.io`, served when the cluster has Vigil's
+        // `cilium.io` CRDs so that manifests written for Tetragon apply unchanged. Their doc
+        // comments are the schema descriptions (`kubectl explain`): the same as Vigil's.
+        policy_crd_spec! {
+            /// Spec of a cluster-scoped `TracingPolicy`.
+            CiliumTracingPolicySpec, root = "CiliumTracingPolicy", group = "cilium.io",
+            kind = "TracingPolicy", plural = "tracingpolicies", singular = "tracingpolicy";
+            $( $(#[$fm])* pub $f: $t, )*
+        }
+
+        policy_crd_spec! {
+            /// Spec of a namespaced `TracingPolicyNamespaced` (same fields as [`TracingPolicySpec`]).
+            CiliumTracingPolicyNamespacedSpec, root = "CiliumTracingPolicyNamespaced",
+            group = "cilium.io", kind = "TracingPolicyNamespaced",
+            plural = "tracingpoliciesnamespaced", singular = "tracingpolicynamespaced", namespaced;
+            $( $(#[$fm])* pub $f: $t, )*
+        }
 
         impl From<TracingPolicyNamespacedSpec> for TracingPolicySpec {
             fn from(s: TracingPolicyNamespacedSpec) -> Self {
@@ -99,6 +115,18 @@ macro_rules! tracing_policy_specs {
 
         impl From<TracingPolicySpec> for TracingPolicyNamespacedSpec {
             fn from(s: TracingPolicySpec) -> Self {
+                Self { $( $f: s.$f, )* }
+            }
+        }
+
+        impl From<CiliumTracingPolicySpec> for TracingPolicySpec {
+            fn from(s: CiliumTracingPolicySpec) -> Self {
+                Self { $( $f: s.$f, )* }
+            }
+        }
+
+        impl From<CiliumTracingPolicyNamespacedSpec> for TracingPolicySpec {
+            fn from(s: CiliumTracingPolicyNamespacedSpec) -> Self {
                 Self { $( $f: s.$f, )* }
             }
         }

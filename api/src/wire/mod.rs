@@ -47,6 +47,8 @@ pub mod vigil {
 /// `vigil.sensor.v1.Sensors` (the `tetragon.FineGuidanceSensors` RPCs under a Vigil name).
 pub use vigil::sensor::v1 as sensor_info;
 
+pub mod pod;
+
 /// Vigil's `vigil.policysync.v1.PolicySync` service: operator → sensor policy distribution
 /// (see `api/proto/vigil/policysync/v1/sync.proto`).
 pub use vigil::policysync::v1 as policy_sync;
@@ -71,6 +73,12 @@ fn pool() -> Result<&'static DescriptorPool, WireError> {
     POOL.get_or_init(|| DescriptorPool::decode(DESCRIPTOR_SET).ok())
         .as_ref()
         .ok_or(WireError::Descriptor("the tetragon package"))
+}
+
+/// The descriptors of every message in `api/proto/` (Tetragon's package and Vigil's), for
+/// reflection: strict protobuf-JSON decoding, field-path checks.
+pub fn descriptor_pool() -> Result<&'static DescriptorPool, WireError> {
+    pool()
 }
 
 fn response_descriptor() -> Result<MessageDescriptor, WireError> {
@@ -113,8 +121,7 @@ pub fn proto_to_json(msg: &tetragon::GetEventsResponse) -> Result<String, WireEr
     String::from_utf8(buf).map_err(|e| WireError::FromProto(e.to_string()))
 }
 
-/// The protobuf envelope → the serde event. Fails for envelopes that carry no process event
-/// (such as `rate_limit_info`); check [`dropped_events`] first.
+/// The protobuf envelope → the serde event (a process event or a `rate_limit_info` marker).
 pub fn from_proto(msg: &tetragon::GetEventsResponse) -> Result<GetEventsResponse, WireError> {
     let line = proto_to_json(msg)?;
     GetEventsResponse::from_json(&line).map_err(|e| WireError::FromProto(e.to_string()))
@@ -239,6 +246,7 @@ fn proto_message_name(k: EventKind) -> &'static str {
         EventKind::ProcessTracepoint => "ProcessTracepoint",
         EventKind::ProcessUprobe => "ProcessUprobe",
         EventKind::ProcessLsm => "ProcessLsm",
+        EventKind::RateLimitInfo => "RateLimitInfo",
     }
 }
 
@@ -346,7 +354,7 @@ pub fn apply_field_filters(
 mod tests {
     use super::*;
 
-    const SAMPLE: &str = include_str!("events/testdata/tetragon-sample-events.jsonl");
+    const SAMPLE: &str = include_str!("../events/testdata/tetragon-sample-events.jsonl");
 
     fn samples() -> Vec<GetEventsResponse> {
         SAMPLE
@@ -544,6 +552,11 @@ mod tests {
         let m = rate_limit_info(7, "n", None);
         assert_eq!(dropped_events(&m), Some(7));
         assert!(proto_to_json(&m).unwrap().contains("\"rate_limit_info\""));
-        assert!(from_proto(&m).is_err());
+        let ev = from_proto(&m).unwrap();
+        assert_eq!(ev.kind(), Some(EventKind::RateLimitInfo));
+        assert_eq!(
+            ev.rate_limit_info.unwrap().number_of_dropped_process_events,
+            7
+        );
     }
 }
