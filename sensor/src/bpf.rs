@@ -8,21 +8,41 @@ use vigil_sensor_bpf::{PROCESS_OBJ, names};
 
 use crate::error::SensorError;
 use crate::hooks::kernel::PinDir;
+use crate::hooks::links::{Handle, Link};
+use crate::hooks::programs::ProgramStats;
 
-/// The loaded process programs. Dropping it detaches them and frees the maps.
+/// The exec, fork and exit programs, their tracepoints and the names of their pinned links.
+const PROGRAMS: [(&str, &str, &str); 3] = [
+    (names::EXEC_PROG, "sched_process_exec", "process-exec"),
+    (names::FORK_PROG, "sched_process_fork", "process-fork"),
+    (names::EXIT_PROG, "sched_process_exit", "process-exit"),
+];
+
+/// The process programs, loaded by this sensor or taken over from the previous one. Their links
+/// are pinned: they stay attached when the sensor stops unless the generation is removed.
 pub struct ProcessBpf {
-    /// Keeps the programs (and their links) alive.
+    /// Keeps the maps (and the programs this sensor loaded) open.
     _ebpf: Ebpf,
+    /// exec, fork, exit.
+    links: Vec<crate::hooks::links::Link>,
     pub procs: BpfHashMap<MapData, u32, Proc>,
     pub counters: PerCpuArray<MapData, u64>,
     /// Taken by the ring-buffer reader.
     pub events: Option<RingBuf<MapData>>,
+    /// What loading each program cost.
+    pub programs: Vec<ProgramStats>,
 }
 
 impl std::fmt::Debug for ProcessBpf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProcessBpf").finish_non_exhaustive()
     }
+}
+
+/// The kernel's BTF (`/sys/kernel/btf/vmlinux`), which every object load relocates against. Read
+/// when needed and dropped after: parsed, it takes megabytes the sensor does not need at rest.
+pub fn kernel_btf() -> Result<Btf, SensorError> {
+    Btf::from_sys_fs().map_err(|e| SensorError::bpf("reading /sys/kernel/btf/vmlinux", e))
 }
 
 /// Loads the process object with the kernel's BTF, sizes its maps, and attaches exec, fork and
@@ -32,32 +52,90 @@ impl std::fmt::Debug for ProcessBpf {
 /// engine's objects find them.
 pub fn load(
     pins: &PinDir,
+    btf: &Btf,
     ring_buffer_size: u32,
     process_table_size: u32,
 ) -> Result<ProcessBpf, SensorError> {
-    let btf =
-        Btf::from_sys_fs().map_err(|e| SensorError::bpf("reading /sys/kernel/btf/vmlinux", e))?;
     let mut ebpf = pins
-        .loader(&btf)
+        .loader(btf)
         .map_max_entries(names::EVENTS_MAP, ring_buffer_size)
         .map_max_entries(names::PROCS_MAP, process_table_size)
         .load(PROCESS_OBJ)
         .map_err(|e| SensorError::bpf("loading the process object", e))?;
-    for (prog, tracepoint) in [
-        (names::EXEC_PROG, "sched_process_exec"),
-        (names::FORK_PROG, "sched_process_fork"),
-        (names::EXIT_PROG, "sched_process_exit"),
-    ] {
+    let mut programs = Vec::new();
+    let mut links = Vec::new();
+    for (prog, tracepoint, pin) in PROGRAMS {
         let p: &mut BtfTracePoint = ebpf
             .program_mut(prog)
             .ok_or_else(|| SensorError::bpf(prog, "program missing from the object"))?
             .try_into()
             .map_err(|e| SensorError::bpf(prog, e))?;
-        p.load(tracepoint, &btf)
+        let start = std::time::Instant::now();
+        p.load(tracepoint, btf)
             .map_err(|e| SensorError::bpf(format!("loading {prog}"), verifier_detail(e)))?;
-        p.attach()
+        let took = start.elapsed();
+        let verified_insns = p.info().ok().and_then(|i| i.verified_instruction_count());
+        tracing::info!(
+            program = prog,
+            load_ms = took.as_secs_f64() * 1000.0,
+            verified_insns,
+            "BPF program loaded"
+        );
+        programs.push(ProgramStats {
+            name: prog.into(),
+            adopted: false,
+            loads: 1,
+            last_load: took,
+            total_load: took,
+            verified_insns,
+        });
+        let p: &mut BtfTracePoint = ebpf
+            .program_mut(prog)
+            .expect("just loaded")
+            .try_into()
+            .map_err(|e| SensorError::bpf(prog, e))?;
+        let id = p
+            .attach()
             .map_err(|e| SensorError::bpf(format!("attaching {prog} to {tracepoint}"), e))?;
+        let link = p.take_link(id).map_err(|e| SensorError::bpf(prog, e))?;
+        links.push(Link::new(
+            Handle::BtfTracepoint(link),
+            Some(pins.links_dir().join(pin)),
+            true,
+        ));
     }
+    with_maps(ebpf, links, programs)
+}
+
+/// The process programs of the previous sensor of this generation, taken over: the maps are
+/// opened from their pins and the pinned links kept; nothing is loaded or attached.
+pub fn adopt(
+    pins: &PinDir,
+    btf: &Btf,
+    ring_buffer_size: u32,
+    process_table_size: u32,
+) -> Result<ProcessBpf, SensorError> {
+    // The maps only: the pinned ones are opened, no program is relocated.
+    let ebpf = pins
+        .loader(btf)
+        .map_max_entries(names::EVENTS_MAP, ring_buffer_size)
+        .map_max_entries(names::PROCS_MAP, process_table_size)
+        .load(vigil_sensor_bpf::MAPS_OBJ)
+        .map_err(|e| SensorError::bpf("opening the pinned maps", e))?;
+    let links = PROGRAMS
+        .iter()
+        .map(|(prog, _, pin)| {
+            Link::adopt(&pins.links_dir().join(pin)).map_err(|e| SensorError::bpf(*prog, e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    with_maps(ebpf, links, Vec::new())
+}
+
+fn with_maps(
+    mut ebpf: Ebpf,
+    links: Vec<Link>,
+    programs: Vec<ProgramStats>,
+) -> Result<ProcessBpf, SensorError> {
     let take = |ebpf: &mut Ebpf, name: &str| {
         ebpf.take_map(name)
             .ok_or_else(|| SensorError::bpf(name, "map missing from the object"))
@@ -70,9 +148,11 @@ pub fn load(
         .map_err(|e| SensorError::bpf(names::COUNTERS_MAP, e))?;
     Ok(ProcessBpf {
         _ebpf: ebpf,
+        links,
         procs,
         counters,
         events: Some(events),
+        programs,
     })
 }
 
@@ -91,12 +171,29 @@ fn verifier_detail(e: aya::programs::ProgramError) -> String {
 }
 
 impl ProcessBpf {
+    /// Detaches the process programs for good (their pins go): the sensor stops without
+    /// leaving anything behind.
+    pub fn detach(&mut self) {
+        std::mem::take(&mut self.links)
+            .into_iter()
+            .for_each(Link::detach);
+    }
+
     /// Sum over CPUs of one kernel counter.
     pub fn counter(&self, index: u32) -> u64 {
         self.counters
             .get(&index, 0)
             .map(|v| v.iter().sum())
             .unwrap_or(0)
+    }
+
+    /// The identity (`ktime`) the kernel table gives process `pid`, if it has it.
+    pub fn table_ktime(&self, pid: u32) -> Option<u64> {
+        self.procs
+            .get(&pid, 0)
+            .ok()
+            .filter(|p| p.pid == pid && p.ktime != 0)
+            .map(|p| p.ktime)
     }
 
     /// Entries in the kernel process table (walks the keys).

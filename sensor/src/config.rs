@@ -83,6 +83,29 @@ pub struct Cli {
     #[arg(long, env = "VIGIL_ENABLE_PROCESS_NS", num_args = 0..=1, default_missing_value = "true")]
     pub enable_process_ns: Option<bool>,
 
+    /// Self-protection where BPF-LSM is active: the kernel refuses other processes' ptrace of
+    /// the sensor, signals to it (except from pid 1 and its parent: systemd, containerd-shim),
+    /// unlinking its pinned objects and bpf() commands that detach or overwrite its programs and
+    /// maps. Opt-in: a protected sensor stops only on a signal from init or its parent, or with
+    /// `vigil-sensor cleanup` [default: false].
+    #[arg(long, env = "VIGIL_SELF_PROTECTION", num_args = 0..=1, default_missing_value = "true")]
+    pub self_protection: Option<bool>,
+
+    /// Name of this sensor's pinned objects (`/sys/fs/bpf/vigil/<instance>`): a sensor takes
+    /// over what the previous sensor of the same instance left [default: default].
+    #[arg(long, env = "VIGIL_INSTANCE", value_name = "NAME")]
+    pub instance: Option<String>,
+
+    /// Leave the programs enforcing when the sensor stops, for the next sensor of the instance
+    /// to take over without a gap [default: true]. With false the sensor removes everything it
+    /// pinned on a clean stop.
+    #[arg(long, env = "VIGIL_KEEP_ENFORCING_ON_EXIT", num_args = 0..=1, default_missing_value = "true")]
+    pub keep_enforcing_on_exit: Option<bool>,
+
+    /// Test only: make this build's stamp differ, as another build's would.
+    #[arg(long, hide = true, value_name = "TEXT")]
+    pub test_stamp: Option<String>,
+
     /// BPF ring buffer size in bytes (a power of two, at least 4096) [default: 8388608].
     #[arg(long, env = "VIGIL_RING_BUFFER_SIZE", value_name = "BYTES")]
     pub ring_buffer_size: Option<u32>,
@@ -161,6 +184,27 @@ pub struct Cli {
 pub enum Command {
     /// Probe the kernel's BPF features and print them as one JSON object.
     Probe,
+    /// Remove a sensor instance's pinned programs, links and maps (the kernel stops enforcing
+    /// its policies): for uninstalling. No sensor of the instance may be running.
+    Cleanup {
+        /// The instance [default: default].
+        #[arg(long, conflicts_with = "all")]
+        instance: Option<String>,
+        /// Every instance.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Load every BPF program this kernel can run (nothing is attached for long) and report
+    /// each one's verifier instruction count and load time; exit 1 when one fails to load or
+    /// exceeds the budget.
+    CheckPrograms {
+        /// Most verified instructions a program may take.
+        #[arg(long, default_value_t = crate::program_check::DEFAULT_BUDGET)]
+        budget: u32,
+        /// `text` or `json`.
+        #[arg(short, long, default_value = "text", value_parser = ["text", "json"])]
+        output: String,
+    },
 }
 
 /// The same options as a YAML file. Unknown keys are errors.
@@ -180,7 +224,10 @@ struct FileConfig {
     grpc_tls_client_ca: Option<PathBuf>,
     grpc_client_queue_size: Option<usize>,
     enable_process_cred: Option<bool>,
+    instance: Option<String>,
+    keep_enforcing_on_exit: Option<bool>,
     enable_process_ns: Option<bool>,
+    self_protection: Option<bool>,
     ring_buffer_size: Option<u32>,
     process_table_size: Option<u32>,
     process_cache_size: Option<usize>,
@@ -223,6 +270,11 @@ pub struct Config {
     pub grpc_client_queue_size: usize,
     pub enable_process_cred: bool,
     pub enable_process_ns: bool,
+    /// `--self-protection`: load the protect programs (where BPF-LSM is active).
+    pub self_protection: bool,
+    pub instance: String,
+    pub keep_enforcing_on_exit: bool,
+    pub test_stamp: String,
     pub ring_buffer_size: u32,
     pub process_table_size: u32,
     pub process_cache_size: usize,
@@ -245,6 +297,7 @@ pub struct Config {
 }
 
 pub const DEFAULT_RING_BUFFER_SIZE: u32 = 8 << 20;
+pub const DEFAULT_INSTANCE: &str = "default";
 pub const DEFAULT_PROCESS_TABLE_SIZE: u32 = 32768;
 pub const DEFAULT_PROCESS_CACHE_SIZE: usize = 65536;
 pub const DEFAULT_EXPORT_QUEUE_SIZE: usize = 65536;
@@ -363,6 +416,15 @@ impl Config {
             }
             (None, None) => BTreeMap::new(),
         };
+        let instance = cli
+            .instance
+            .clone()
+            .or(file.instance)
+            .unwrap_or_else(|| DEFAULT_INSTANCE.to_string());
+        crate::pins::check_instance(&instance).map_err(|message| SensorError::Config {
+            option: "instance".into(),
+            message,
+        })?;
         let config = Config {
             node_name,
             export_file: cli.export_file.clone().or(file.export_file),
@@ -388,6 +450,16 @@ impl Config {
                 .enable_process_ns
                 .or(file.enable_process_ns)
                 .unwrap_or(false),
+            self_protection: cli
+                .self_protection
+                .or(file.self_protection)
+                .unwrap_or(false),
+            instance,
+            keep_enforcing_on_exit: cli
+                .keep_enforcing_on_exit
+                .or(file.keep_enforcing_on_exit)
+                .unwrap_or(true),
+            test_stamp: cli.test_stamp.clone().unwrap_or_default(),
             ring_buffer_size: cli
                 .ring_buffer_size
                 .or(file.ring_buffer_size)
@@ -689,6 +761,7 @@ mod tests {
         let c = Config::resolve(&parse(&["--config", path]), None).unwrap();
         assert_eq!(c.node_name, "filenode");
         assert!(c.enable_process_ns);
+        assert!(!c.self_protection, "self-protection is opt-in");
         assert_eq!(c.export_file_max_size, 3 << 20);
         let c = Config::resolve(
             &parse(&[

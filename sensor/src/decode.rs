@@ -94,6 +94,8 @@ pub enum Record {
     Fork(abi::Fork),
     Exit(abi::Exit),
     Hook(Box<HookRecord>),
+    /// Self-protection refused an operation.
+    Protect(Box<abi::ProtectRec>),
 }
 
 /// Decodes one record. Sizes are checked against the header so a corrupt record is an error,
@@ -119,6 +121,9 @@ pub fn decode(bytes: &[u8]) -> Result<Record, SensorError> {
             .map(Record::Exit)
             .ok_or_else(|| SensorError::Decode("short exit record".into())),
         abi::MSG_HOOK => decode_hook(bytes).map(|h| Record::Hook(Box::new(h))),
+        abi::MSG_PROTECT => read_record(bytes)
+            .map(|r| Record::Protect(Box::new(r)))
+            .ok_or_else(|| SensorError::Decode("short self-protection record".into())),
         k => Err(SensorError::Decode(format!("unknown record kind {k}"))),
     }
 }
@@ -230,48 +235,7 @@ fn lossy(b: &[u8]) -> String {
 
 /// Builders of raw record bytes for tests across the crate.
 #[cfg(test)]
-pub(crate) mod testutil {
-    use vigil_sensor_bpf::abi::{self, Record as AbiRecord};
-
-    /// The bytes of a fixed-layout record, as the kernel writes them.
-    pub fn bytes_of<T: AbiRecord>(v: &T) -> Vec<u8> {
-        // SAFETY: `abi::Record` types are repr(C) integers with explicit padding fields, so
-        // every byte of `v` is initialised; the slice lives only for the copy.
-        unsafe {
-            std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>())
-        }
-        .to_vec()
-    }
-
-    /// One argument: kind, aux and its bytes.
-    pub type RawArg = (u8, u32, Vec<u8>);
-
-    pub fn int(v: i64) -> RawArg {
-        (abi::argk::INT, 0, v.to_le_bytes().to_vec())
-    }
-
-    pub fn raw(kind: u8, bytes: &[u8]) -> RawArg {
-        (kind, bytes.len() as u32, bytes.to_vec())
-    }
-
-    /// A hook record: `rec`'s header size, nargs and per-argument fields are filled in.
-    pub fn hook_bytes(mut rec: abi::HookRec, args: &[RawArg]) -> Vec<u8> {
-        let data: usize = args.iter().map(|a| a.2.len()).sum();
-        rec.hdr.kind = abi::MSG_HOOK;
-        rec.hdr.size = (std::mem::size_of::<abi::HookRec>() + data) as u32;
-        rec.nargs = args.len() as u32;
-        for (i, (kind, aux, bytes)) in args.iter().enumerate() {
-            rec.arg_kind[i] = *kind;
-            rec.arg_aux[i] = *aux;
-            rec.arg_len[i] = bytes.len() as u32;
-        }
-        let mut out = bytes_of(&rec);
-        for a in args {
-            out.extend_from_slice(&a.2);
-        }
-        out
-    }
-}
+pub(crate) use crate::record_bytes as testutil;
 
 #[cfg(test)]
 mod tests {

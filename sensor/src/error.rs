@@ -50,3 +50,14 @@ impl SensorError {
         }
     }
 }
+
+impl From<vigil_host::HostError> for SensorError {
+    fn from(e: vigil_host::HostError) -> Self {
+        match e {
+            vigil_host::HostError::Option { option, message } => {
+                SensorError::Config { option, message }
+            }
+            vigil_host::HostError::Io { context, source } => SensorError::Io { context, source },
+        }
+    }
+}

@@ -8,8 +8,10 @@
 use std::collections::{BTreeMap, HashSet};
 
 use regex::Regex;
-use vigil_api::events::{EventKind, GetEventsResponse, Process, capability_event_name};
+use vigil_api::events::{EventKind, GetEventsResponse, LossKind, Process, capability_event_name};
 use vigil_api::wire::tetragon;
+
+use crate::loss::LossKey;
 
 /// A filter field that cannot be honoured, or a bad value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -321,6 +323,55 @@ impl EventFilter {
     }
 }
 
+impl EventFilter {
+    /// Whether events of a loss could have passed this filter. A marker tells only the kind and
+    /// the policy of what was lost, so only `event_set` and `policy_names` can rule it out;
+    /// every other field could have matched. A filter whose `event_set` names
+    /// `RATE_LIMIT_INFO` takes every marker.
+    fn may_match_loss(&self, key: &LossKey) -> bool {
+        if !self.event_set.is_empty()
+            && !self
+                .event_set
+                .contains(&(EventKind::RateLimitInfo.number() as i32))
+        {
+            let kinds: &[EventKind] = match key.kind {
+                LossKind::Exec => &[EventKind::ProcessExec],
+                LossKind::Exit => &[EventKind::ProcessExit],
+                // A lost fork leaves the process unknown to its exec and exit events.
+                LossKind::Fork => &[EventKind::ProcessExec, EventKind::ProcessExit],
+                LossKind::Hook => &[
+                    EventKind::ProcessKprobe,
+                    EventKind::ProcessTracepoint,
+                    EventKind::ProcessUprobe,
+                    EventKind::ProcessLsm,
+                ],
+                LossKind::Record => &EventKind::PROCESS,
+            };
+            if !kinds
+                .iter()
+                .any(|k| self.event_set.contains(&(k.number() as i32)))
+            {
+                return false;
+            }
+        }
+        if !self.policy_names.is_empty() {
+            match (key.kind, key.policy.as_deref()) {
+                (LossKind::Hook, Some(p)) => {
+                    // Markers name `namespace/name`; events and filters the name alone.
+                    let name = p.rsplit('/').next().unwrap_or(p);
+                    if !self.policy_names.iter().any(|n| n == name) {
+                        return false;
+                    }
+                }
+                (LossKind::Hook | LossKind::Record, _) => {}
+                // Process events carry no policy: a policy filter never passes them.
+                _ => return false,
+            }
+        }
+        true
+    }
+}
+
 fn policy_name(ev: &GetEventsResponse) -> &str {
     if let Some(e) = &ev.process_kprobe {
         &e.policy_name
@@ -391,6 +442,13 @@ impl RequestFilter {
             .iter_mut()
             .fold(false, |acc, f| f.matches(ev) | acc);
         allowed && !denied
+    }
+
+    /// Whether the client gets a loss marker of earlier stages: when some allow filter could
+    /// have passed what was lost (see [`EventFilter`]'s rule). The deny list cannot rule out
+    /// events nobody saw, and is not applied.
+    pub fn wants_loss(&self, key: &LossKey) -> bool {
+        self.allow.is_empty() || self.allow.iter().any(|f| f.may_match_loss(key))
     }
 }
 
@@ -470,6 +528,55 @@ mod tests {
     #[test]
     fn empty_request_passes_everything() {
         assert!(req(vec![], vec![]).matches(&exec(1, 0, "/bin/x")));
+    }
+
+    #[test]
+    fn loss_markers_pass_unless_event_types_or_policies_rule_them_out() {
+        use vigil_api::events::{LossReason, LossStage};
+        let key = |kind, policy: Option<&str>| {
+            LossKey::new(LossStage::Kernel, LossReason::RingBufferFull, kind)
+                .with_policy(policy.map(Into::into))
+        };
+        let hook_a = key(LossKind::Hook, Some("ns/a"));
+        let exec = key(LossKind::Exec, None);
+        assert!(req(vec![], vec![]).wants_loss(&hook_a));
+        let only = |f: tetragon::Filter| req(vec![f], vec![]);
+        let binary = only(tetragon::Filter {
+            binary_regex: vec!["^/bin/x$".into()],
+            ..Default::default()
+        });
+        assert!(binary.wants_loss(&hook_a) && binary.wants_loss(&exec));
+        let execs = only(tetragon::Filter {
+            event_set: vec![EventKind::ProcessExec.number() as i32],
+            ..Default::default()
+        });
+        assert!(execs.wants_loss(&exec) && !execs.wants_loss(&hook_a));
+        assert!(execs.wants_loss(&key(LossKind::Fork, None)));
+        let kprobes_and_markers = only(tetragon::Filter {
+            event_set: vec![EventKind::RateLimitInfo.number() as i32],
+            ..Default::default()
+        });
+        assert!(kprobes_and_markers.wants_loss(&exec));
+        let policy_a = only(tetragon::Filter {
+            policy_names: vec!["a".into()],
+            ..Default::default()
+        });
+        assert!(policy_a.wants_loss(&hook_a));
+        assert!(!policy_a.wants_loss(&key(LossKind::Hook, Some("b"))));
+        assert!(
+            policy_a.wants_loss(&key(LossKind::Hook, None)),
+            "could be a's"
+        );
+        assert!(!policy_a.wants_loss(&exec));
+        // Deny lists do not apply to what nobody saw.
+        let deny = req(
+            vec![],
+            vec![tetragon::Filter {
+                event_set: vec![EventKind::ProcessExec.number() as i32],
+                ..Default::default()
+            }],
+        );
+        assert!(deny.wants_loss(&exec));
     }
 
     #[test]

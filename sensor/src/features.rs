@@ -8,12 +8,14 @@ use aya::{Btf, Ebpf, EbpfLoader};
 use serde::Serialize;
 
 /// What the probe found. `errors` says, for each missing feature, why.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
 pub struct Features {
     pub kernel_release: String,
     pub btf: bool,
     pub ringbuf: bool,
     pub tracepoint: bool,
+    /// `syscalls/sys_enter_<name>` tracepoints: a syscall hook costs only its own syscall.
+    pub syscall_tracepoint: bool,
     pub raw_tracepoint: bool,
     pub btf_tracepoint: bool,
     pub kprobe: bool,
@@ -23,6 +25,10 @@ pub struct Features {
     pub bpf_lsm: bool,
     pub send_signal: bool,
     pub override_return: bool,
+    /// `bpf_get_attach_cookie` (5.15+): one kprobe/uprobe program serves every attach point.
+    pub cookie: bool,
+    /// `bpf_loop` (5.17+). Not used: reported so that operators see what the kernel offers.
+    pub bpf_loop: bool,
     pub errors: BTreeMap<String, String>,
 }
 
@@ -34,6 +40,7 @@ impl Features {
             ("btf", self.btf),
             ("ringbuf", self.ringbuf),
             ("tracepoint", self.tracepoint),
+            ("syscall_tracepoint", self.syscall_tracepoint),
             ("raw_tracepoint", self.raw_tracepoint),
             ("btf_tracepoint", self.btf_tracepoint),
             ("kprobe", self.kprobe),
@@ -43,6 +50,8 @@ impl Features {
             ("bpf_lsm", self.bpf_lsm),
             ("send_signal", self.send_signal),
             ("override_return", self.override_return),
+            ("cookie", self.cookie),
+            ("bpf_loop", self.bpf_loop),
         ]
     }
 }
@@ -80,26 +89,36 @@ pub fn ensure_kernel_filesystems() {
 
 /// Runs every probe. Never fails: what cannot be probed is reported as absent with a reason.
 pub fn probe() -> Features {
+    match Btf::from_sys_fs() {
+        Ok(btf) => probe_with(&btf),
+        Err(e) => {
+            let mut f = Features {
+                kernel_release: kernel_release(),
+                ..Default::default()
+            };
+            f.errors.insert("btf".into(), e.to_string());
+            f
+        }
+    }
+}
+
+fn kernel_release() -> String {
+    rustix::system::uname()
+        .release()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// [`probe`] with the kernel's BTF already read (the sensor reads it once at start).
+pub fn probe_with(btf: &Btf) -> Features {
     ensure_kernel_filesystems();
     let mut f = Features {
-        kernel_release: rustix::system::uname()
-            .release()
-            .to_string_lossy()
-            .into_owned(),
+        kernel_release: kernel_release(),
+        btf: true,
         ..Default::default()
     };
-    let btf = match Btf::from_sys_fs() {
-        Ok(b) => {
-            f.btf = true;
-            b
-        }
-        Err(e) => {
-            f.errors.insert("btf".into(), e.to_string());
-            return f;
-        }
-    };
     let mut ebpf = match EbpfLoader::new()
-        .btf(Some(&btf))
+        .btf(Some(btf))
         .load(vigil_sensor_bpf::PROBE_OBJ)
     {
         Ok(e) => e,
@@ -120,16 +139,22 @@ pub fn probe() -> Features {
         }
     };
     let tracepoint = record("tracepoint", try_tracepoint(&mut ebpf));
+    let syscall_tracepoint = record("syscall_tracepoint", try_syscall_tracepoints());
+    let cookie = record("cookie", try_cookie(&mut ebpf));
+    let bpf_loop = record("bpf_loop", try_bpf_loop(&mut ebpf));
     let raw = record("raw_tracepoint", try_raw(&mut ebpf));
-    let btf_tp = record("btf_tracepoint", try_btf_tp(&mut ebpf, &btf));
+    let btf_tp = record("btf_tracepoint", try_btf_tp(&mut ebpf, btf));
     let send_signal = btf_tp;
     let kprobe = record("kprobe", try_kprobe(&mut ebpf, "probe_kprobe"));
     let kretprobe = record("kretprobe", try_kprobe(&mut ebpf, "probe_kretprobe"));
-    let trampoline = record("trampoline", try_fentry(&mut ebpf, &btf));
-    let lsm = record("bpf_lsm", try_lsm(&mut ebpf, &btf));
+    let trampoline = record("trampoline", try_fentry(&mut ebpf, btf));
+    let lsm = record("bpf_lsm", try_lsm(&mut ebpf, btf));
     let over = record("override_return", try_override(&mut ebpf));
-    let fmod = record("fmod_ret", crate::fmod_ret::probe(&btf, TARGET_FN));
+    let fmod = record("fmod_ret", crate::fmod_ret::probe(btf, TARGET_FN));
     f.tracepoint = tracepoint;
+    f.syscall_tracepoint = syscall_tracepoint;
+    f.cookie = cookie;
+    f.bpf_loop = bpf_loop;
     f.raw_tracepoint = raw;
     f.btf_tracepoint = btf_tp;
     f.send_signal = send_signal;
@@ -158,6 +183,29 @@ fn try_tracepoint(ebpf: &mut Ebpf) -> Result<(), String> {
     p.attach("syscalls", "sys_enter_getpid")
         .map_err(|e| format!("attach: {e}"))?;
     Ok(())
+}
+
+/// The per-syscall tracepoints exist where the kernel was built with CONFIG_FTRACE_SYSCALLS.
+fn try_syscall_tracepoints() -> Result<(), String> {
+    let root = crate::hooks::tracefs::root();
+    crate::hooks::tracefs::read(&root, "syscalls", "sys_enter_openat")
+        .map(|_| ())
+        .map_err(|e| format!("{e}: syscall hooks use the raw sys_enter/sys_exit route"))
+}
+
+/// A tracepoint program calling `bpf_get_attach_cookie` loads only where the helper exists.
+fn try_cookie(ebpf: &mut Ebpf) -> Result<(), String> {
+    let p: &mut TracePoint = prog(ebpf, "probe_cookie")?;
+    p.load().map_err(|e| {
+        format!("bpf_get_attach_cookie refused (kernel before 5.15?): {e}; kprobes and uprobes load one program per attach point")
+    })
+}
+
+/// A program calling `bpf_loop` loads only where the helper exists.
+fn try_bpf_loop(ebpf: &mut Ebpf) -> Result<(), String> {
+    let p: &mut TracePoint = prog(ebpf, "probe_bpf_loop")?;
+    p.load()
+        .map_err(|e| format!("bpf_loop refused (kernel before 5.17?): {e}; not needed by Vigil"))
 }
 
 fn try_raw(ebpf: &mut Ebpf) -> Result<(), String> {

@@ -3,13 +3,12 @@
 //! fmod_ret program on a `security_*` function and attaches it, which succeeds exactly where the
 //! kernel lets BPF change that function's return value.
 
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
 use aya::Btf;
 use aya_obj::btf::BtfKind;
 
-const BPF_PROG_LOAD: libc::c_long = 5;
-const BPF_RAW_TRACEPOINT_OPEN: libc::c_long = 17;
+use crate::bpf_syscall::{BPF_PROG_LOAD, BPF_RAW_TRACEPOINT_OPEN};
 const BPF_PROG_TYPE_TRACING: u32 = 26;
 const BPF_MODIFY_RETURN: u32 = 26;
 
@@ -52,21 +51,7 @@ struct RawTpOpenAttr {
 }
 
 fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<OwnedFd> {
-    // SAFETY: `attr` is a live, initialised repr(C) struct of the size passed; the kernel reads
-    // at most that many bytes and, for these commands, writes only into the log buffer we own.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr as *mut T as *mut libc::c_void,
-            std::mem::size_of::<T>(),
-        )
-    };
-    if ret < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: a non-negative return of these commands is a new file descriptor we now own.
-    Ok(unsafe { OwnedFd::from_raw_fd(ret as i32) })
+    crate::bpf_syscall::call_fd(cmd, attr)
 }
 
 /// Loads and attaches a do-nothing fmod_ret program on `function`; both are released before

@@ -1,196 +1,22 @@
 //! gRPC server (`tetragon.FineGuidanceSensors`, the same RPCs as `vigil.sensor.v1.Sensors`, and
-//! `vigil.sensor.v1.SensorInfo`) and the event broadcast behind GetEvents. The policy RPCs are in
-//! [`crate::policy_api`]; TLS for the TCP listener is in [`crate::grpc_tls`].
-//!
-//! The pipeline calls [`Broadcaster::publish`] for every event; it never waits. Each GetEvents
-//! client has its own bounded queue (`--grpc-client-queue-size`); when that queue is full the
-//! event is dropped for that client only, counted in
-//! `vigil_grpc_client_events_dropped_total{client}`, and reported to the client in-band as a
-//! `rate_limit_info` envelope (`number_of_dropped_process_events` = events lost since the
-//! previous report) before the next event it receives, or within a second when nothing else
-//! arrives.
+//! `vigil.sensor.v1.SensorInfo`). GetEvents streams come from the [`Broadcaster`] (see
+//! [`crate::broadcast`]: per-client queues, drops reported in-band as loss markers). The policy
+//! RPCs are in [`crate::policy_api`]; TLS for the TCP listener is in [`crate::grpc_tls`].
 
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::Stream;
-use prometheus_client::metrics::counter::Counter;
-use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
-use vigil_api::events::{EventKind, GetEventsResponse};
-use vigil_api::wire::{self, FieldFilterSpec, sensor_info, tetragon};
+use vigil_api::wire::{FieldFilterSpec, sensor_info, tetragon};
 
+pub use crate::broadcast::{Broadcaster, EventStream, Published};
 use crate::error::SensorError;
 use crate::event_filter::RequestFilter;
 use crate::features::Features;
 use crate::grpc_tls::GrpcTls;
-use crate::metrics::{ClientLabel, Metrics};
 use crate::policy_api::PolicyApi;
 use crate::policy_control::PolicyControl;
-
-/// One event as handed to clients: its kind (for field filters) and its protobuf form,
-/// converted once for all clients.
-#[derive(Debug)]
-pub struct Published {
-    pub kind: EventKind,
-    pub proto: tetragon::GetEventsResponse,
-}
-
-struct Client {
-    filter: Mutex<RequestFilter>,
-    tx: mpsc::Sender<Arc<Published>>,
-    /// Dropped since the last in-band report (shared with the stream, which must not hold
-    /// `tx`, or the stream would never end).
-    pending_drops: Arc<AtomicU64>,
-    dropped_metric: Counter,
-    /// The metric series of this stream, removed when the stream ends so that series do not
-    /// pile up with every connection.
-    label: ClientLabel,
-}
-
-/// Fans events out to GetEvents clients without ever blocking the caller.
-pub struct Broadcaster {
-    clients: Mutex<Vec<Arc<Client>>>,
-    queue_size: usize,
-    next_id: AtomicU64,
-    dropped_total: AtomicU64,
-    metrics: Arc<Metrics>,
-}
-
-impl std::fmt::Debug for Broadcaster {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Broadcaster")
-            .field("clients", &self.subscribers())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Broadcaster {
-    pub fn new(queue_size: usize, metrics: Arc<Metrics>) -> Self {
-        Broadcaster {
-            clients: Mutex::new(Vec::new()),
-            queue_size: queue_size.max(1),
-            next_id: AtomicU64::new(1),
-            dropped_total: AtomicU64::new(0),
-            metrics,
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Client>>> {
-        self.clients.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub fn subscribers(&self) -> usize {
-        self.lock().len()
-    }
-
-    pub fn dropped_total(&self) -> u64 {
-        self.dropped_total.load(Ordering::Relaxed)
-    }
-
-    /// Whether anyone listens (lets the pipeline skip work when nobody does).
-    pub fn has_subscribers(&self) -> bool {
-        !self.lock().is_empty()
-    }
-
-    /// Offers one event (and its JSON line, already written for the exporters) to every client.
-    pub fn publish(&self, event: &GetEventsResponse, line: &str) {
-        let clients: Vec<Arc<Client>> = self.lock().clone();
-        if clients.is_empty() {
-            return;
-        }
-        let Some(kind) = event.kind() else {
-            return;
-        };
-        let mut shared: Option<Arc<Published>> = None;
-        let mut closed = false;
-        for c in &clients {
-            let pass = c
-                .filter
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .matches(event);
-            if !pass {
-                continue;
-            }
-            let item = match &shared {
-                Some(p) => p.clone(),
-                None => match wire::json_to_proto(line) {
-                    Ok(proto) => {
-                        let p = Arc::new(Published { kind, proto });
-                        shared = Some(p.clone());
-                        p
-                    }
-                    Err(e) => {
-                        tracing::error!("cannot convert an event for gRPC clients: {e}");
-                        return;
-                    }
-                },
-            };
-            match c.tx.try_send(item) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    c.pending_drops.fetch_add(1, Ordering::Relaxed);
-                    c.dropped_metric.inc();
-                    self.metrics.grpc_dropped.inc();
-                    self.dropped_total.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => closed = true,
-            }
-        }
-        if closed {
-            let mut clients = self.lock();
-            clients.retain(|c| {
-                let open = !c.tx.is_closed();
-                if !open {
-                    self.metrics.grpc_client_dropped.remove(&c.label);
-                }
-                open
-            });
-            self.metrics.grpc_clients.set(clients.len() as i64);
-        }
-    }
-
-    fn subscribe(
-        &self,
-        filter: RequestFilter,
-        peer: &str,
-    ) -> (mpsc::Receiver<Arc<Published>>, Arc<AtomicU64>) {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(self.queue_size);
-        let label = ClientLabel {
-            client: format!("{id}:{peer}"),
-        };
-        let dropped_metric = self
-            .metrics
-            .grpc_client_dropped
-            .get_or_create(&label)
-            .clone();
-        let drops = Arc::new(AtomicU64::new(0));
-        let client = Arc::new(Client {
-            filter: Mutex::new(filter),
-            tx,
-            pending_drops: drops.clone(),
-            dropped_metric,
-            label,
-        });
-        let mut clients = self.lock();
-        clients.push(client);
-        self.metrics.grpc_clients.set(clients.len() as i64);
-        (rx, drops)
-    }
-
-    /// Ends every stream (each client still receives what is already queued for it).
-    pub fn close(&self) {
-        for c in self.lock().drain(..) {
-            self.metrics.grpc_client_dropped.remove(&c.label);
-        }
-        self.metrics.grpc_clients.set(0);
-    }
-}
 
 /// What GetHealth/GetVersion/GetInfo report.
 #[derive(Debug, Clone)]
@@ -198,6 +24,34 @@ pub struct ServiceInfo {
     pub version: String,
     pub node_name: String,
     pub features: Features,
+    /// `--self-protection`: off, active, or unavailable (with the reason).
+    pub self_protection: crate::protect::State,
+    /// The BPF programs loaded so far (the process programs and the hook engine's).
+    pub programs: ProgramSource,
+}
+
+type ProgramFn = dyn Fn() -> Vec<crate::hooks::programs::ProgramStats> + Send + Sync;
+
+/// Where [`ServiceInfo`] reads the loaded programs from (none: no BPF, as in tests).
+#[derive(Clone, Default)]
+pub struct ProgramSource(Option<Arc<ProgramFn>>);
+
+impl ProgramSource {
+    pub fn new(
+        f: impl Fn() -> Vec<crate::hooks::programs::ProgramStats> + Send + Sync + 'static,
+    ) -> Self {
+        ProgramSource(Some(Arc::new(f)))
+    }
+
+    pub fn get(&self) -> Vec<crate::hooks::programs::ProgramStats> {
+        self.0.as_ref().map(|f| f()).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for ProgramSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProgramSource")
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -213,62 +67,6 @@ pub struct Service {
 struct Api {
     service: Service,
     policies: PolicyApi,
-}
-
-type EventStream =
-    Pin<Box<dyn Stream<Item = Result<tetragon::GetEventsResponse, Status>> + Send + 'static>>;
-
-struct StreamState {
-    rx: mpsc::Receiver<Arc<Published>>,
-    drops: Arc<AtomicU64>,
-    fields: Vec<FieldFilterSpec>,
-    pending: Option<tetragon::GetEventsResponse>,
-    node_name: String,
-}
-
-fn now() -> Option<prost_types::Timestamp> {
-    Some(prost_types::Timestamp::from(std::time::SystemTime::now()))
-}
-
-impl StreamState {
-    fn take_drops(&self) -> Option<tetragon::GetEventsResponse> {
-        let n = self.drops.swap(0, Ordering::Relaxed);
-        (n > 0).then(|| wire::rate_limit_info(n, &self.node_name, now()))
-    }
-
-    async fn next(&mut self) -> Option<tetragon::GetEventsResponse> {
-        if let Some(p) = self.pending.take() {
-            return Some(p);
-        }
-        loop {
-            match tokio::time::timeout(Duration::from_secs(1), self.rx.recv()).await {
-                Ok(Some(item)) => {
-                    let msg = if self.fields.is_empty() {
-                        item.proto.clone()
-                    } else {
-                        match wire::apply_field_filters(&item.proto, item.kind, &self.fields) {
-                            Ok(m) => m,
-                            Err(e) => {
-                                tracing::warn!("field filter failed: {e}");
-                                item.proto.clone()
-                            }
-                        }
-                    };
-                    if let Some(info) = self.take_drops() {
-                        self.pending = Some(msg);
-                        return Some(info);
-                    }
-                    return Some(msg);
-                }
-                Ok(None) => return self.take_drops(),
-                Err(_) => {
-                    if let Some(info) = self.take_drops() {
-                        return Some(info);
-                    }
-                }
-            }
-        }
-    }
 }
 
 use tetragon::fine_guidance_sensors_server::FineGuidanceSensors as Fgs;
@@ -294,20 +92,12 @@ impl Fgs for Api {
             .map(FieldFilterSpec::from_proto)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let (rx, drops) = self.service.broadcaster.subscribe(filter, &peer);
         tracing::info!(peer, "GetEvents client connected");
-        let state = StreamState {
-            rx,
-            drops,
-            fields,
-            pending: None,
-            node_name: self.service.info.node_name.clone(),
-        };
-        let stream = futures::stream::unfold(state, |mut s| async move {
-            let m = s.next().await?;
-            Some((Ok(m), s))
-        });
-        Ok(Response::new(Box::pin(stream)))
+        let stream =
+            self.service
+                .broadcaster
+                .stream(filter, fields, &peer, &self.service.info.node_name);
+        Ok(Response::new(stream))
     }
 
     async fn get_health(
@@ -498,7 +288,20 @@ impl sensor_info::sensor_info_server::SensorInfo for Api {
             kernel_release: f.kernel_release.clone(),
             features,
             subscribers: broadcaster.subscribers() as u32,
+            self_protection: info.self_protection.label().into(),
+            self_protection_detail: info.self_protection.detail().into(),
             events_dropped_total: broadcaster.dropped_total(),
+            programs: info
+                .programs
+                .get()
+                .into_iter()
+                .map(|p| sensor_info::BpfProgram {
+                    name: p.name,
+                    loads: p.loads,
+                    last_load_seconds: p.last_load.as_secs_f64(),
+                    verified_insns: p.verified_insns,
+                })
+                .collect(),
         }))
     }
 }
@@ -655,89 +458,5 @@ impl Servers {
         if let Some(p) = &self.socket {
             let _ = std::fs::remove_file(p);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use vigil_api::events::{Process, ProcessExec};
-
-    fn ev(pid: u32) -> GetEventsResponse {
-        GetEventsResponse::new(
-            ProcessExec {
-                process: Some(Process {
-                    pid: Some(pid),
-                    binary: "/bin/x".into(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-            "n",
-            "2026-01-01T00:00:00Z",
-        )
-    }
-
-    #[tokio::test]
-    async fn full_client_queue_drops_counts_and_reports() {
-        let metrics = Arc::new(Metrics::new());
-        let b = Broadcaster::new(2, metrics.clone());
-        let (rx, drops) = b.subscribe(RequestFilter::default(), "t");
-        for pid in 1..=5 {
-            let e = ev(pid);
-            b.publish(&e, &e.to_json().unwrap());
-        }
-        assert_eq!(b.dropped_total(), 3);
-        let metric = metrics
-            .grpc_client_dropped
-            .get_or_create(&ClientLabel {
-                client: "1:t".into(),
-            })
-            .get();
-        assert_eq!(metric, 3);
-        let mut s = StreamState {
-            rx,
-            drops,
-            fields: vec![],
-            pending: None,
-            node_name: "n".into(),
-        };
-        let first = s.next().await.unwrap();
-        assert_eq!(wire::dropped_events(&first), Some(3));
-        let e1 = wire::from_proto(&s.next().await.unwrap()).unwrap();
-        assert_eq!(e1.process().unwrap().pid, Some(1));
-        let e2 = wire::from_proto(&s.next().await.unwrap()).unwrap();
-        assert_eq!(e2.process().unwrap().pid, Some(2));
-        b.close();
-        assert!(s.next().await.is_none());
-    }
-
-    #[tokio::test]
-    async fn a_closed_client_is_forgotten() {
-        let metrics = Arc::new(Metrics::new());
-        let b = Broadcaster::new(1, metrics.clone());
-        let (rx, _c) = b.subscribe(RequestFilter::default(), "t");
-        for pid in 1..=2 {
-            let e = ev(pid);
-            b.publish(&e, &e.to_json().unwrap());
-        }
-        let text = crate::metrics::render(&metrics.registry());
-        assert!(
-            text.contains("vigil_grpc_client_events_dropped_total{client=\"1:t\"} 1"),
-            "{text}"
-        );
-        drop(rx);
-        let e = ev(3);
-        b.publish(&e, &e.to_json().unwrap());
-        assert_eq!(b.subscribers(), 0);
-        let text = crate::metrics::render(&metrics.registry());
-        assert!(
-            !text.contains("client=\"1:t\""),
-            "the stream's series is gone: {text}"
-        );
-        assert!(
-            text.contains("vigil_grpc_events_dropped_total 1"),
-            "the total stays: {text}"
-        );
     }
 }

@@ -2,14 +2,13 @@
 //! `--grpc-tls-key` and `--grpc-tls-client-ca`, and for the client to the operator
 //! (`--operator-tls-*`), read and checked before anything starts.
 //!
-//! The checks themselves are [`vigil_api::tls`] (shared with the operator, which serves the
-//! same kind of listener); this module reads the files and turns each [`TlsError`] into one
-//! [`SensorError::Config`] naming the option and the file.
+//! Reading and checking is [`vigil_host::tls_files`] (shared with the operator and the CLI):
+//! each error is one [`SensorError::Config`] naming the option and the file.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use tonic::transport::{ClientTlsConfig, ServerTlsConfig};
-use vigil_api::tls::{self, TlsError};
+use vigil_host::tls_files::{self, ServerName, TlsFile};
 
 use crate::error::SensorError;
 
@@ -47,57 +46,27 @@ fn bad(option: &str, message: String) -> SensorError {
     }
 }
 
-fn read(option: &str, path: &Path) -> Result<Vec<u8>, SensorError> {
-    std::fs::read(path).map_err(|e| bad(option, format!("cannot read {}: {e}", path.display())))
-}
-
-/// One option's name and file per kind of TLS input, to name them in errors.
-struct Names<'a> {
-    cert: (&'a str, &'a Path),
-    key: (&'a str, &'a Path),
-    ca: Option<(&'a str, &'a Path)>,
-    server_name: &'a str,
-}
-
-impl Names<'_> {
-    fn error(&self, e: TlsError) -> SensorError {
-        let (option, path) = match &e {
-            TlsError::Cert(_) => self.cert,
-            TlsError::Key(_) => self.key,
-            TlsError::Ca(_) => self.ca.unwrap_or(self.cert),
-            TlsError::ServerName(_) => return bad(self.server_name, e.to_string()),
-        };
-        bad(option, format!("{}: {e}", path.display()))
-    }
-}
-
 impl GrpcTls {
     /// Reads and checks the files; returns the configuration for the listener.
     pub fn server_config(&self) -> Result<ServerTlsConfig, SensorError> {
-        let cert_pem = read("grpc-tls-cert", &self.cert)?;
-        let key_pem = read("grpc-tls-key", &self.key)?;
-        let ca_pem = match &self.client_ca {
-            Some(p) => Some(read("grpc-tls-client-ca", p)?),
-            None => None,
-        };
-        let names = Names {
-            cert: ("grpc-tls-cert", &self.cert),
-            key: ("grpc-tls-key", &self.key),
-            ca: self.client_ca.as_deref().map(|p| ("grpc-tls-client-ca", p)),
-            server_name: "grpc-tls-cert",
-        };
-        tls::server_config(&cert_pem, &key_pem, ca_pem.as_deref()).map_err(|e| names.error(e))
+        Ok(tls_files::server_config(
+            TlsFile::new("grpc-tls-cert", &self.cert),
+            TlsFile::new("grpc-tls-key", &self.key),
+            self.client_ca
+                .as_deref()
+                .map(|p| TlsFile::new("grpc-tls-client-ca", p)),
+        )?)
     }
 }
 
 impl OperatorTls {
     /// Reads and checks the files; returns the configuration for the operator connection.
     pub fn client_config(&self) -> Result<ClientTlsConfig, SensorError> {
-        let ca_pem = read("operator-tls-ca", &self.ca)?;
         let identity = match (&self.cert, &self.key) {
-            (Some(c), Some(k)) => {
-                Some((read("operator-tls-cert", c)?, read("operator-tls-key", k)?))
-            }
+            (Some(c), Some(k)) => Some((
+                TlsFile::new("operator-tls-cert", c),
+                TlsFile::new("operator-tls-key", k),
+            )),
             (None, None) => None,
             (Some(_), None) => {
                 return Err(bad(
@@ -112,19 +81,14 @@ impl OperatorTls {
                 ));
             }
         };
-        let none = Path::new("");
-        let names = Names {
-            cert: ("operator-tls-cert", self.cert.as_deref().unwrap_or(none)),
-            key: ("operator-tls-key", self.key.as_deref().unwrap_or(none)),
-            ca: Some(("operator-tls-ca", &self.ca)),
-            server_name: "operator-tls-server-name",
-        };
-        tls::client_config(
-            &ca_pem,
-            identity.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())),
-            self.server_name.as_deref(),
-        )
-        .map_err(|e| names.error(e))
+        Ok(tls_files::client_config(
+            Some(TlsFile::new("operator-tls-ca", &self.ca)),
+            identity,
+            self.server_name.as_deref().map(|name| ServerName {
+                option: "operator-tls-server-name",
+                name,
+            }),
+        )?)
     }
 }
 
@@ -209,6 +173,8 @@ mod tests {
                 version: "test".into(),
                 node_name: "n".into(),
                 features: Default::default(),
+                self_protection: crate::protect::State::Off,
+                programs: Default::default(),
             }),
             pods: None,
         }

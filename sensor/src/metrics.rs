@@ -1,16 +1,11 @@
 //! Prometheus metrics (`vigil_` prefix, Tetragon's names where the meaning is the same) and the
 //! HTTP endpoint that serves them (`/metrics`, plus `/healthz`).
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-
-use crate::error::SensorError;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TypeLabel {
@@ -25,6 +20,28 @@ pub struct MapLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RecordLabel {
     pub record: String,
+}
+
+/// Where a loss marker went (`file`, `stdout`, `client`) and the stage it reports.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutputStageLabel {
+    pub output: String,
+    pub stage: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HookLabel {
+    pub hook: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -44,6 +61,12 @@ pub struct ClientLabel {
 pub struct PolicyLabel {
     pub policy: String,
     pub hook: String,
+}
+
+/// A BPF program by its name in the object (`vigil_exec`, `vigil_sc_enter`, `vigil_lsm`, …).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProgramLabel {
+    pub program: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -75,6 +98,8 @@ pub struct Metrics {
     pub build_info: Family<BuildLabel, Gauge>,
     pub grpc_clients: Gauge,
     pub grpc_client_dropped: Family<ClientLabel, Counter>,
+    /// Events that matched an open GetEvents stream's filters.
+    pub grpc_client_matched: Family<ClientLabel, Counter>,
     pub grpc_dropped: Counter,
     pub policy_events: Family<PolicyLabel, Counter>,
     pub hook_records_orphaned: Counter,
@@ -101,6 +126,44 @@ pub struct Metrics {
     pub pod_inventory_pods: Gauge,
     /// Containers of inventory pods whose cgroup was found on this node.
     pub pod_inventory_containers: Gauge,
+    /// Wall time of the last load of each BPF program (mostly the kernel's verification).
+    pub bpf_program_load_seconds: Family<ProgramLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// The verifier's processed-instruction count of each program's last load.
+    pub bpf_program_verified_insns: Family<ProgramLabel, Gauge>,
+    /// Loads of each program (per-attach-point programs load once per point).
+    pub bpf_program_loads: Family<ProgramLabel, Gauge>,
+    /// 1 when this sensor took over the previous sensor's programs at start.
+    pub handoff_took_over: Gauge,
+    /// `--self-protection`: 1 for the state it is in (`active`, `off`, `unavailable`), else 0.
+    pub self_protection: Family<StateLabel, Gauge>,
+    /// Operations self-protection refused, by LSM hook.
+    pub self_protection_refusals: Family<HookLabel, Counter>,
+    /// Older generations of pinned programs retired after this sensor's ran.
+    pub handoff_retired_generations: Counter,
+    /// Bytes of records left unread in retired generations' ring buffers.
+    pub handoff_lost_bytes: Counter,
+    /// Pins of the previous generation found added, removed or replaced while no sensor ran.
+    pub handoff_pins_changed: Counter,
+    /// In, out, lost and reported events of every stage of the event path.
+    pub stages: crate::loss::Stages,
+    /// Lost events announced by loss markers, by output and by the stage that lost them.
+    pub loss_reported: Family<OutputStageLabel, Counter>,
+    /// Loss markers the sensor emitted (one per stage, reason, kind and policy of a gap).
+    pub loss_markers: Counter,
+    /// The export file found renamed, deleted or truncated by another program.
+    pub export_file_reopened: Family<ReasonLabel, Counter>,
+    /// Heals of the process cache after exec/fork/exit records were lost, by the source of the
+    /// kernel's view (`iterator`, `procfs`).
+    pub process_heals: Family<SourceLabel, Counter>,
+    /// Processes a heal found running and the cache did not know (reported `procFS healed`).
+    pub process_heal_added: Counter,
+    /// Cache entries a heal found gone from the kernel (their exit was lost), expired.
+    pub process_heal_expired: Counter,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabel {
+    pub source: String,
 }
 
 impl Metrics {
@@ -205,6 +268,12 @@ impl Metrics {
             self.grpc_client_dropped.clone(),
         );
         r.register(
+            "grpc_client_events_matched",
+            "Events that matched an open GetEvents stream's filters, by client: sent + dropped + \
+             queued (the series goes when the stream ends)",
+            self.grpc_client_matched.clone(),
+        );
+        r.register(
             "grpc_events_dropped",
             "Events dropped for GetEvents clients because their queues were full, all streams",
             self.grpc_dropped.clone(),
@@ -275,6 +344,85 @@ impl Metrics {
             self.operator_pod_sets.clone(),
         );
         r.register(
+            "bpf_program_load_seconds",
+            "Wall time of the last load of each BPF program, mostly the kernel's verification",
+            self.bpf_program_load_seconds.clone(),
+        );
+        r.register(
+            "bpf_program_verified_insns",
+            "Instructions the kernel's verifier processed for each BPF program's last load",
+            self.bpf_program_verified_insns.clone(),
+        );
+        r.register(
+            "bpf_program_loads",
+            "Loads of each BPF program since start (per-attach-point programs load once per point)",
+            self.bpf_program_loads.clone(),
+        );
+        self.stages.register(&mut r);
+        r.register(
+            "loss_reported_events",
+            "Lost events announced in-band by loss markers (rate_limit_info), by output (file, \
+             stdout, client) and by the stage that lost them",
+            self.loss_reported.clone(),
+        );
+        r.register(
+            "loss_markers",
+            "Loss markers emitted into the event stream",
+            self.loss_markers.clone(),
+        );
+        r.register(
+            "export_file_reopened",
+            "Times the export file was found renamed, deleted or truncated by another program",
+            self.export_file_reopened.clone(),
+        );
+        r.register(
+            "process_heals",
+            "Re-reads of the kernel's running processes after exec/fork/exit records were lost, \
+             by source (iterator, procfs)",
+            self.process_heals.clone(),
+        );
+        r.register(
+            "process_heal_added",
+            "Running processes a heal added to the process cache (events flagged procFS healed)",
+            self.process_heal_added.clone(),
+        );
+        r.register(
+            "process_heal_expired",
+            "Process cache entries a heal found exited (their exit record was lost)",
+            self.process_heal_expired.clone(),
+        );
+        r.register(
+            "self_protection",
+            "Self-protection state: 1 for the state the sensor is in (active, off, unavailable)",
+            self.self_protection.clone(),
+        );
+        r.register(
+            "self_protection_refusals",
+            "Operations on the sensor refused by self-protection, by LSM hook",
+            self.self_protection_refusals.clone(),
+        );
+        r.register(
+            "handoff_took_over",
+            "1 when this sensor took over the previous sensor's pinned programs at start (nothing reloaded)",
+            self.handoff_took_over.clone(),
+        );
+        r.register(
+            "handoff_retired_generations",
+            "Older generations of pinned programs retired once this sensor's enforced",
+            self.handoff_retired_generations.clone(),
+        );
+        r.register(
+            "handoff_lost_bytes",
+            "Bytes of records left unread in the ring buffers of retired generations",
+            self.handoff_lost_bytes.clone(),
+        );
+        r.register(
+            "handoff_pins_changed",
+            "Pins of the previous generation found added, removed or replaced while no sensor ran \
+             (the generation is then not taken over)",
+            self.handoff_pins_changed.clone(),
+        );
+        r.register(
             "operator_pods_rejected",
             "Pods of the operator's pod sets refused for lacking a uid, namespace or name",
             self.operator_pods_rejected.clone(),
@@ -282,68 +430,58 @@ impl Metrics {
         r
     }
 
+    /// Load time, verifier count and loads of every program loaded so far.
+    pub fn set_programs(&self, programs: &[crate::hooks::programs::ProgramStats]) {
+        for p in programs {
+            let label = ProgramLabel {
+                program: p.name.clone(),
+            };
+            self.bpf_program_load_seconds
+                .get_or_create(&label)
+                .set(p.last_load.as_secs_f64());
+            if let Some(n) = p.verified_insns {
+                self.bpf_program_verified_insns
+                    .get_or_create(&label)
+                    .set(i64::from(n));
+            }
+            self.bpf_program_loads
+                .get_or_create(&label)
+                .set(p.loads as i64);
+        }
+    }
+
     pub fn count_policy_event(&self, policy: &str, hook: &str) {
+        self.policy_event_counter(policy, hook).inc();
+    }
+
+    /// The `vigil_policy_events_total` counter of a policy's hook, to keep and count on
+    /// without a label lookup per event (the family never drops a series).
+    pub fn policy_event_counter(&self, policy: &str, hook: &str) -> Counter {
         self.policy_events
             .get_or_create(&PolicyLabel {
                 policy: policy.into(),
                 hook: hook.into(),
             })
-            .inc();
+            .clone()
     }
 
     pub fn count_event(&self, kind: &str) {
+        self.event_counter(kind).inc();
+    }
+
+    /// The `vigil_events_total` counter of an event type, to keep (see
+    /// [`Metrics::policy_event_counter`]).
+    pub fn event_counter(&self, kind: &str) -> Counter {
         self.events
             .get_or_create(&TypeLabel {
                 r#type: kind.into(),
             })
-            .inc();
+            .clone()
     }
 }
 
-/// Renders the registry in the Prometheus text format.
-pub fn render(registry: &Registry) -> String {
-    let mut out = String::new();
-    prometheus_client::encoding::text::encode(&mut out, registry).expect("writing to a String");
-    out
-}
-
-/// Binds the metrics address (so that a bad or busy address fails start-up).
-pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, SensorError> {
-    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-        SensorError::io(
-            format!("cannot listen on {addr} for metrics (--metrics-address)"),
-            e,
-        )
-    })
-}
-
-/// Serves `/metrics` and `/healthz` until the task is dropped.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    registry: Arc<Registry>,
-) -> Result<(), SensorError> {
-    use axum::routing::get;
-    let app = axum::Router::new()
-        .route(
-            "/metrics",
-            get(move || {
-                let registry = registry.clone();
-                async move {
-                    (
-                        [(
-                            axum::http::header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        render(&registry),
-                    )
-                }
-            }),
-        )
-        .route("/healthz", get(|| async { "ok\n" }));
-    axum::serve(listener, app)
-        .await
-        .map_err(|e| SensorError::io("metrics server", e))
-}
+/// The endpoint (`/metrics`, `/healthz`) is shared with the operator.
+pub use vigil_host::metrics_http::{bind, render, serve};
 
 #[cfg(test)]
 mod tests {

@@ -5,25 +5,38 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use vigil_api::events::{self, GetEventsResponse, Process, ProcessFlags};
+use prometheus_client::metrics::counter::Counter;
+use vigil_api::events::{
+    self, EventKind, GetEventsResponse, LossKind, LossReason, LossStage, Process, ProcessFlags,
+};
+use vigil_sensor_bpf::abi;
 
 use crate::builder::{EventBuilder, KERNEL_KTIME};
-use crate::decode::{ExecRecord, HookRecord, Record};
+use crate::decode::{ExecRecord, HookRecord, Record, decode};
+use crate::event_json::LineEncoder;
 use crate::export::ExportQueue;
 use crate::grpc::Broadcaster;
 use crate::hooks::event as hook_event;
-use crate::hooks::meta::HookRegistry;
+use crate::hooks::meta::{HookMeta, HookRegistry};
+use crate::loss::{LossBatch, LossKey, Stage, StageCounters, kind_of};
 use crate::metrics::Metrics;
 use crate::pods::PodInventory;
 use crate::process_cache::{ProcKey, ProcessCache};
 use crate::procfs_scan::ScannedProc;
 
+/// The `policy_name` of the events Vigil reports about itself.
+pub const SELF_POLICY: &str = "vigil-self-protection";
+/// The `function_name` of the event for pins changed while no sensor ran.
+pub const PINS_CHANGED: &str = "vigil_pins_changed";
+
 pub struct Pipeline {
     pub builder: EventBuilder,
     pub cache: ProcessCache,
     queue: ExportQueue,
-    metrics: Arc<Metrics>,
-    kernel_key: ProcKey,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) kernel_key: ProcKey,
+    decode_stage: StageCounters,
+    pod_stage: StageCounters,
     broadcaster: Option<Arc<Broadcaster>>,
     hooks: Option<Arc<HookRegistry>>,
     pods: Option<Arc<PodInventory>>,
@@ -31,6 +44,15 @@ pub struct Pipeline {
     held: VecDeque<Held>,
     /// Inventory generation seen by the last release pass.
     pods_seen: u64,
+    /// Live cache entries the last heal did not find running, expired after the next drain
+    /// unless their exit record came meanwhile (see [`crate::heal`]).
+    pub(crate) heal_expire: Vec<ProcKey>,
+    /// Per hook slot: the generation and the policy of the hook last seen there.
+    policies: Vec<Option<(u32, PolicyRef)>>,
+    /// `vigil_events_total` per event kind, looked up once.
+    kind_counters: Vec<(EventKind, Counter)>,
+    /// Writes the JSON lines.
+    encoder: LineEncoder,
 }
 
 /// How long, and how many, events of containers with no known pod wait for it.
@@ -53,8 +75,25 @@ impl Default for PodWait {
 struct Held {
     ev: GetEventsResponse,
     since: Instant,
-    /// (policy, hook) of a hook event, counted when it goes out.
-    policy: Option<(String, String)>,
+    policy: Option<PolicyRef>,
+}
+
+/// What the pipeline knows when a hook record arrives: the hook's metadata, the process it fired
+/// in and that process's parent (as cached; `None` when not known).
+pub(crate) struct HookContext {
+    pub(crate) meta: Arc<HookMeta>,
+    pub(crate) process: Option<Arc<Process>>,
+    pub(crate) parent: Option<Arc<Process>>,
+}
+
+/// The policy of a hook event: counted per policy and hook when it goes out, named in loss
+/// markers if it is lost further on. Made once per loaded hook (see [`Pipeline::policy_of`]).
+#[derive(Debug, Clone)]
+pub(crate) struct PolicyRef {
+    /// `vigil_policy_events_total{policy, hook}` of the hook.
+    events: Counter,
+    /// `namespace/name`, as loss markers name it.
+    pub(crate) key: Arc<str>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -83,6 +122,8 @@ impl Pipeline {
             builder,
             cache,
             queue,
+            decode_stage: metrics.stages.of(Stage::Decode),
+            pod_stage: metrics.stages.of(Stage::PodWait),
             metrics,
             kernel_key,
             broadcaster: None,
@@ -91,6 +132,10 @@ impl Pipeline {
             wait: PodWait::default(),
             held: VecDeque::new(),
             pods_seen: 0,
+            heal_expire: Vec::new(),
+            policies: Vec::new(),
+            kind_counters: Vec::new(),
+            encoder: LineEncoder::default(),
         }
     }
 
@@ -158,14 +203,88 @@ impl Pipeline {
         self.update_cache_metrics();
     }
 
-    pub fn handle(&mut self, record: Record) {
-        match record {
-            Record::Exec(r) => self.on_exec(&r),
-            Record::Fork(f) => self.on_fork(f.pid, f.ktime, f.ppid, f.parent_ktime),
-            Record::Exit(x) => self.on_exit(x.pid, x.ktime, x.exit_code, x.hdr.time),
-            Record::Hook(h) => self.on_hook(&h),
+    /// One record as read from the ring buffer: decoded and handled, or reported lost (stage
+    /// `decode`) at this point of the stream.
+    pub fn handle_bytes(&mut self, bytes: &[u8]) {
+        self.decode_stage.input.inc();
+        match decode(bytes) {
+            Ok(record) => {
+                if self.handle(record) {
+                    self.decode_stage.out.inc();
+                }
+            }
+            Err(e) => {
+                self.metrics.decode_errors.inc();
+                tracing::warn!("{e}");
+                let kind = match bytes
+                    .get(..4)
+                    .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                {
+                    Some(abi::MSG_EXEC) => LossKind::Exec,
+                    Some(abi::MSG_FORK) => LossKind::Fork,
+                    Some(abi::MSG_EXIT) => LossKind::Exit,
+                    Some(abi::MSG_HOOK | abi::MSG_PROTECT) => LossKind::Hook,
+                    _ => LossKind::Record,
+                };
+                self.decode_lost(LossReason::DecodeError, kind, None);
+            }
         }
+    }
+
+    /// One decoded record; false when it had to be dropped (its hook is gone).
+    pub fn handle(&mut self, record: Record) -> bool {
+        let kept = match record {
+            Record::Exec(r) => {
+                self.on_exec(&r);
+                true
+            }
+            Record::Fork(f) => {
+                self.on_fork(f.pid, f.ktime, f.ppid, f.parent_ktime);
+                true
+            }
+            Record::Exit(x) => {
+                self.on_exit(x.pid, x.ktime, x.exit_code, x.hdr.time);
+                true
+            }
+            Record::Hook(h) => self.on_hook(&h),
+            Record::Protect(r) => {
+                self.on_protect(&r);
+                true
+            }
+        };
         self.update_cache_metrics();
+        kept
+    }
+
+    /// A record lost in the decode stage, reported at once.
+    fn decode_lost(&mut self, reason: LossReason, kind: LossKind, policy: Option<Arc<str>>) {
+        self.decode_stage.lost.inc();
+        let mut b = LossBatch::default();
+        b.add_now(
+            LossKey::new(LossStage::Decode, reason, kind).with_policy(policy),
+            1,
+        );
+        self.report_loss(b);
+    }
+
+    /// Puts loss markers for `batch` into the stream here: to the exporters and to every
+    /// GetEvents client that could have wanted what was lost.
+    pub fn report_loss(&mut self, batch: LossBatch) {
+        if batch.is_empty() {
+            return;
+        }
+        self.metrics
+            .loss_markers
+            .inc_by(batch.entries().count() as u64);
+        if let Some(b) = &self.broadcaster {
+            b.publish_loss(&batch, &self.builder.node_name);
+        }
+        self.queue.push_loss(batch);
+    }
+
+    /// Sends losses the export queue holds for lack of room (called on the drain timer).
+    pub fn flush_losses(&self) {
+        self.queue.flush_pending();
     }
 
     fn parent_of(&mut self, ppid: u32, parent_ktime: u64) -> Option<(ProcKey, Arc<Process>)> {
@@ -252,20 +371,154 @@ impl Pipeline {
     /// A hook fired: its event goes out with the process and parent the cache knows. A process
     /// the cache does not know is reported as far as the record tells (flag `miss`); a record
     /// whose hook is gone (slot unloaded or reused) is dropped and counted.
-    fn on_hook(&mut self, r: &HookRecord) {
-        let Some(meta) = self
-            .hooks
-            .as_ref()
-            .and_then(|h| h.get(r.hook, r.generation))
-        else {
+    fn on_hook(&mut self, r: &HookRecord) -> bool {
+        let Some((event, policy)) = self.hook_event(r) else {
             self.metrics.hook_records_orphaned.inc();
-            return;
+            self.decode_lost(LossReason::HookUnloaded, LossKind::Hook, None);
+            return false;
         };
+        self.dispatch(event, Some(policy));
+        true
+    }
+
+    /// The hook of `r` and the cached process and parent it fired in; `None` when the hook is
+    /// gone. A process the cache does not know is counted as a miss (and `None` here).
+    pub(crate) fn hook_context(&mut self, r: &HookRecord) -> Option<HookContext> {
+        let meta = self.hooks.as_ref()?.get(r.hook, r.generation)?;
         let key = if r.pid == 0 {
             Some(self.kernel_key)
         } else {
             self.cache.resolve(r.pid, r.ktime)
         };
+        let entry = key.and_then(|k| self.cache.get(&k).map(|e| (e.process.clone(), e.parent)));
+        let (process, parent) = match entry {
+            Some((process, parent_key)) => {
+                let parent = parent_key
+                    .and_then(|pk| self.cache.get(&pk))
+                    .map(|e| e.process.clone());
+                (Some(process), parent)
+            }
+            None => {
+                self.metrics.process_cache_misses.inc();
+                (None, None)
+            }
+        };
+        Some(HookContext {
+            meta,
+            process,
+            parent,
+        })
+    }
+
+    /// The event of hook record `r` and its policy; `None` when its hook is gone.
+    pub(crate) fn hook_event(&mut self, r: &HookRecord) -> Option<(GetEventsResponse, PolicyRef)> {
+        let HookContext {
+            meta,
+            process,
+            parent,
+        } = self.hook_context(r)?;
+        let process = match process {
+            Some(p) => (*p).clone(),
+            None => self.builder.unknown_process(r.pid, r.ktime),
+        };
+        let parent = parent.map(|p| (*p).clone());
+        let built = hook_event::build(&self.builder, r, &meta, process, parent);
+        if built.arg_errors > 0 {
+            self.metrics.hook_arg_errors.inc_by(built.arg_errors);
+        }
+        let policy = self.policy_of(r, &meta);
+        Some((built.event, policy))
+    }
+
+    /// The policy of the hook `r` came from, made once per slot and generation (a slot's
+    /// generation changes whenever another hook is loaded there).
+    fn policy_of(&mut self, r: &HookRecord, meta: &HookMeta) -> PolicyRef {
+        let slot = r.hook as usize;
+        if let Some(Some((generation, p))) = self.policies.get(slot)
+            && *generation == r.generation
+        {
+            return p.clone();
+        }
+        let key = if meta.policy_namespace.is_empty() {
+            meta.policy_name.clone()
+        } else {
+            format!("{}/{}", meta.policy_namespace, meta.policy_name)
+        };
+        let policy = PolicyRef {
+            events: self
+                .metrics
+                .policy_event_counter(&meta.policy_name, &hook_event::hook_label(meta)),
+            key: Arc::from(key),
+        };
+        if slot < abi::MAX_HOOKS {
+            if self.policies.len() <= slot {
+                self.policies.resize(slot + 1, None);
+            }
+            self.policies[slot] = Some((r.generation, policy.clone()));
+        }
+        policy
+    }
+
+    /// The JSON line of `ev`, as the pipeline writes it.
+    pub(crate) fn encode(
+        &mut self,
+        ev: &mut GetEventsResponse,
+    ) -> Result<String, vigil_api::events::EventError> {
+        self.encoder.encode(ev)
+    }
+
+    /// `vigil_events_total{type}` of `kind`.
+    fn kind_counter(&mut self, kind: EventKind) -> &Counter {
+        let i = match self.kind_counters.iter().position(|(k, _)| *k == kind) {
+            Some(i) => i,
+            None => {
+                let c = self.metrics.event_counter(kind.field_name());
+                self.kind_counters.push((kind, c));
+                self.kind_counters.len() - 1
+            }
+        };
+        &self.kind_counters[i].1
+    }
+
+    /// Reports, as a `process_lsm` event of the sensor's own process, that the pins of the
+    /// previous generation changed while no sensor ran (`pin_manifest.rs`): one argument per
+    /// change.
+    pub fn report_pins_changed(&mut self, changes: &[String]) {
+        let pid = std::process::id();
+        let process = self
+            .cache
+            .live(pid)
+            .and_then(|k| self.cache.get(&k))
+            .map(|e| (*e.process).clone())
+            .unwrap_or_else(|| self.builder.unknown_process(pid, 0));
+        let ev = GetEventsResponse::new(
+            events::ProcessLsm {
+                process: Some(process),
+                function_name: PINS_CHANGED.into(),
+                policy_name: SELF_POLICY.into(),
+                message: "Vigil's pinned objects changed while no sensor ran".into(),
+                args: changes
+                    .iter()
+                    .map(|c| events::KprobeArgument::new(events::ArgValue::String(c.clone())))
+                    .collect(),
+                action: events::KprobeAction::Post,
+                ..Default::default()
+            },
+            self.builder.node_name.clone(),
+            events::format_time_ns(crate::loss::now_ns()),
+        );
+        self.dispatch(ev, None);
+    }
+
+    /// Self-protection refused an operation: a `process_lsm` event of the caller (policy
+    /// `vigil-self-protection`, action Override), counted by hook.
+    fn on_protect(&mut self, r: &abi::ProtectRec) {
+        let hook = crate::protect::hook_name(r.hook);
+        self.metrics
+            .self_protection_refusals
+            .get_or_create(&crate::metrics::HookLabel { hook: hook.into() })
+            .inc();
+        let key = self.cache.resolve(r.pid, r.ktime);
         let entry = key.and_then(|k| self.cache.get(&k).map(|e| (e.process.clone(), e.parent)));
         let (process, parent) = match entry {
             Some((process, parent_key)) => {
@@ -279,17 +532,13 @@ impl Pipeline {
                 (self.builder.unknown_process(r.pid, r.ktime), None)
             }
         };
-        let built = hook_event::build(&self.builder, r, &meta, process, parent);
-        if built.arg_errors > 0 {
-            self.metrics.hook_arg_errors.inc_by(built.arg_errors);
-        }
-        let label = (meta.policy_name.clone(), hook_event::hook_label(&meta));
-        self.dispatch(built.event, Some(label));
+        let ev = hook_event::protect_event(&self.builder, r, process, parent);
+        self.dispatch(ev, None);
     }
 
     /// Keeps the container's pid of a containerised process until its pod is known: the pod
     /// itself is filled in when an event goes out (so relabels and late pods are seen).
-    fn stub_pod(&self, p: &mut Process, nspid: u32) {
+    pub(crate) fn stub_pod(&self, p: &mut Process, nspid: u32) {
         if self.pods.is_some() && !p.docker.is_empty() {
             p.pod = Some(events::Pod {
                 container: Some(events::Container {
@@ -302,9 +551,10 @@ impl Pipeline {
     }
 
     /// Sends an event out, or holds it while its container's pod is not known.
-    fn dispatch(&mut self, mut ev: GetEventsResponse, policy: Option<(String, String)>) {
+    pub(crate) fn dispatch(&mut self, mut ev: GetEventsResponse, policy: Option<PolicyRef>) {
+        self.pod_stage.input.inc();
         if self.pods.is_none() {
-            self.emit_counted(&ev, policy.as_ref());
+            self.emit_counted(&mut ev, policy.as_ref());
             return;
         }
         // Anything held that can go now goes first, so a container's events keep their order.
@@ -318,7 +568,7 @@ impl Pipeline {
                 self.metrics.pod_events_unresolved.inc();
             }
             strip_stubs(&mut ev);
-            self.emit_counted(&ev, policy.as_ref());
+            self.emit_counted(&mut ev, policy.as_ref());
             return;
         }
         self.metrics.pod_events_held.inc();
@@ -332,7 +582,12 @@ impl Pipeline {
                 self.finish(h, false);
             }
         }
+        self.set_waiting();
+    }
+
+    fn set_waiting(&self) {
         self.metrics.pod_events_waiting.set(self.held.len() as i64);
+        self.pod_stage.inside.set(self.held.len() as i64);
     }
 
     /// Whether the event's process is resolved, or needs no pod.
@@ -400,7 +655,7 @@ impl Pipeline {
             if self.enrich(&mut h.ev) {
                 self.metrics.pod_events_resolved.inc();
                 strip_stubs(&mut h.ev);
-                self.emit_counted(&h.ev, h.policy.as_ref());
+                self.emit_counted(&mut h.ev, h.policy.as_ref());
             } else if now.duration_since(h.since) >= self.wait.max_wait {
                 self.finish(h, true);
             } else {
@@ -408,11 +663,11 @@ impl Pipeline {
             }
         }
         self.held = keep;
-        self.metrics.pod_events_waiting.set(self.held.len() as i64);
+        self.set_waiting();
     }
 
     /// A held event goes out as it is: with its pod if it came, else flagged.
-    fn finish(&self, mut h: Held, enriched: bool) {
+    fn finish(&mut self, mut h: Held, enriched: bool) {
         if enriched || !self.enrich(&mut h.ev) {
             flag_pod_unknown(&mut h.ev);
             self.metrics.pod_events_unresolved.inc();
@@ -420,7 +675,7 @@ impl Pipeline {
             self.metrics.pod_events_resolved.inc();
         }
         strip_stubs(&mut h.ev);
-        self.emit_counted(&h.ev, h.policy.as_ref());
+        self.emit_counted(&mut h.ev, h.policy.as_ref());
     }
 
     /// Sends out everything still held (shutdown).
@@ -428,7 +683,7 @@ impl Pipeline {
         for h in std::mem::take(&mut self.held) {
             self.finish(h, false);
         }
-        self.metrics.pod_events_waiting.set(0);
+        self.set_waiting();
     }
 
     /// Events currently waiting for their pod.
@@ -436,36 +691,51 @@ impl Pipeline {
         self.held.len()
     }
 
-    fn emit_counted(&self, ev: &GetEventsResponse, policy: Option<&(String, String)>) {
-        if self.emit(ev)
-            && let Some((name, hook)) = policy
+    fn emit_counted(&mut self, ev: &mut GetEventsResponse, policy: Option<&PolicyRef>) {
+        if self.emit(ev, policy)
+            && let Some(p) = policy
         {
-            self.metrics.count_policy_event(name, hook);
+            p.events.inc();
         }
     }
 
-    /// Serializes and hands out one event; false when it could not be encoded.
-    fn emit(&self, ev: &GetEventsResponse) -> bool {
-        match ev.to_json() {
+    /// Serializes and hands out one event; false when it could not be encoded (then it is
+    /// reported lost).
+    fn emit(&mut self, ev: &mut GetEventsResponse, policy: Option<&PolicyRef>) -> bool {
+        let key = policy.map(|p| p.key.clone());
+        match self.encoder.encode(ev) {
             Ok(line) => {
                 if let Some(kind) = ev.kind() {
-                    self.metrics.count_event(kind.field_name());
+                    self.kind_counter(kind).inc();
                 }
+                self.pod_stage.out.inc();
                 // The line is serialized once; gRPC clients get it converted once for all.
                 if let Some(b) = &self.broadcaster {
-                    b.publish(ev, &line);
+                    b.publish(ev, &line, key.as_ref());
                 }
-                self.queue.push(line);
+                self.queue.push(line, kind_of(ev.kind()), key);
                 true
             }
             Err(e) => {
                 tracing::error!("cannot encode event: {e}");
+                self.pod_stage.lost.inc();
+                let mut b = LossBatch::default();
+                b.add_now(
+                    LossKey::new(
+                        LossStage::Decode,
+                        LossReason::EncodeError,
+                        kind_of(ev.kind()),
+                    )
+                    .with_policy(key),
+                    1,
+                );
+                self.report_loss(b);
                 false
             }
         }
     }
 
-    fn update_cache_metrics(&self) {
+    pub(crate) fn update_cache_metrics(&self) {
         self.metrics.process_cache_size.set(self.cache.len() as i64);
         let ev = self.cache.evictions();
         let seen = self.metrics.process_cache_evictions.get();
@@ -478,6 +748,7 @@ impl Pipeline {
 impl Drop for Pipeline {
     fn drop(&mut self) {
         self.flush_held();
+        self.queue.finish();
     }
 }
 
@@ -506,353 +777,5 @@ fn strip_stubs(ev: &mut GetEventsResponse) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::clock::BootClock;
-    use vigil_sensor_bpf::abi;
-
-    fn pipeline() -> (Pipeline, std::sync::mpsc::Receiver<String>, Arc<Metrics>) {
-        let metrics = Arc::new(Metrics::new());
-        let (q, rx) = ExportQueue::for_test(1000, metrics.clone());
-        let b = EventBuilder {
-            node_name: "n".into(),
-            clock: BootClock::now(),
-            enable_cred: false,
-            enable_ns: false,
-            host_ns: [0; abi::NS_COUNT],
-        };
-        (Pipeline::new(b, 100, q, metrics.clone()), rx, metrics)
-    }
-
-    fn exec(pid: u32, ppid: u32, ktime: u64, parent_ktime: u64) -> Record {
-        Record::Exec(Box::new(ExecRecord {
-            pid,
-            tid: pid,
-            ppid,
-            kflags: 0,
-            ktime,
-            parent_ktime,
-            creds: abi::Creds::default(),
-            ns: [0; abi::NS_COUNT],
-            cgroup_id: 0,
-            nspid: 0,
-            binary: format!("/bin/p{pid}"),
-            argv: vec![format!("p{pid}")],
-            args_total: 0,
-            cwd: "/tmp".into(),
-            cgroup_name: String::new(),
-        }))
-    }
-
-    fn events(rx: &std::sync::mpsc::Receiver<String>) -> Vec<GetEventsResponse> {
-        rx.try_iter()
-            .map(|l| GetEventsResponse::from_json(&l).unwrap())
-            .collect()
-    }
-
-    #[test]
-    fn fork_exec_exit_chain() {
-        let (mut p, rx, _) = pipeline();
-        p.handle(exec(100, 0, 10, 0));
-        p.handle(Record::Fork(abi::Fork {
-            pid: 101,
-            ppid: 100,
-            ktime: 20,
-            parent_ktime: 10,
-            ..Default::default()
-        }));
-        p.handle(Record::Exit(abi::Exit {
-            pid: 101,
-            ktime: 20,
-            exit_code: 9,
-            ..Default::default()
-        }));
-        p.handle(exec(102, 100, 30, 10));
-        p.handle(Record::Exit(abi::Exit {
-            pid: 102,
-            ktime: 30,
-            exit_code: 3 << 8,
-            ..Default::default()
-        }));
-        let ev = events(&rx);
-        assert_eq!(ev.len(), 4, "{ev:?}");
-        let parent_exec = ev[0]
-            .process_exec
-            .as_ref()
-            .unwrap()
-            .process
-            .as_ref()
-            .unwrap()
-            .exec_id
-            .clone();
-        let clone_exit = ev[1].process_exit.as_ref().unwrap();
-        assert_eq!(clone_exit.process.as_ref().unwrap().flags, "clone");
-        assert_eq!(
-            clone_exit.process.as_ref().unwrap().parent_exec_id,
-            parent_exec
-        );
-        assert_eq!(clone_exit.signal, "SIGKILL");
-        let child = ev[2].process_exec.as_ref().unwrap();
-        assert_eq!(child.process.as_ref().unwrap().parent_exec_id, parent_exec);
-        assert_eq!(child.parent.as_ref().unwrap().exec_id, parent_exec);
-        assert_eq!(ev[3].process_exit.as_ref().unwrap().status, 3);
-        assert_eq!(p.cache.len(), 2, "kernel root and the live parent remain");
-    }
-
-    fn in_container(pid: u32, ktime: u64, id: &str) -> Record {
-        let mut r = exec(pid, 0, ktime, 0);
-        if let Record::Exec(e) = &mut r {
-            e.cgroup_name = format!("cri-containerd-{id}.scope");
-            e.nspid = 7;
-        }
-        r
-    }
-
-    fn pod_of(id: &str, name: &str, uid: &str) -> crate::pods::Pod {
-        crate::pods::Pod {
-            namespace: "default".into(),
-            name: name.into(),
-            uid: uid.into(),
-            containers: vec![crate::pods::Container {
-                id: id.into(),
-                name: "main".into(),
-                image: "img".into(),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn events_wait_for_their_pod_within_bounds() {
-        const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa0123456789abcdef0123456789abcdef";
-        const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb0123456789abcdef0123456789abcdef";
-        let root = tempfile::tempdir().unwrap();
-        let inv = Arc::new(PodInventory::new(root.path()));
-        let (p, rx, m) = pipeline();
-        let wait = PodWait {
-            max_wait: Duration::from_millis(200),
-            max_events: 2,
-        };
-        let mut p = p.with_pods(inv.clone(), wait);
-        // No inventory yet: nothing waits, and no placeholder leaks out.
-        p.handle(in_container(10, 1, A));
-        let ev = events(&rx);
-        assert_eq!(ev.len(), 1);
-        assert!(ev[0].process().unwrap().pod.is_none());
-        inv.apply_pods(vec![]);
-        // A's pod arrives late: its event waits, then goes out with it and the container pid.
-        p.handle(in_container(11, 2, A));
-        p.handle(exec(12, 0, 3, 0));
-        let ev = events(&rx);
-        assert_eq!(ev.len(), 1, "only the host process goes out");
-        assert!(ev[0].process().unwrap().pod.is_none());
-        assert_eq!(m.pod_events_waiting.get(), 1);
-        inv.upsert_pod(pod_of(A, "xwing", "u1"));
-        p.release(Instant::now());
-        let ev = events(&rx);
-        assert_eq!(ev.len(), 1);
-        let pod = ev[0].process().unwrap().pod.clone().expect("the pod");
-        assert_eq!(
-            (pod.namespace.as_str(), pod.name.as_str()),
-            ("default", "xwing")
-        );
-        let c = pod.container.unwrap();
-        assert_eq!((c.id.as_str(), c.pid), (A, Some(7)));
-        assert_eq!(m.pod_events_resolved.get(), 1);
-        // B's pod never comes: out after the bound, flagged.
-        p.handle(in_container(13, 4, B));
-        p.release(Instant::now());
-        assert!(events(&rx).is_empty());
-        p.release(Instant::now() + Duration::from_millis(250));
-        let ev = events(&rx);
-        assert_eq!(ev.len(), 1);
-        let proc_ = ev[0].process().unwrap();
-        assert!(proc_.pod.is_none());
-        assert_eq!(proc_.flags, "execve podUnknown");
-        assert_eq!(m.pod_events_unresolved.get(), 1);
-        // The count bound: the oldest goes out (flagged) when a third would wait.
-        for pid in 20..23 {
-            p.handle(in_container(pid, pid as u64, B));
-        }
-        let ev = events(&rx);
-        assert_eq!(ev.len(), 1);
-        assert_eq!(ev[0].process().unwrap().pid, Some(20));
-        assert_eq!(p.held_len(), 2);
-        assert_eq!(m.pod_events_held.get(), 5);
-        // Nothing is lost at shutdown either.
-        drop(p);
-        assert_eq!(events(&rx).len(), 2);
-        assert_eq!(m.pod_events_unresolved.get(), 4);
-    }
-
-    #[test]
-    fn unknown_exit_is_reported_with_miss() {
-        let (mut p, rx, m) = pipeline();
-        p.handle(Record::Exit(abi::Exit {
-            pid: 555,
-            ktime: 0,
-            ..Default::default()
-        }));
-        let ev = events(&rx);
-        assert_eq!(
-            ev[0]
-                .process_exit
-                .as_ref()
-                .unwrap()
-                .process
-                .as_ref()
-                .unwrap()
-                .flags,
-            "miss"
-        );
-        assert_eq!(m.process_cache_misses.get(), 1);
-    }
-
-    #[test]
-    fn scan_reports_parents_first() {
-        let (mut p, rx, _) = pipeline();
-        let mk = |pid, ppid, start| ScannedProc {
-            pid,
-            ppid,
-            start_ns: start,
-            binary: format!("/bin/s{pid}"),
-            cwd: "/".into(),
-            ..Default::default()
-        };
-        p.load_scan(&[mk(1, 0, 5), mk(50, 1, 6), mk(51, 50, 7)]);
-        let ev = events(&rx);
-        assert_eq!(ev.len(), 4);
-        let procs: Vec<&Process> = ev
-            .iter()
-            .map(|e| e.process_exec.as_ref().unwrap().process.as_ref().unwrap())
-            .collect();
-        assert_eq!(procs[0].binary, "<kernel>");
-        assert_eq!(procs[1].parent_exec_id, procs[0].exec_id);
-        assert_eq!(procs[3].parent_exec_id, procs[2].exec_id);
-        assert_eq!(procs[3].flags, "procFS rootcwd");
-    }
-
-    fn hook_meta(policy: &str) -> Arc<crate::hooks::meta::HookMeta> {
-        use crate::hooks::meta::{ArgMeta, HookEventKind, HookMeta};
-        use vigil_api::policy::ir::ArgType;
-        Arc::new(HookMeta {
-            policy_name: policy.into(),
-            policy_namespace: String::new(),
-            kind: HookEventKind::Kprobe,
-            function_name: "__x64_sys_openat".into(),
-            args: vec![ArgMeta {
-                ir_type: ArgType::String,
-                kind: abi::argk::STR,
-                label: String::new(),
-            }],
-            return_type: None,
-            message: String::new(),
-            tags: vec![],
-        })
-    }
-
-    fn hook(
-        pid: u32,
-        ktime: u64,
-        slot: u32,
-        generation: u32,
-        args: &[(u8, u32, Vec<u8>)],
-    ) -> Record {
-        let rec = abi::HookRec {
-            pid,
-            tid: pid + 1,
-            ktime,
-            hook: slot,
-            generation,
-            actions: 1 << abi::act::POST,
-            ..Default::default()
-        };
-        crate::decode::decode(&crate::decode::testutil::hook_bytes(rec, args)).unwrap()
-    }
-
-    fn with_registry() -> (
-        Pipeline,
-        std::sync::mpsc::Receiver<String>,
-        Arc<Metrics>,
-        Arc<HookRegistry>,
-    ) {
-        let (p, rx, m) = pipeline();
-        let reg = Arc::new(HookRegistry::new());
-        reg.set(4, 2, hook_meta("file-open"));
-        (p.with_hooks(reg.clone()), rx, m, reg)
-    }
-
-    #[test]
-    fn hook_event_carries_process_and_parent() {
-        let (mut p, rx, m, _) = with_registry();
-        p.handle(exec(100, 0, 10, 0));
-        p.handle(exec(101, 100, 20, 10));
-        let path = crate::decode::testutil::raw(abi::argk::STR, b"/etc/passwd");
-        p.handle(hook(101, 20, 4, 2, &[path]));
-        let ev = events(&rx);
-        assert_eq!(ev.len(), 3);
-        let k = ev[2].process_kprobe.as_ref().expect("a process_kprobe");
-        let proc_ = k.process.as_ref().unwrap();
-        assert_eq!(proc_.binary, "/bin/p101");
-        assert_eq!(proc_.tid, Some(102));
-        assert_eq!(k.parent.as_ref().unwrap().binary, "/bin/p100");
-        assert_eq!(k.policy_name, "file-open");
-        assert_eq!(k.args[0].string(), Some("/etc/passwd"));
-        assert_eq!(m.process_cache_misses.get(), 0);
-        let text = crate::metrics::render(&m.registry());
-        assert!(
-            text.contains(
-                "vigil_policy_events_total{policy=\"file-open\",hook=\"kprobe:__x64_sys_openat\"} 1"
-            ),
-            "{text}"
-        );
-        assert!(
-            text.contains("vigil_events_total{type=\"process_kprobe\"} 1"),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn hook_of_unknown_process_is_emitted_with_miss() {
-        let (mut p, rx, m, _) = with_registry();
-        p.handle(hook(900, 55, 4, 2, &[]));
-        let ev = events(&rx);
-        assert_eq!(ev.len(), 1);
-        let k = ev[0].process_kprobe.as_ref().unwrap();
-        let proc_ = k.process.as_ref().unwrap();
-        assert_eq!(proc_.flags, "miss");
-        assert_eq!(proc_.pid, Some(900));
-        assert_eq!(proc_.exec_id, p.builder.exec_id(900, 55));
-        assert!(k.parent.is_none());
-        assert_eq!(m.process_cache_misses.get(), 1);
-    }
-
-    #[test]
-    fn orphan_hook_records_are_counted_and_dropped() {
-        let (mut p, rx, m, reg) = with_registry();
-        p.handle(hook(1, 0, 4, 1, &[])); // stale generation
-        p.handle(hook(1, 0, 5, 2, &[])); // unknown slot
-        reg.clear(4);
-        p.handle(hook(1, 0, 4, 2, &[])); // unloaded
-        assert!(events(&rx).is_empty());
-        assert_eq!(m.hook_records_orphaned.get(), 3);
-        // Without a registry every hook record is an orphan.
-        let (mut p, rx, m) = pipeline();
-        p.handle(hook(1, 0, 4, 2, &[]));
-        assert!(events(&rx).is_empty());
-        assert_eq!(m.hook_records_orphaned.get(), 1);
-    }
-
-    #[test]
-    fn unreadable_hook_arguments_are_counted() {
-        let (mut p, rx, m, _) = with_registry();
-        p.handle(hook(1, 0, 4, 2, &[(abi::argk::STR, abi::aux::ERR, vec![])]));
-        let ev = events(&rx);
-        assert_eq!(
-            ev[0].process_kprobe.as_ref().unwrap().args[0].string(),
-            Some("")
-        );
-        assert_eq!(m.hook_arg_errors.get(), 1);
-    }
-}
+#[path = "pipeline_tests.rs"]
+mod tests;

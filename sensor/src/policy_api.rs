@@ -13,7 +13,31 @@ use tonic::Status;
 use vigil_api::wire::tetragon;
 
 use crate::error::SensorError;
-use crate::policy_control::{PolicyControl, PolicyInfo, PolicyKey, PolicyMode, PolicyState};
+use crate::policy_control::{
+    HookStatus, PolicyControl, PolicyInfo, PolicyKey, PolicyMode, PolicyState,
+};
+
+/// A hook's status as both wire forms carry it: the policy API's (`VigilHookStatus`, in
+/// ListTracingPolicies) and the operator link's (`HookStatus`, in a sensor's report).
+macro_rules! hook_status_to_wire {
+    ($($wire:ty),+) => {$(
+        impl From<&HookStatus> for $wire {
+            fn from(h: &HookStatus) -> Self {
+                Self {
+                    source: h.source.clone(),
+                    target: h.target.clone(),
+                    mechanism: h.mechanism.clone(),
+                    loaded: h.loaded(),
+                    error: h.error.clone().unwrap_or_default(),
+                }
+            }
+        }
+    )+};
+}
+hook_status_to_wire!(
+    tetragon::VigilHookStatus,
+    vigil_api::wire::policy_sync::HookStatus
+);
 
 /// The message of `UNAVAILABLE` when the sensor runs without a policy engine.
 pub const NO_ENGINE: &str = "policy engine not running";
@@ -91,17 +115,7 @@ pub fn policy_status(p: &PolicyInfo) -> tetragon::TracingPolicyStatus {
         }),
         vigil: Some(tetragon::VigilPolicyStatus {
             origin: p.origin.to_string(),
-            hooks: p
-                .hooks
-                .iter()
-                .map(|h| tetragon::VigilHookStatus {
-                    source: h.source.clone(),
-                    target: h.target.clone(),
-                    mechanism: h.mechanism.clone(),
-                    loaded: h.loaded(),
-                    error: h.error.clone().unwrap_or_default(),
-                })
-                .collect(),
+            hooks: p.hooks.iter().map(Into::into).collect(),
             counters: Some(tetragon::VigilPolicyCounters {
                 matched: s.matched,
                 posted: s.posted,
@@ -376,6 +390,8 @@ spec:
                     version: "test".into(),
                     node_name: "n".into(),
                     features: Default::default(),
+                    self_protection: crate::protect::State::Off,
+                    programs: Default::default(),
                 }),
                 pods: None,
             };

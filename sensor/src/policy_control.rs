@@ -81,7 +81,7 @@ impl PolicyMode {
 }
 
 /// Whether one hook of a policy runs, and by which kernel mechanism.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HookStatus {
     /// Where the hook is in the manifest, e.g. `spec.kprobes[0]`.
     pub source: String,

@@ -5,124 +5,43 @@
 //! A file that does not validate is reported (log + `vigil_policy_dir_errors_total`) and,
 //! when it replaces a file that did, the policy already running from it stays as it was.
 
-use std::collections::BTreeMap;
-use std::hash::{Hash, Hasher};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use vigil_api::policy::compile_yaml;
+use vigil_host::policy_files::{Changed, PolicyFiles, PolicyTarget};
 
 use crate::policy_control::{PolicyControl, PolicyKey, PolicyOrigin};
 
-/// How often the directory is looked at.
-pub const POLL_INTERVAL_MS: u64 = 500;
-
-struct Known {
-    hash: u64,
-    /// The policy this file loaded, if it did.
-    key: Option<PolicyKey>,
-}
+pub use vigil_host::policy_files::{POLL_INTERVAL_MS, SyncReport};
 
 /// The directory and what was loaded from it.
-pub struct PolicyDir {
-    dir: PathBuf,
-    control: Arc<dyn PolicyControl>,
-    known: BTreeMap<PathBuf, Known>,
-}
+pub type PolicyDir = vigil_host::policy_files::PolicyDir<PolicyKey, Engine>;
 
-/// What one pass changed or could not do.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct SyncReport {
-    pub added: Vec<String>,
-    pub removed: Vec<String>,
-    pub errors: Vec<String>,
-}
+/// The policy engine as the directory's target.
+pub struct Engine(pub Arc<dyn PolicyControl>);
 
-fn hash(bytes: &[u8]) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    bytes.hash(&mut h);
-    h.finish()
-}
-
-fn is_policy_file(p: &Path) -> bool {
-    p.is_file()
-        && matches!(
-            p.extension().and_then(|e| e.to_str()),
-            Some("yaml") | Some("yml")
-        )
-}
-
-impl PolicyDir {
-    pub fn new(dir: PathBuf, control: Arc<dyn PolicyControl>) -> Self {
-        PolicyDir {
-            dir,
-            control,
-            known: BTreeMap::new(),
-        }
+impl PolicyTarget<PolicyKey> for Engine {
+    fn remove(&self, key: &PolicyKey) -> Result<(), String> {
+        self.0.delete(key).map_err(|e| e.to_string())
     }
 
-    /// One pass over the directory.
-    pub fn sync(&mut self) -> SyncReport {
-        let mut report = SyncReport::default();
-        let mut present = BTreeMap::new();
-        match std::fs::read_dir(&self.dir) {
-            Ok(entries) => {
-                for e in entries.flatten() {
-                    let p = e.path();
-                    if is_policy_file(&p) {
-                        match std::fs::read(&p) {
-                            Ok(bytes) => {
-                                present.insert(p, bytes);
-                            }
-                            Err(e) => report
-                                .errors
-                                .push(format!("{}: cannot read: {e}", p.display())),
-                        }
-                    }
-                }
-            }
-            Err(e) => {
-                report
-                    .errors
-                    .push(format!("{}: cannot list: {e}", self.dir.display()));
-                return report;
-            }
-        }
-        let gone: Vec<PathBuf> = self
-            .known
-            .keys()
-            .filter(|p| !present.contains_key(*p))
-            .cloned()
-            .collect();
-        for p in gone {
-            if let Some(Known { key: Some(k), .. }) = self.known.remove(&p) {
-                match self.control.delete(&k) {
-                    Ok(()) => report.removed.push(k.to_string()),
-                    Err(e) => report.errors.push(format!("{}: {e}", p.display())),
-                }
-            }
-        }
-        for (p, bytes) in present {
-            let h = hash(&bytes);
-            if self.known.get(&p).is_some_and(|k| k.hash == h) {
-                continue;
-            }
-            self.load(&p, &bytes, h, &mut report);
-        }
-        report
-    }
-
-    fn load(&mut self, path: &Path, bytes: &[u8], h: u64, report: &mut SyncReport) {
-        let old = self.known.get(path).and_then(|k| k.key.clone());
+    fn load(
+        &self,
+        _: &PolicyFiles<PolicyKey>,
+        file: &Changed<PolicyKey>,
+        report: &mut SyncReport,
+    ) -> Option<PolicyKey> {
+        let old = file.previous.clone();
         let fail = |report: &mut SyncReport, msg: String| {
-            report.errors.push(format!("{}: {msg}", path.display()));
+            report
+                .errors
+                .push(format!("{}: {msg}", file.path.display()));
         };
-        let text = match std::str::from_utf8(bytes) {
+        let text = match &file.text {
             Ok(t) => t,
-            Err(_) => {
-                fail(report, "not UTF-8 text".into());
-                self.remember(path, h, old);
-                return;
+            Err(why) => {
+                fail(report, why.clone());
+                return old;
             }
         };
         // Validate before touching what runs: a bad edit leaves the previous version running.
@@ -133,38 +52,32 @@ impl PolicyDir {
                     report,
                     format!("expected one TracingPolicy document, found {}", irs.len()),
                 );
-                self.remember(path, h, old);
-                return;
+                return old;
             }
             Err(e) => {
                 fail(report, e.to_string());
-                self.remember(path, h, old);
-                return;
+                return old;
             }
         }
         if let Some(k) = &old
-            && let Err(e) = self.control.delete(k)
+            && let Err(e) = self.0.delete(k)
         {
             fail(report, format!("replacing {k}: {e}"));
         }
         match self
-            .control
-            .add(text, PolicyOrigin::File(path.to_path_buf()))
+            .0
+            .add(text, PolicyOrigin::File(file.path.to_path_buf()))
         {
             Ok(info) => {
                 let key = PolicyKey::new(info.name, info.namespace);
-                report.added.push(key.to_string());
-                self.remember(path, h, Some(key));
+                report.loaded.push(key.to_string());
+                Some(key)
             }
             Err(e) => {
                 fail(report, e.to_string());
-                self.remember(path, h, None);
+                None
             }
         }
-    }
-
-    fn remember(&mut self, path: &Path, hash: u64, key: Option<PolicyKey>) {
-        self.known.insert(path.to_path_buf(), Known { hash, key });
     }
 }
 
@@ -235,11 +148,11 @@ mod tests {
     fn follows_adds_edits_and_removals() {
         let dir = tempfile::tempdir().unwrap();
         let fake = Arc::new(Fake::default());
-        let mut pd = PolicyDir::new(dir.path().to_path_buf(), fake.clone());
+        let mut pd = PolicyDir::new(dir.path().to_path_buf(), Engine(fake.clone()));
         std::fs::write(dir.path().join("a.yaml"), policy("a", "sys_close")).unwrap();
         std::fs::write(dir.path().join("notes.txt"), "not a policy").unwrap();
         let r = pd.sync();
-        assert_eq!(r.added, vec!["a"]);
+        assert_eq!(r.loaded, vec!["a"]);
         assert!(r.errors.is_empty(), "{:?}", r.errors);
         assert_eq!(
             pd.sync(),
@@ -249,7 +162,7 @@ mod tests {
 
         std::fs::write(dir.path().join("a.yaml"), policy("a", "sys_openat")).unwrap();
         let r = pd.sync();
-        assert_eq!(r.added, vec!["a"]);
+        assert_eq!(r.loaded, vec!["a"]);
         assert!(fake.loaded.lock().unwrap()[0].1.contains("sys_openat"));
 
         std::fs::remove_file(dir.path().join("a.yaml")).unwrap();
@@ -262,7 +175,7 @@ mod tests {
     fn a_bad_edit_keeps_the_running_version() {
         let dir = tempfile::tempdir().unwrap();
         let fake = Arc::new(Fake::default());
-        let mut pd = PolicyDir::new(dir.path().to_path_buf(), fake.clone());
+        let mut pd = PolicyDir::new(dir.path().to_path_buf(), Engine(fake.clone()));
         let f = dir.path().join("a.yml");
         std::fs::write(&f, policy("a", "sys_close")).unwrap();
         pd.sync();
@@ -286,20 +199,51 @@ mod tests {
     }
 
     #[test]
+    fn a_file_too_large_to_be_a_policy_is_refused_once_without_being_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = Arc::new(Fake::default());
+        let mut pd = PolicyDir::new(dir.path().to_path_buf(), Engine(fake.clone()));
+        let f = dir.path().join("a.yaml");
+        std::fs::write(&f, policy("a", "sys_close")).unwrap();
+        pd.sync();
+        // Sparse: 100 MB that take no disk, and would take 100 MB of memory if read.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_len(100 << 20)
+            .unwrap();
+        let r = pd.sync();
+        assert_eq!(r.errors.len(), 1, "{r:?}");
+        assert!(r.errors[0].contains("104857600 bytes"), "{:?}", r.errors);
+        assert_eq!(
+            fake.loaded.lock().unwrap().len(),
+            1,
+            "the running version stays"
+        );
+        assert_eq!(pd.sync(), SyncReport::default(), "reported once");
+        std::fs::write(&f, policy("a", "sys_openat")).unwrap();
+        assert_eq!(pd.sync().loaded, vec!["a"]);
+    }
+
+    #[test]
     fn a_name_clash_is_an_error_for_the_second_file() {
         let dir = tempfile::tempdir().unwrap();
         let fake = Arc::new(Fake::default());
-        let mut pd = PolicyDir::new(dir.path().to_path_buf(), fake.clone());
+        let mut pd = PolicyDir::new(dir.path().to_path_buf(), Engine(fake.clone()));
         std::fs::write(dir.path().join("1.yaml"), policy("same", "sys_close")).unwrap();
         std::fs::write(dir.path().join("2.yaml"), policy("same", "sys_openat")).unwrap();
         let r = pd.sync();
-        assert_eq!(r.added, vec!["same"]);
+        assert_eq!(r.loaded, vec!["same"]);
         assert!(r.errors[0].contains("2.yaml") && r.errors[0].contains("already exists"));
     }
 
     #[test]
     fn a_missing_directory_is_reported() {
-        let mut pd = PolicyDir::new("/nonexistent/vigil".into(), Arc::new(Fake::default()));
+        let mut pd = PolicyDir::new(
+            "/nonexistent/vigil".into(),
+            Engine(Arc::new(Fake::default())),
+        );
         assert!(pd.sync().errors[0].contains("cannot list"));
     }
 }

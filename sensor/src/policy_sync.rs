@@ -179,17 +179,7 @@ fn report_of(key: &PolicyKey, version: &str, info: &PolicyInfo) -> pb::Report {
         version: version.to_string(),
         state: state as i32,
         reason: info.error.clone(),
-        hooks: info
-            .hooks
-            .iter()
-            .map(|h| pb::HookStatus {
-                source: h.source.clone(),
-                target: h.target.clone(),
-                mechanism: h.mechanism.clone(),
-                loaded: h.loaded(),
-                error: h.error.clone().unwrap_or_default(),
-            })
-            .collect(),
+        hooks: info.hooks.iter().map(Into::into).collect(),
     }
 }
 

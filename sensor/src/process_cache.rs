@@ -87,6 +87,11 @@ impl ProcessCache {
         self.by_pid.get(&pid).copied()
     }
 
+    /// Every live incarnation.
+    pub fn live_keys(&self) -> Vec<ProcKey> {
+        self.by_pid.values().copied().collect()
+    }
+
     /// Adds a live incarnation. A previous live incarnation of the same TGID (the process before
     /// this exec) stops being live.
     pub fn insert(&mut self, key: ProcKey, process: Arc<Process>, parent: Option<ProcKey>) {

@@ -84,6 +84,12 @@ pub fn host_namespaces(proc_root: &Path) -> [u32; NS_COUNT] {
     out
 }
 
+/// One process of `proc_root`, or `None` when it is gone (or unreadable).
+pub fn read_one(proc_root: &Path, pid: u32) -> Option<ScannedProc> {
+    let ticks = rustix::param::clock_ticks_per_second().max(1);
+    read_proc(&proc_root.join(pid.to_string()), pid, ticks)
+}
+
 fn read_proc(dir: &Path, pid: u32, ticks: u64) -> Option<ScannedProc> {
     let stat = fs::read_to_string(dir.join("stat")).ok()?;
     let (ppid, flags, start_ticks) = parse_stat(&stat)?;

@@ -7,28 +7,68 @@ use std::time::Duration;
 
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
-use vigil_sensor_bpf::abi::{self, counters};
 
-use crate::bpf::{self, ProcessBpf};
+use crate::bpf;
 use crate::builder::EventBuilder;
 use crate::clock::BootClock;
 use crate::config::Config;
-use crate::decode::decode;
 use crate::error::SensorError;
 use crate::export::{self, RotatingFile, Sinks};
 use crate::features;
 use crate::grpc::{self, Broadcaster, Service, ServiceInfo};
-use crate::hooks::engine::Engine;
-use crate::hooks::kernel::{HookBpf, LiveKernel, PinDir};
+use crate::handoff;
+use crate::heal::TaskIter;
+use crate::hooks::kernel::PinDir;
 use crate::hooks::meta::HookRegistry;
 use crate::hooks::policy_metrics::PolicyMetrics;
-use crate::metrics::{self, FeatureLabel, MapLabel, Metrics, RecordLabel};
+use crate::metrics::{self, FeatureLabel, MapLabel, Metrics};
 use crate::pipeline::{Pipeline, PodWait};
 use crate::pods::PodInventory;
 use crate::policy_control::{PolicyControl, PolicyOrigin};
 use crate::policy_dir::{self, PolicyDir, SyncReport};
 use crate::policy_sync::{self, Applier, SyncOptions, SyncTarget};
 use crate::procfs_scan;
+use crate::ring::{self, KernelPoller};
+
+/// How long each step of the start took, for the log line that says the sensor is ready.
+struct Phases {
+    start: std::time::Instant,
+    last: std::time::Instant,
+    steps: Vec<(&'static str, Duration)>,
+}
+
+impl Default for Phases {
+    fn default() -> Self {
+        let now = std::time::Instant::now();
+        Phases {
+            start: now,
+            last: now,
+            steps: Vec::new(),
+        }
+    }
+}
+
+impl Phases {
+    fn mark(&mut self, step: &'static str) {
+        let now = std::time::Instant::now();
+        self.steps.push((step, now - self.last));
+        self.last = now;
+    }
+
+    fn summary(&self) -> String {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let steps: Vec<String> = self
+            .steps
+            .iter()
+            .map(|(s, d)| format!("{s} {:.0}", ms(*d)))
+            .collect();
+        format!(
+            "{:.0} ms ({} ms)",
+            ms(self.start.elapsed()),
+            steps.join(", ")
+        )
+    }
+}
 
 /// Longest time a record waits in the ring buffer when the kernel did not wake the reader.
 pub const DRAIN_INTERVAL_MS: u64 = 20;
@@ -43,6 +83,7 @@ pub const READY_LINE: &str = "vigil-sensor: ready, listening for events";
 /// Runs the sensor until `shutdown` completes, then drains the ring buffer and the export queue,
 /// flushes the file, detaches the programs and returns.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), SensorError> {
+    let mut phases = Phases::default();
     let metrics = Arc::new(Metrics::new());
     let mut registry = metrics.registry();
     let listener = match config.metrics_address {
@@ -50,7 +91,38 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         None => None,
     };
 
-    let feats = features::probe();
+    // Read once for every object load at start, then dropped: parsed, the kernel's BTF takes
+    // megabytes that a sensor at rest does not need.
+    let btf = bpf::kernel_btf()?;
+    phases.mark("btf");
+    let root = PinDir::instance_root(&config.instance)?;
+    // A protected sensor of this instance refuses every writable open of its maps: say so,
+    // rather than fail on the first map.
+    if let Some(pid) = crate::protect::running_protected_sensor(&root) {
+        return Err(SensorError::Config {
+            option: "instance".into(),
+            message: format!(
+                "a self-protected sensor of instance {:?} is running (pid {pid}); stop it first \
+                 (docs/operations.md, \"Self-protection\")",
+                config.instance
+            ),
+        });
+    }
+    let mut want = handoff::this_stamp(
+        &config.test_stamp,
+        config.ring_buffer_size,
+        config.process_table_size,
+    );
+    let feats = match handoff::stamped_features(&root, &want) {
+        Some(f) => {
+            features::ensure_kernel_filesystems();
+            tracing::info!("kernel features as the previous sensor of this instance probed them");
+            f
+        }
+        None => features::probe_with(&btf),
+    };
+    want.features = Some(feats.clone());
+    phases.mark("probe");
     for (name, ok) in feats.as_pairs() {
         metrics
             .kernel_features
@@ -69,18 +141,46 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         )?),
         None => None,
     };
-    let pins = Arc::new(PinDir::create()?);
-    let mut bpf = bpf::load(&pins, config.ring_buffer_size, config.process_table_size)?;
     let host_ns = procfs_scan::host_namespaces(Path::new("/proc"));
     let hook_registry = Arc::new(HookRegistry::new());
-    let engine = Arc::new(
-        Engine::new(
-            HookBpf::open(pins.clone(), host_ns[abi::ns_slot::USER])?,
-            LiveKernel::new(feats.clone(), host_ns),
-            hook_registry.clone(),
-        )
-        .with_node_labels(config.node_labels.clone()),
-    );
+    let handoff::Opened {
+        pins,
+        mut bpf,
+        engine,
+        took_over,
+        retire,
+        pins_changed,
+    } = handoff::open(
+        &root,
+        &want,
+        &handoff::EngineParts {
+            btf: &btf,
+            features: &feats,
+            host_ns,
+            registry: hook_registry.clone(),
+            node_labels: config.node_labels.clone(),
+            ring_buffer_size: config.ring_buffer_size,
+            process_table_size: config.process_table_size,
+        },
+    )?;
+    metrics.handoff_took_over.set(took_over.is_some() as i64);
+    metrics
+        .handoff_pins_changed
+        .inc_by(pins_changed.len() as u64);
+    // Reads the kernel's running processes to heal the process cache after ring-buffer loss;
+    // without it (kernels before 5.8), /proc is walked instead.
+    let mut task_iter = match TaskIter::load(&pins, &btf) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            tracing::warn!("no task iterator, heals after loss will walk /proc: {e}");
+            None
+        }
+    };
+    phases.mark(if took_over.is_some() {
+        "take-over"
+    } else {
+        "load"
+    });
     let pods = Arc::new(PodInventory::new(crate::container::cgroup2_root()));
     engine.follow_pods(pods.clone());
     // Containers already running, before any policy can select host processes.
@@ -89,12 +189,23 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     for path in &config.policies {
         let yaml = std::fs::read_to_string(path)
             .map_err(|e| SensorError::io(format!("reading policy {}", path.display()), e))?;
-        let info = engine
-            .add(&yaml, PolicyOrigin::File(path.clone()))
-            .map_err(|e| SensorError::Config {
-                option: "policy".into(),
-                message: format!("{}: {e}", path.display()),
-            })?;
+        let info = match engine.add(&yaml, PolicyOrigin::File(path.clone())) {
+            Ok(info) => info,
+            // A valid policy that this kernel cannot serve (e.g. Override without BPF-LSM) is
+            // refused, with the reason, and the sensor runs on: one DaemonSet configuration
+            // serves a fleet of older and newer nodes. A policy that does not parse or
+            // validate is a configuration error on every node and stops the start.
+            Err(e @ SensorError::PolicyUnloadable { .. }) => {
+                tracing::error!(policy = %path.display(), "policy refused on this kernel: {e}");
+                continue;
+            }
+            Err(e) => {
+                return Err(SensorError::Config {
+                    option: "policy".into(),
+                    message: format!("{}: {e}", path.display()),
+                });
+            }
+        };
         if !info.error.is_empty() {
             tracing::warn!(policy = %info.name, state = info.state.as_str(), "{}", info.error);
         }
@@ -102,9 +213,25 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let mut policy_dir = config
         .policy_dir
         .clone()
-        .map(|d| PolicyDir::new(d, engine.clone() as Arc<dyn PolicyControl>));
+        .map(|d| PolicyDir::new(d, policy_dir::Engine(engine.clone())));
     if let Some(pd) = policy_dir.as_mut() {
         report_policy_dir(pd.sync(), &policy_metrics);
+    }
+    // Local sources have claimed what they want of the previous sensor's policies; the
+    // operator's are settled once its first set is in (or at once without an operator).
+    let mut handover = handoff::Handover::new(retire, config.operator_address.is_some());
+    handover.settle(&engine, &metrics, false);
+    phases.mark("policies");
+    // Self-protection comes after the policies, so that their links are protected from the
+    // start; links added later are protected by the refresh on the one-second tick.
+    let (mut protection, protect_state) = start_protection(&config, &feats, &pins, &root, &btf);
+    for label in crate::protect::State::LABELS {
+        metrics
+            .self_protection
+            .get_or_create(&crate::metrics::StateLabel {
+                state: label.into(),
+            })
+            .set((label == protect_state.label()) as i64);
     }
     for (map, cap) in [
         ("vigil_procs", config.process_table_size),
@@ -122,6 +249,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             stdout: config.export_stdout,
         },
         config.export_queue_size,
+        config.node_name.clone(),
         metrics.clone(),
     );
     let builder = EventBuilder {
@@ -151,6 +279,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             version: env!("CARGO_PKG_VERSION").to_string(),
             node_name: config.node_name.clone(),
             features: feats.clone(),
+            self_protection: protect_state.clone(),
+            programs: {
+                let mut process = bpf.programs.clone();
+                process.extend(protection.iter().flat_map(|p| p.programs.clone()));
+                process.extend(task_iter.as_ref().map(|t| t.stats.clone()));
+                let engine = engine.clone();
+                grpc::ProgramSource::new(move || {
+                    let mut all = process.clone();
+                    all.extend(engine.program_stats());
+                    all
+                })
+            },
         }),
         pods: Some(pods.clone()),
     };
@@ -167,7 +307,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 
     // Programs are attached: whatever starts from now on is seen by them; what ran before is
     // found in /proc and seeded into the kernel table so later records can name their parent.
-    let scanned = procfs_scan::scan(Path::new("/proc"));
+    let mut scanned = procfs_scan::scan(Path::new("/proc"));
     let starts: std::collections::HashMap<u32, u64> =
         scanned.iter().map(|s| (s.pid, s.start_ns)).collect();
     for s in scanned.iter().filter(|s| !s.kernel_thread) {
@@ -180,7 +320,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             metrics.process_table_insert_failures.inc();
         }
     }
+    // A process the kernel table already knew (its exec seen by the previous sensor of this
+    // instance) keeps the identity the table gives it, exact to the nanosecond, rather than
+    // /proc's start time: its exec_id stays what it was.
+    for s in scanned.iter_mut().filter(|s| !s.kernel_thread) {
+        if let Some(ktime) = bpf.table_ktime(s.pid) {
+            s.start_ns = ktime;
+        }
+    }
     pipeline.load_scan(&scanned);
+    if !pins_changed.is_empty() {
+        pipeline.report_pins_changed(&pins_changed);
+    }
+    phases.mark("scan");
 
     let server = listener.map(|l| tokio::spawn(metrics::serve(l, registry.clone())));
     let watcher = policy_dir.map(|pd| tokio::spawn(watch_policy_dir(pd, policy_metrics.clone())));
@@ -217,8 +369,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     // AsyncFd (which owns the ring buffer) lives.
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
         .map_err(|e| SensorError::io("registering the ring buffer with the reactor", e.into()))?;
-    let mut poller = KernelCounters::default();
-    poller.poll(&bpf, &metrics);
+    let mut poller = KernelPoller::new(&metrics);
+    let kernel_stage = poller.stage().clone();
+    poller.poll(&bpf, Some(&engine), &metrics, true);
+    metrics.set_programs(&bpf.programs);
+    if let Some(t) = &task_iter {
+        metrics.set_programs(std::slice::from_ref(&t.stats));
+    }
+    if let Some(p) = &protection {
+        metrics.set_programs(&p.programs);
+    }
+    let mut heal_due = false;
+    metrics.set_programs(&engine.program_stats());
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut ticks = 0u64;
@@ -226,20 +388,54 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     // picks up smaller batches, so no record waits longer than this.
     let mut drain_tick = tokio::time::interval(Duration::from_millis(DRAIN_INTERVAL_MS));
     drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    drop(btf);
+    crate::heap::release_free_memory();
+    if config.keep_enforcing_on_exit {
+        // From now on whatever ends this process leaves the programs enforcing.
+        pins.keep();
+    }
+    write_manifest(pins.path());
+    tracing::info!("ready in {}", phases.summary());
     eprintln!("{READY_LINE}");
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard.map_err(|e| SensorError::io("waiting on the ring buffer", e))?;
-                drain(guard.get_inner_mut(), &mut pipeline, &metrics);
+                if ring::drain(guard.get_inner_mut(), &mut pipeline, &metrics, &kernel_stage) > 0 {
+                    let polled = poller.poll(&bpf, Some(&engine), &metrics, false);
+                    heal_due |= polled.process_records_lost;
+                    pipeline.report_loss(polled.lost);
+                }
+                pipeline.settle_heal();
                 guard.clear_ready();
             }
-            _ = drain_tick.tick() => drain(ring.get_mut(), &mut pipeline, &metrics),
+            _ = drain_tick.tick() => {
+                if ring::drain(ring.get_mut(), &mut pipeline, &metrics, &kernel_stage) > 0 {
+                    let polled = poller.poll(&bpf, Some(&engine), &metrics, false);
+                    heal_due |= polled.process_records_lost;
+                    pipeline.report_loss(polled.lost);
+                }
+                pipeline.settle_heal();
+                pipeline.flush_losses();
+            }
             _ = tick.tick() => {
                 ticks += 1;
-                poller.poll(&bpf, &metrics);
+                let polled = poller.poll(&bpf, Some(&engine), &metrics, true);
+                heal_due |= polled.process_records_lost;
+                pipeline.report_loss(polled.lost);
+                if heal_due {
+                    heal_due = false;
+                    ring::heal(ring.get_mut(), &mut pipeline, &metrics, &kernel_stage, &bpf, task_iter.as_mut());
+                }
+                if handover.pending() {
+                    handover.settle(&engine, &metrics, metrics.operator_policy_sets.get() > 0);
+                }
+                if let Some(p) = protection.as_mut() {
+                    p.maybe_refresh();
+                }
                 policy_metrics.update(&engine.list());
+                metrics.set_programs(&engine.program_stats());
                 if ticks.is_multiple_of(5) {
                     metrics.map_entries.get_or_create(&MapLabel { map: "vigil_procs".into() })
                         .set(bpf.process_table_len() as i64);
@@ -254,8 +450,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
 
     tracing::info!("stopping: draining the ring buffer and the export queue");
-    drain(ring.get_mut(), &mut pipeline, &metrics);
-    poller.poll(&bpf, &metrics);
+    ring::drain(ring.get_mut(), &mut pipeline, &metrics, &kernel_stage);
+    // Twice: the second poll settles hook losses the first could not attribute yet.
+    for _ in 0..2 {
+        let polled = poller.poll(&bpf, Some(&engine), &metrics, true);
+        pipeline.report_loss(polled.lost);
+    }
+    pipeline.flush_losses();
     drop(pipeline);
     // Streams end once their queued events are sent; then the listeners stop.
     broadcaster.close();
@@ -273,23 +474,67 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         c.abort();
         let _ = c.await;
     }
-    engine.clear();
+    if config.keep_enforcing_on_exit {
+        // The programs go on enforcing; the next sensor of the instance takes them over.
+        engine.release_for_next();
+        pins.keep();
+        write_manifest(pins.path());
+        tracing::info!(
+            generation = %pins.path().display(),
+            "stopped; the programs keep enforcing for the next sensor (vigil-sensor cleanup removes them)"
+        );
+    } else {
+        engine.stop_persisting();
+        engine.clear();
+        bpf.detach();
+        pins.discard();
+    }
     drop(ring);
     drop(bpf);
+    drop(protection);
     Ok(())
 }
 
+/// Records the generation's pins for the next sensor to check (`pin_manifest.rs`); a failure
+/// is logged: the next sensor then finds a difference and loads a new generation.
+fn write_manifest(generation: &Path) {
+    if let Err(e) = crate::pin_manifest::write(generation) {
+        tracing::warn!("writing the manifest of {}: {e}", generation.display());
+    }
+}
+
+/// Starts self-protection when it is asked for and the kernel has BPF-LSM. A kernel without it,
+/// or programs the kernel refuses, leave the sensor running unprotected, with a warning and the
+/// reason in status.
+fn start_protection(
+    config: &Config,
+    feats: &features::Features,
+    pins: &PinDir,
+    root: &Path,
+    btf: &aya::Btf,
+) -> (Option<crate::protect::Protection>, crate::protect::State) {
+    use crate::protect::{Protection, State};
+    if !config.self_protection {
+        return (None, State::Off);
+    }
+    if !feats.bpf_lsm {
+        let why = "BPF-LSM not active".to_string();
+        tracing::warn!(
+            "--self-protection: {why} (boot with lsm=...,bpf); the sensor runs unprotected"
+        );
+        return (None, State::Unavailable(why));
+    }
+    match Protection::start(pins, root, btf) {
+        Ok(p) => (Some(p), State::Active),
+        Err(e) => {
+            tracing::warn!("--self-protection: {e}; the sensor runs unprotected");
+            (None, State::Unavailable(e.to_string()))
+        }
+    }
+}
+
 fn report_policy_dir(r: SyncReport, metrics: &PolicyMetrics) {
-    for p in &r.added {
-        tracing::info!(policy = %p, "policy loaded from the policy directory");
-    }
-    for p in &r.removed {
-        tracing::info!(policy = %p, "policy removed: its file is gone");
-    }
-    for e in &r.errors {
-        tracing::error!("policy directory: {e}");
-        metrics.policy_dir_errors.inc();
-    }
+    r.log(&metrics.policy_dir_errors);
 }
 
 /// Polls the policy directory until the task is aborted.
@@ -306,63 +551,6 @@ async fn watch_policy_dir(pd: PolicyDir, metrics: Arc<PolicyMetrics>) {
         .await;
         if let Ok(r) = r {
             report_policy_dir(r, &metrics);
-        }
-    }
-}
-
-fn drain(
-    ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
-    pipeline: &mut Pipeline,
-    metrics: &Metrics,
-) {
-    while let Some(item) = ring.next() {
-        metrics.ringbuf_received.inc();
-        match decode(&item) {
-            Ok(record) => {
-                drop(item);
-                pipeline.handle(record);
-            }
-            Err(e) => {
-                metrics.decode_errors.inc();
-                tracing::warn!("{e}");
-            }
-        }
-    }
-    pipeline.release(std::time::Instant::now());
-}
-
-/// Mirrors the kernel's per-CPU counters into the metrics as deltas.
-#[derive(Default)]
-struct KernelCounters {
-    last: [u64; counters::NUM as usize],
-}
-
-impl KernelCounters {
-    fn poll(&mut self, bpf: &ProcessBpf, metrics: &Metrics) {
-        for (index, record) in [
-            (counters::RB_LOST_EXEC, Some("exec")),
-            (counters::RB_LOST_FORK, Some("fork")),
-            (counters::RB_LOST_EXIT, Some("exit")),
-            (counters::RB_LOST_HOOK, Some("hook")),
-            (counters::PROC_TABLE_FULL, None),
-            (counters::PENDING_FULL, None),
-        ] {
-            let now = bpf.counter(index);
-            let delta = now.saturating_sub(self.last[index as usize]);
-            self.last[index as usize] = now;
-            if delta == 0 {
-                continue;
-            }
-            match record {
-                Some(r) => metrics
-                    .ringbuf_lost
-                    .get_or_create(&RecordLabel { record: r.into() })
-                    .inc_by(delta),
-                None if index == counters::PENDING_FULL => {
-                    metrics.hook_return_state_lost.inc_by(delta)
-                }
-                None => metrics.process_table_insert_failures.inc_by(delta),
-            };
         }
     }
 }

@@ -145,6 +145,60 @@ pub fn build(
     HookEvent { event, arg_errors }
 }
 
+/// Policy name of the events self-protection reports.
+pub const SELF_PROTECTION_POLICY: &str = "vigil-self-protection";
+
+/// A self-protection refusal (`vigil_protect_rec`) as a `process_lsm` event of the caller:
+/// policy `vigil-self-protection`, the LSM hook that refused, action Override, and the target
+/// in labelled arguments.
+pub fn protect_event(
+    builder: &EventBuilder,
+    r: &abi::ProtectRec,
+    mut process: Process,
+    parent: Option<Process>,
+) -> GetEventsResponse {
+    use abi::protect_hook as h;
+    process.tid = Some(r.tid);
+    let int = |v: u32, label: &str| KprobeArgument::new(ArgValue::Int(v as i32)).with_label(label);
+    let uint = |v: u32, label: &str| KprobeArgument::new(ArgValue::Uint(v)).with_label(label);
+    let name_len = (r.name_len as usize).min(r.name.len());
+    let name = String::from_utf8_lossy(&r.name[..name_len]).into_owned();
+    let args = match r.hook {
+        h::PTRACE => vec![int(r.target_pid, "target_pid"), uint(r.arg, "mode")],
+        h::KILL => vec![int(r.target_pid, "target_pid"), int(r.arg, "sig")],
+        h::UNLINK | h::RMDIR | h::RENAME => vec![
+            KprobeArgument::new(ArgValue::String(name)).with_label("name"),
+            KprobeArgument::new(ArgValue::Size(r.id)).with_label("inode"),
+        ],
+        h::BPF => vec![
+            KprobeArgument::new(ArgValue::BpfCmd(
+                BPF_CMDS
+                    .get(r.arg as usize)
+                    .map_or_else(|| r.arg.to_string(), |c| (*c).to_string()),
+            ))
+            .with_label("cmd"),
+            uint(r.id as u32, "link_id"),
+        ],
+        h::BPF_MAP => vec![uint(r.id as u32, "map_id"), uint(r.arg, "fmode")],
+        _ => Vec::new(),
+    };
+    let hook = crate::protect::hook_name(r.hook);
+    GetEventsResponse::new(
+        ProcessLsm {
+            process: Some(process),
+            parent,
+            function_name: hook.to_string(),
+            policy_name: SELF_PROTECTION_POLICY.into(),
+            message: format!("self-protection refused {hook}"),
+            args,
+            action: KprobeAction::Override,
+            ..Default::default()
+        },
+        builder.node_name.clone(),
+        format_time_ns(builder.clock.wall_ns(r.hdr.time)),
+    )
+}
+
 /// The LSM hook name as events carry it (`file_open`, not `security_file_open`).
 fn lsm_name(name: &str) -> &str {
     name.strip_prefix("bpf_lsm_")

@@ -1,106 +1,23 @@
-//! The live kernel side of the engine: the pinned map directory every object shares, the hook
-//! maps the engine writes, and loading a generic program for one attach point.
+//! The live kernel side of the engine: the hook maps the engine writes (pinned with the other
+//! objects, `pins.rs`). The programs are in `programs.rs`.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray};
-use aya::programs::{BtfTracePoint, KProbe, Lsm, TracePoint, UProbe};
-use aya::{Btf, Ebpf, EbpfLoader};
+use aya::{Btf, Ebpf};
 use vigil_sensor_bpf::abi::{self, AttachHooks, Config, HookCfg, IntKey, PolicyCfg};
-use vigil_sensor_bpf::{HOOK_OBJ, hook_names};
+use vigil_sensor_bpf::{MAPS_OBJ, hook_names};
 
-use super::lower::{KernelInfo, Mechanism};
+use super::lower::KernelInfo;
+use super::programs::HookPrograms;
 use super::tracefs::{self, Format};
 use crate::error::SensorError;
 use crate::features::Features;
 
-/// bpffs magic number (`BPF_FS_MAGIC`).
-const BPF_FS_MAGIC: u64 = 0xcafe_4a11;
-const PIN_ROOT: &str = "/sys/fs/bpf/vigil";
-
-/// One directory of pinned maps per sensor run (`/sys/fs/bpf/vigil/<pid>`), so that every BPF
-/// object the sensor loads shares one ring buffer, process table and set of hook maps. Removed
-/// when the sensor stops; directories of sensors that died are removed at the next start.
-#[derive(Debug)]
-pub struct PinDir {
-    path: PathBuf,
-}
-
-impl PinDir {
-    /// Mounts bpffs at /sys/fs/bpf if needed, clears stale runs, creates this run's directory.
-    pub fn create() -> Result<PinDir, SensorError> {
-        ensure_bpffs()?;
-        let root = Path::new(PIN_ROOT);
-        std::fs::create_dir_all(root)
-            .map_err(|e| SensorError::io(format!("creating {}", root.display()), e))?;
-        if let Ok(entries) = std::fs::read_dir(root) {
-            for e in entries.flatten() {
-                let name = e.file_name();
-                let Some(pid) = name.to_str().and_then(|s| s.parse::<u32>().ok()) else {
-                    continue;
-                };
-                if !Path::new(&format!("/proc/{pid}")).exists() {
-                    tracing::info!("removing pinned maps of a sensor that is gone (pid {pid})");
-                    remove_dir(&e.path());
-                }
-            }
-        }
-        let path = root.join(std::process::id().to_string());
-        remove_dir(&path);
-        std::fs::create_dir(&path)
-            .map_err(|e| SensorError::io(format!("creating {}", path.display()), e))?;
-        Ok(PinDir { path })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// A loader that shares every map of the process and hook objects through this directory.
-    pub fn loader<'a>(&'a self, btf: &'a Btf) -> EbpfLoader<'a> {
-        let mut l = EbpfLoader::new();
-        l.btf(Some(btf));
-        for name in hook_names::SHARED_MAPS {
-            l.map_pin_path(name, self.path.join(name));
-        }
-        l
-    }
-}
-
-impl Drop for PinDir {
-    fn drop(&mut self) {
-        remove_dir(&self.path);
-    }
-}
-
-fn remove_dir(path: &Path) {
-    if let Ok(entries) = std::fs::read_dir(path) {
-        for e in entries.flatten() {
-            let _ = std::fs::remove_file(e.path());
-        }
-    }
-    let _ = std::fs::remove_dir(path);
-}
-
-fn ensure_bpffs() -> Result<(), SensorError> {
-    let target = Path::new("/sys/fs/bpf");
-    if let Ok(st) = rustix::fs::statfs(target)
-        && st.f_type as u64 == BPF_FS_MAGIC
-    {
-        return Ok(());
-    }
-    rustix::mount::mount(
-        "bpf",
-        target,
-        "bpf",
-        rustix::mount::MountFlags::empty(),
-        None::<&std::ffi::CStr>,
-    )
-    .map_err(|e| SensorError::bpf("mounting bpffs at /sys/fs/bpf", e))
-}
+pub use crate::pins::PinDir;
 
 /// LPM key data of `vigil_strs` (the part after the prefix length).
 #[repr(C)]
@@ -139,22 +56,16 @@ pub struct HookMaps {
 /// `vigil_containers`: the node's container cgroup ids (key), value unused.
 pub type ContainerMap = BpfHashMap<MapData, u64, u8>;
 
-/// The kernel objects of the engine: BTF, the pin directory and the maps.
+/// The hook maps of the engine.
 pub struct HookBpf {
-    pub btf: Btf,
-    pins: std::sync::Arc<PinDir>,
     pub maps: HookMaps,
     /// Handed to whoever keeps it ([`HookBpf::take_containers`]).
     containers: Option<ContainerMap>,
-    /// Keeps the map-creating instance alive (no programs loaded).
-    _base: Ebpf,
 }
 
 impl std::fmt::Debug for HookBpf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HookBpf")
-            .field("pins", &self.pins)
-            .finish_non_exhaustive()
+        f.debug_struct("HookBpf").finish_non_exhaustive()
     }
 }
 
@@ -172,15 +83,22 @@ fn possible_cpus() -> u32 {
 }
 
 impl HookBpf {
-    /// Creates the hook maps (pinned next to the process object's) and configures them.
-    pub fn open(pins: std::sync::Arc<PinDir>, host_userns: u32) -> Result<HookBpf, SensorError> {
-        let btf = Btf::from_sys_fs()
-            .map_err(|e| SensorError::bpf("reading /sys/kernel/btf/vmlinux", e))?;
+    /// Creates the hook maps (pinned next to the process object's) and configures them. The
+    /// object instance that created them holds the shared programs, loaded on first use.
+    /// `perf_links`: perf-event attachments are pinnable `bpf_link`s on this kernel (5.15+).
+    pub fn open(
+        pins: std::sync::Arc<PinDir>,
+        btf: &Btf,
+        host_userns: u32,
+        perf_links: bool,
+    ) -> Result<(HookBpf, HookPrograms), SensorError> {
+        // The maps only: the hook programs' object is relocated when a first program of it is
+        // needed (a sensor without policies, or one taking everything over, never needs it).
         let mut base = {
-            let mut l = pins.loader(&btf);
+            let mut l = pins.loader(btf);
             l.map_max_entries(hook_names::SCRATCH_MAP, possible_cpus());
-            l.load(HOOK_OBJ)
-                .map_err(|e| SensorError::bpf("loading the hook object", e))?
+            l.load(MAPS_OBJ)
+                .map_err(|e| SensorError::bpf("creating the shared maps", e))?
         };
         fn take<T>(ebpf: &mut Ebpf, name: &str) -> Result<T, SensorError>
         where
@@ -213,95 +131,18 @@ impl HookBpf {
                 0,
             )
             .map_err(|e| SensorError::bpf(hook_names::CONFIG_MAP, e))?;
-        Ok(HookBpf {
-            btf,
-            pins,
-            maps,
-            containers: Some(containers),
-            _base: base,
-        })
+        Ok((
+            HookBpf {
+                maps,
+                containers: Some(containers),
+            },
+            HookPrograms::new(pins, base, perf_links),
+        ))
     }
 
     /// The container cgroup map, once: its keeper writes it under a lock of its own.
     pub fn take_containers(&mut self) -> Option<ContainerMap> {
         self.containers.take()
-    }
-
-    /// Loads and attaches the generic program(s) serving `mechanism` as attach point `id`.
-    /// The returned object holds the programs; dropping it detaches and unloads them.
-    pub fn attach(
-        &self,
-        id: u32,
-        mechanism: &Mechanism,
-        return_probe: bool,
-    ) -> Result<Ebpf, String> {
-        let mut loader = self.pins.loader(&self.btf);
-        loader.override_global(hook_names::ATTACH_ID_GLOBAL, &id, true);
-        let mut ebpf = loader
-            .load(HOOK_OBJ)
-            .map_err(|e| format!("loading the hook object: {e}"))?;
-        match mechanism {
-            Mechanism::SysEnter { .. } => {
-                for (name, tp) in [
-                    (hook_names::SYS_ENTER_PROG, "sys_enter"),
-                    (hook_names::SYS_EXIT_PROG, "sys_exit"),
-                ] {
-                    let p: &mut BtfTracePoint = program(&mut ebpf, name)?;
-                    p.load(tp, &self.btf).map_err(|e| load_error(name, e))?;
-                    p.attach().map_err(|e| format!("attaching {name}: {e}"))?;
-                }
-            }
-            Mechanism::Kprobe { function } => {
-                let mut progs = vec![hook_names::KPROBE_PROG];
-                if return_probe {
-                    progs.push(hook_names::KRETPROBE_PROG);
-                }
-                for name in progs {
-                    let p: &mut KProbe = program(&mut ebpf, name)?;
-                    p.load().map_err(|e| load_error(name, e))?;
-                    p.attach(function, 0)
-                        .map_err(|e| format!("attaching {name} to {function}: {e}"))?;
-                }
-            }
-            Mechanism::Tracepoint { subsystem, event } => {
-                let name = hook_names::TRACEPOINT_PROG;
-                let p: &mut TracePoint = program(&mut ebpf, name)?;
-                p.load().map_err(|e| load_error(name, e))?;
-                p.attach(subsystem, event)
-                    .map_err(|e| format!("attaching to tracepoint {subsystem}/{event}: {e}"))?;
-            }
-            Mechanism::Uprobe {
-                path,
-                symbol,
-                offset,
-            } => {
-                let name = hook_names::UPROBE_PROG;
-                let p: &mut UProbe = program(&mut ebpf, name)?;
-                p.load().map_err(|e| load_error(name, e))?;
-                let location = if symbol.is_empty() {
-                    aya::programs::uprobe::UProbeAttachLocation::AbsoluteOffset(*offset)
-                } else if *offset != 0 {
-                    aya::programs::uprobe::UProbeAttachLocation::SymbolOffset(symbol, *offset)
-                } else {
-                    aya::programs::uprobe::UProbeAttachLocation::Symbol(symbol)
-                };
-                p.attach(
-                    location,
-                    path,
-                    aya::programs::uprobe::UProbeScope::AllProcesses,
-                )
-                .map_err(|e| format!("attaching a uprobe to {}:{symbol}: {e}", path.display()))?;
-            }
-            Mechanism::Lsm { hook } => {
-                let name = hook_names::LSM_PROG;
-                let p: &mut Lsm = program(&mut ebpf, name)?;
-                p.load(hook, &self.btf)
-                    .map_err(|e| format!("loading the LSM program for {hook}: {e}"))?;
-                p.attach()
-                    .map_err(|e| format!("attaching the LSM program to {hook}: {e}"))?;
-            }
-        }
-        Ok(ebpf)
     }
 
     /// Sum over CPUs of the per-policy counters of policy slot `slot`.
@@ -347,29 +188,6 @@ impl HookBpf {
         d.addr[..n].copy_from_slice(&addr[..n]);
         Key::new(32 + prefix_len, d)
     }
-}
-
-fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, String>
-where
-    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
-{
-    ebpf.program_mut(name)
-        .ok_or_else(|| format!("program {name} missing from the hook object"))?
-        .try_into()
-        .map_err(|e| format!("program {name}: {e}"))
-}
-
-fn load_error(name: &str, e: aya::programs::ProgramError) -> String {
-    let text = format!("{e:?}");
-    let tail: String = text
-        .chars()
-        .rev()
-        .take(800)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    format!("loading {name}: {e} (…{tail})")
 }
 
 /// [`KernelInfo`] of the running kernel.

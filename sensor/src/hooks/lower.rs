@@ -40,8 +40,13 @@ pub trait KernelInfo {
 /// How one hook is attached on this kernel.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Mechanism {
+    /// The syscall's own tracepoints (`syscalls/sys_enter_<name>`, plus `sys_exit_<name>` for
+    /// return hooks), served by one program pair routed by syscall number: other syscalls pay
+    /// nothing.
+    SyscallTracepoint { name: String, nr: u32 },
     /// The shared raw syscall tracepoints (`sys_enter`, plus `sys_exit` for return hooks),
-    /// routed by syscall number.
+    /// routed by syscall number: every syscall of the node pays for them, so only where the
+    /// kernel has neither kprobes nor per-syscall tracepoints.
     SysEnter { nr: u32 },
     /// A kprobe (and a kretprobe for return hooks) on a kernel function.
     Kprobe { function: String },
@@ -61,13 +66,21 @@ impl Mechanism {
     /// How status shows it, e.g. `raw_tracepoint sys_enter (nr 257)`.
     pub fn describe(&self, return_probe: bool) -> String {
         match self {
+            Mechanism::SyscallTracepoint { name, .. } if return_probe => {
+                format!("tracepoint syscalls/sys_enter_{name}+sys_exit_{name}")
+            }
+            Mechanism::SyscallTracepoint { name, .. } => {
+                format!("tracepoint syscalls/sys_enter_{name}")
+            }
             Mechanism::SysEnter { nr } if return_probe => {
                 format!("tp_btf sys_enter+sys_exit (syscall {nr})")
             }
             Mechanism::SysEnter { nr } => format!("tp_btf sys_enter (syscall {nr})"),
             Mechanism::Kprobe { .. } if return_probe => "kprobe+kretprobe".into(),
             Mechanism::Kprobe { .. } => "kprobe".into(),
-            Mechanism::Tracepoint { .. } => "tracepoint".into(),
+            Mechanism::Tracepoint { subsystem, event } => {
+                format!("tracepoint {subsystem}/{event}")
+            }
             Mechanism::Uprobe { .. } => "uprobe".into(),
             Mechanism::Lsm { .. } => "lsm".into(),
         }
@@ -149,6 +162,16 @@ impl Default for SetIds {
 }
 
 impl SetIds {
+    /// Ids from `next` on (lowering again what a previous sensor lowered).
+    pub fn starting_at(next: u32) -> Self {
+        SetIds { next: next.max(1) }
+    }
+
+    /// The id [`SetIds::alloc`] hands out next.
+    pub fn peek(&self) -> u32 {
+        self.next
+    }
+
     /// A fresh id; `width` ids are reserved (address sets use id and id + 1 for IPv6).
     pub fn alloc(&mut self, width: u32) -> u32 {
         let id = self.next;
@@ -284,6 +307,20 @@ fn hook_target(h: &ir::Hook) -> String {
     }
 }
 
+/// The LSM hook behind `security_<name>`: mostly `<name>`, but a few hooks carry a suffix the
+/// function does not (`security_bprm_check` calls the `bprm_check_security` hook). The kernel's
+/// `bpf_lsm_<hook>` functions tell which.
+fn lsm_hook_name(name: &str, kernel: &dyn KernelInfo) -> String {
+    let suffixed = format!("{name}_security");
+    if !kernel.kernel_symbol(&format!("bpf_lsm_{name}"))
+        && kernel.kernel_symbol(&format!("bpf_lsm_{suffixed}"))
+    {
+        suffixed
+    } else {
+        name.to_string()
+    }
+}
+
 fn has_override(h: &ir::Hook) -> bool {
     h.selectors.iter().any(|s| {
         s.actions
@@ -333,12 +370,27 @@ fn lower_hook(
                 })?;
                 if nr as usize >= abi::SYSCALL_MAX {
                     return Err(LowerError::Hook(format!(
-                        "syscall {name} (number {nr}) is beyond the {} syscalls the raw syscall hook routes",
+                        "syscall {name} (number {nr}) is beyond the {} syscalls the syscall programs route",
                         abi::SYSCALL_MAX
                     )));
                 }
+                let own_tracepoints = kernel
+                    .tracepoint("syscalls", &format!("sys_enter_{name}"))
+                    .is_ok()
+                    && (!return_probe
+                        || kernel
+                            .tracepoint("syscalls", &format!("sys_exit_{name}"))
+                            .is_ok());
+                let mechanism = if own_tracepoints {
+                    Mechanism::SyscallTracepoint {
+                        name: name.into(),
+                        nr,
+                    }
+                } else {
+                    Mechanism::SysEnter { nr }
+                };
                 (
-                    Mechanism::SysEnter { nr },
+                    mechanism,
                     source::REGS,
                     HookEventKind::Kprobe,
                     function,
@@ -348,7 +400,10 @@ fn lower_hook(
         }
         HookKind::Kprobe | HookKind::Kretprobe => {
             let function = h.target.clone();
-            let lsm_name = function.strip_prefix("security_");
+            let lsm_name = function
+                .strip_prefix("security_")
+                .map(|h| lsm_hook_name(h, kernel));
+            let lsm_name = lsm_name.as_deref();
             if overrides {
                 // Deny through BPF-LSM: the same hook point, a program that may return an error.
                 let Some(hook) = lsm_name else {
@@ -540,6 +595,7 @@ fn lower_hook(
         cfg.flags |= need;
     }
     cfg.nsel = h.selectors.len() as u8;
+    plan_reads(&mut cfg, &sets);
 
     let meta = HookMeta {
         policy_name: identity.name.clone(),
@@ -565,6 +621,49 @@ fn lower_hook(
         sets,
         meta: Arc::new(meta),
     })
+}
+
+/// What the program reads before its selectors decide: `filter_args` (the arguments some
+/// matchArgs filter looks at) and, per string or buffer argument, `peek`: when every filter on
+/// it is an (in)equality or a (non-)prefix, the longest compared value + 2 bytes decide (the
+/// extra byte tells a longer string apart), so a long argument is not read in full for a call
+/// that matches nothing. A postfix, or any other filter, needs the whole slot (peek 0).
+fn plan_reads(cfg: &mut HookCfg, sets: &SetEntries) {
+    let mut peek: [Option<usize>; abi::HOOK_ARGS] = [None; abi::HOOK_ARGS];
+    let mut full = [false; abi::HOOK_ARGS];
+    cfg.filter_args = 0;
+    for sel in &cfg.sel[..usize::from(cfg.nsel).min(abi::HOOK_SELECTORS)] {
+        for f in &sel.args[..usize::from(sel.n_args).min(abi::SEL_ARG_FILTERS)] {
+            let a = usize::from(f.arg);
+            if a >= abi::HOOK_ARGS {
+                continue;
+            }
+            cfg.filter_args |= 1 << a;
+            let bounded = matches!(cfg.args[a].kind, argk::STR | argk::BUF)
+                && matches!(
+                    f.op,
+                    op::EQUAL | op::NOT_EQUAL | op::PREFIX | op::NOT_PREFIX
+                );
+            if !bounded {
+                full[a] = true;
+                continue;
+            }
+            let longest = sets
+                .strs
+                .iter()
+                .filter(|(set, _)| *set == f.set)
+                .map(|(_, b)| b.len())
+                .max()
+                .unwrap_or(0);
+            peek[a] = Some(peek[a].unwrap_or(0).max(longest + 2));
+        }
+    }
+    for (i, a) in cfg.args.iter_mut().enumerate() {
+        a.peek = match peek[i] {
+            Some(n) if !full[i] && n < abi::ARG_SLOT => n as u16,
+            _ => 0,
+        };
+    }
 }
 
 /// How an argument is read: kind, size, signedness.
@@ -783,6 +882,7 @@ fn lower_selector(
             BinaryOperator::NotPostfix => (binop::NOT_POSTFIX, true),
             BinaryOperator::Unspecified => return Err("matchBinaries operator missing".into()),
         };
+        need |= hook_flags::NEED_PROC;
         sel.bins[i] = BinFilter {
             op: opv,
             follow: b.follow_children as u8,
@@ -818,7 +918,7 @@ fn lower_selector(
         for t in c.namespaces() {
             sel.nschg_mask |= 1 << ns_slot(t)?;
         }
-        need |= hook_flags::NEED_NS;
+        need |= hook_flags::NEED_NS | hook_flags::NEED_PROC;
     }
     for (list, out, n, what) in [
         (
@@ -852,6 +952,10 @@ fn lower_selector(
             need |= hook_flags::NEED_CAPS;
         }
         *n = list.len() as u8;
+    }
+    if !s.capability_changes.is_empty() {
+        // Changes are against the capabilities at exec, from the process table.
+        need |= hook_flags::NEED_PROC;
     }
     if s.args.len() > abi::SEL_ARG_FILTERS {
         return Err(format!(
@@ -1104,6 +1208,8 @@ mod tests {
     struct FakeKernel {
         kprobes: bool,
         lsm: bool,
+        /// `syscalls/sys_enter_<name>` and `sys_exit_<name>` exist.
+        syscall_tracepoints: bool,
     }
 
     impl KernelInfo for FakeKernel {
@@ -1114,13 +1220,16 @@ mod tests {
             self.lsm
         }
         fn kernel_symbol(&self, name: &str) -> bool {
-            name != "no_such_function"
+            // As in the kernel: the LSM hook of security_bprm_check is bprm_check_security.
+            name != "no_such_function" && name != "bpf_lsm_bprm_check"
         }
         fn tracepoint(&self, subsystem: &str, event: &str) -> Result<Format, String> {
             if (subsystem, event) == ("raw_syscalls", "sys_enter") {
                 super::super::tracefs::parse(
                     "ID: 443\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;\n\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;\n\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\tfield:long id;\toffset:8;\tsize:8;\tsigned:1;\n\tfield:unsigned long args[6];\toffset:16;\tsize:48;\tsigned:0;\n",
                 )
+            } else if subsystem == "syscalls" && self.syscall_tracepoints {
+                super::super::tracefs::parse("ID: 700\n")
             } else {
                 Err(format!("tracepoint {subsystem}/{event} not found"))
             }
@@ -1133,10 +1242,18 @@ mod tests {
     const HOST: FakeKernel = FakeKernel {
         kprobes: false,
         lsm: false,
+        syscall_tracepoints: true,
     };
     const VM: FakeKernel = FakeKernel {
         kprobes: true,
         lsm: true,
+        syscall_tracepoints: true,
+    };
+    /// Neither kprobes nor per-syscall tracepoints (CONFIG_FTRACE_SYSCALLS off).
+    const BARE: FakeKernel = FakeKernel {
+        kprobes: false,
+        lsm: false,
+        syscall_tracepoints: false,
     };
 
     fn lower_yaml(yaml: &str, k: &FakeKernel) -> Result<Lowered, String> {
@@ -1162,13 +1279,27 @@ spec:
 "#;
 
     #[test]
-    fn syscall_uses_sys_enter_without_kprobes_and_kprobe_with_them() {
+    fn syscall_ladder_kprobe_then_its_own_tracepoint_then_the_raw_route() {
         let l = lower_yaml(OPEN, &HOST).unwrap();
         let h = l.hooks[0].as_ref().unwrap();
-        assert_eq!(h.mechanism, Mechanism::SysEnter { nr: 257 });
+        assert_eq!(
+            h.mechanism,
+            Mechanism::SyscallTracepoint {
+                name: "openat".into(),
+                nr: 257
+            }
+        );
+        assert_eq!(
+            h.mechanism.describe(false),
+            "tracepoint syscalls/sys_enter_openat"
+        );
         assert_eq!(h.cfg.source, source::REGS);
         assert_eq!(h.meta.function_name, "__x64_sys_openat");
         assert!(h.cfg.flags & hook_flags::USER_MEM != 0);
+        let l = lower_yaml(OPEN, &BARE).unwrap();
+        let h = l.hooks[0].as_ref().unwrap();
+        assert_eq!(h.mechanism, Mechanism::SysEnter { nr: 257 });
+        assert_eq!(h.cfg.source, source::REGS);
         let l = lower_yaml(OPEN, &VM).unwrap();
         let h = l.hooks[0].as_ref().unwrap();
         assert_eq!(
@@ -1536,5 +1667,67 @@ spec:
                 .unwrap_err()
                 .contains("version 99")
         );
+    }
+
+    #[test]
+    fn filters_read_only_their_arguments_and_strings_only_as_far_as_they_compare() {
+        // Prefix on the path: the longest value is "/tmp/x" (6 bytes) → 8 bytes decide.
+        let l = lower_yaml(OPEN, &HOST).unwrap();
+        let h = l.hooks[0].as_ref().unwrap();
+        assert_eq!(h.cfg.filter_args, 0b1);
+        assert_eq!(h.cfg.args[0].peek, 8);
+        assert!(
+            h.cfg.flags & hook_flags::NEED_PROC != 0,
+            "matchBinaries reads the table"
+        );
+
+        // A postfix needs the tail: the whole argument. An unfiltered argument is not read.
+        let yaml = r#"
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata: {name: files}
+spec:
+  kprobes:
+  - call: sys_openat
+    syscall: true
+    args:
+    - {index: 0, type: int}
+    - {index: 1, type: string}
+    - {index: 2, type: int}
+    selectors:
+    - matchArgs:
+      - {index: 1, operator: Prefix, values: ["/etc/"]}
+    - matchArgs:
+      - {index: 1, operator: Postfix, values: [".conf"]}
+      - {index: 2, operator: Mask, values: ["1"]}
+"#;
+        let l = lower_yaml(yaml, &HOST).unwrap();
+        let h = l.hooks[0].as_ref().unwrap();
+        assert_eq!(
+            h.cfg.filter_args, 0b110,
+            "arg 0 is only read for the record"
+        );
+        assert_eq!(h.cfg.args[1].peek, 0, "postfix: the whole slot");
+        assert_eq!(h.cfg.args[0].peek, 0);
+        assert_eq!(
+            h.cfg.flags & hook_flags::NEED_PROC,
+            0,
+            "no selector reads the process table"
+        );
+
+        // Equal needs one byte more than the longest value to tell a longer string apart.
+        let yaml = yaml.replace(
+            "operator: Postfix, values: [\".conf\"]",
+            "operator: Equal, values: [\"/etc/passwd\"]",
+        );
+        let l = lower_yaml(&yaml, &HOST).unwrap();
+        let h = l.hooks[0].as_ref().unwrap();
+        assert_eq!(h.cfg.args[1].peek, "/etc/passwd".len() as u16 + 2);
+    }
+
+    #[test]
+    fn a_security_function_maps_to_its_lsm_hook_even_when_the_names_differ() {
+        assert_eq!(lsm_hook_name("file_open", &VM), "file_open");
+        assert_eq!(lsm_hook_name("bprm_check", &VM), "bprm_check_security");
     }
 }

@@ -4,18 +4,27 @@
 //! program only where no policy is attached yet: hooks of many policies on one attach point
 //! share one program run. A policy becomes active in one step (its `enabled` flag) after all of
 //! its hooks are in place, and is switched off the same way before anything is removed.
+//!
+//! Loading a program is slow (the kernel verifies it), so a policy is added in three steps:
+//! lowered and checked under the engine's lock; its programs loaded without it (only the
+//! program lock, and one add at a time); published under the lock again. Lists, toggles,
+//! deletes, status and the pod inventory never wait for a verification.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use aya::Ebpf;
 use vigil_api::policy::ir::PolicyMode as IrMode;
 use vigil_api::policy::{PolicyIr, compile_yaml};
-use vigil_sensor_bpf::abi::{self, AttachHooks, HookCfg, PolicyCfg};
+use vigil_sensor_bpf::abi::{self, HookCfg, PolicyCfg};
 
+use super::attach::{AttachCx, AttachKey, AttachPoints};
 use super::kernel::{ContainerMap, HookBpf, LiveKernel};
-use super::lower::{self, LoweredHook, Mechanism, PolicyScope, SetEntries, SetIds};
+use super::lower::{self, LoweredHook, PolicyScope, SetEntries, SetIds};
 use super::meta::HookRegistry;
+use super::programs::{HookPrograms, Instance, ProgramStats, StatsHandle};
+use super::slots::Slots;
+
+mod handoff;
 use crate::error::SensorError;
 use crate::pods::{PodInventory, WorkloadScope};
 use crate::policy_control::{
@@ -23,24 +32,13 @@ use crate::policy_control::{
     PolicyStats,
 };
 
-/// One attach point: a kernel location served by one loaded program (or, for syscalls, by the
-/// shared sys_enter/sys_exit pair), and the hooks that run there.
-struct AttachPoint {
-    id: u32,
-    hooks: Vec<u32>,
-    /// Dropping it detaches and unloads the program.
-    _program: Option<Ebpf>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct AttachKey {
-    mechanism: Mechanism,
-    return_probe: bool,
-}
-
 struct LoadedHook {
+    /// Position in the lowered policy's hooks.
+    index: usize,
     slot: u32,
     key: AttachKey,
+    /// A return hook (its point routes the call's end too).
+    ret: bool,
     sets: SetEntries,
     status: HookStatus,
 }
@@ -93,38 +91,13 @@ struct Policy {
     enabled: bool,
     hooks: Vec<LoadedHook>,
     failed: Vec<HookStatus>,
+    /// Hooks that lowered but did not load (position, reason): kept for the next sensor.
+    load_failures: Vec<(usize, String)>,
     error: String,
-}
-
-/// Fixed-size slot allocator.
-struct Slots {
-    used: Vec<bool>,
-    first: usize,
-}
-
-impl Slots {
-    fn new(n: usize, first: usize) -> Self {
-        Slots {
-            used: vec![false; n],
-            first,
-        }
-    }
-
-    fn alloc(&mut self) -> Option<u32> {
-        let i = (self.first..self.used.len()).find(|&i| !self.used[i])?;
-        self.used[i] = true;
-        Some(i as u32)
-    }
-
-    fn free(&mut self, i: u32) {
-        if let Some(u) = self.used.get_mut(i as usize) {
-            *u = false;
-        }
-    }
-
-    fn available(&self) -> usize {
-        self.used[self.first..].iter().filter(|u| !**u).count()
-    }
+    /// The compiled policy (protobuf) and the value-set id its lowering started from: what the
+    /// next sensor needs to lower it again identically.
+    ir: Vec<u8>,
+    ids_start: u32,
 }
 
 struct Inner {
@@ -134,10 +107,14 @@ struct Inner {
     policies: BTreeMap<PolicyKey, Policy>,
     policy_slots: Slots,
     hook_slots: Slots,
-    attach_ids: Slots,
-    points: HashMap<AttachKey, AttachPoint>,
-    /// The shared sys_enter/sys_exit programs, loaded while any syscall hook is routed.
-    sys: Option<Ebpf>,
+    points: AttachPoints,
+    /// Policies between the first and the last step of their add.
+    loading: BTreeSet<PolicyKey>,
+    /// Taken over from the previous sensor and not claimed yet by a source of this one (see
+    /// `handoff.rs`).
+    unclaimed: BTreeSet<PolicyKey>,
+    /// Where the state for the next sensor is written (`None`: nobody takes over).
+    state_path: Option<std::path::PathBuf>,
     generation: u32,
     next_id: u64,
     pods: Option<Arc<PodInventory>>,
@@ -145,12 +122,17 @@ struct Inner {
     node_labels: BTreeMap<String, String>,
 }
 
-/// The engine behind [`PolicyControl`]. The policies' state sits behind one lock: policy
-/// operations are rare and short. The node's container cgroups have their own, since exec
-/// records of new containers update them from the event path.
+/// The engine behind [`PolicyControl`]. The policies' state sits behind one lock, held only
+/// briefly. The node's container cgroups have their own, since exec records of new containers
+/// update them from the event path. Program loads hold `programs` (taken after `inner` when
+/// both are needed) and `adding`, never `inner`.
 pub struct Engine {
     inner: Mutex<Inner>,
     containers: Mutex<Containers>,
+    programs: Mutex<HookPrograms>,
+    program_stats: StatsHandle,
+    /// One policy add at a time.
+    adding: Mutex<()>,
     registry: Arc<HookRegistry>,
 }
 
@@ -174,14 +156,26 @@ fn mode_abi(m: PolicyMode) -> u32 {
     }
 }
 
+fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Engine {
-    pub fn new(mut bpf: HookBpf, kernel: LiveKernel, registry: Arc<HookRegistry>) -> Self {
+    pub fn new(
+        (mut bpf, programs): (HookBpf, HookPrograms),
+        kernel: LiveKernel,
+        registry: Arc<HookRegistry>,
+    ) -> Self {
         let containers = Containers {
             map: bpf.take_containers(),
             ..Default::default()
         };
+        let cookies = kernel.features.cookie;
         Engine {
             containers: Mutex::new(containers),
+            program_stats: programs.stats_handle(),
+            programs: Mutex::new(programs),
+            adding: Mutex::new(()),
             inner: Mutex::new(Inner {
                 bpf,
                 kernel,
@@ -189,10 +183,10 @@ impl Engine {
                 policies: BTreeMap::new(),
                 policy_slots: Slots::new(abi::MAX_POLICIES, 0),
                 hook_slots: Slots::new(abi::MAX_HOOKS, 0),
-                // Attach id 0 means "no hook" in vigil_sys_attach.
-                attach_ids: Slots::new(abi::MAX_ATTACH, 1),
-                points: HashMap::new(),
-                sys: None,
+                points: AttachPoints::new(cookies),
+                loading: BTreeSet::new(),
+                unclaimed: BTreeSet::new(),
+                state_path: None,
                 generation: 0,
                 next_id: 1,
                 pods: None,
@@ -242,10 +236,16 @@ impl Engine {
                 Err(e) => tracing::error!(policy = %key, "updating the host scope: {e}"),
             }
         }
+        inner.persist();
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        relock(&self.inner)
+    }
+
+    /// What every program load so far took (load time, verifier instruction count).
+    pub fn program_stats(&self) -> Vec<ProgramStats> {
+        relock(&self.program_stats).values().cloned().collect()
     }
 
     /// Scoped policies take their cgroup sets from `pods`, and follow it: every change of the
@@ -314,6 +314,7 @@ impl Engine {
                 }
             }
         }
+        inner.persist();
     }
 
     /// The cgroup ids a scoped policy currently applies to (`None`: not scoped or not loaded).
@@ -327,10 +328,42 @@ impl Engine {
 
     /// Loads an already compiled policy (the operator path and the YAML path both end here).
     pub fn add_ir(&self, ir: PolicyIr, origin: PolicyOrigin) -> Result<PolicyInfo, SensorError> {
+        let _one_at_a_time = relock(&self.adding);
+        let plan = match self.plan(&ir, &origin)? {
+            Planned::Load(plan) => plan,
+            Planned::Claimed(info) => return Ok(info),
+        };
+        let key = plan.key.clone();
+        let prepared = self.prepare(&plan);
+        let mut inner = self.lock();
+        inner.loading.remove(&key);
+        let result = inner.publish(&ir, origin, plan, prepared, &self.programs, &self.registry);
+        inner.persist();
+        drop(inner);
+        // Loads read the kernel's BTF and object files and free them again.
+        crate::heap::release_free_memory();
+        result
+    }
+
+    /// Step 1, under the engine lock: checks, lowering, ids for the per-point programs to load.
+    fn plan(&self, ir: &PolicyIr, origin: &PolicyOrigin) -> Result<Planned, SensorError> {
         let mut inner = self.lock();
         let identity = ir.identity.clone().unwrap_or_default();
         let key = PolicyKey::new(&identity.name, &identity.namespace);
-        if inner.policies.contains_key(&key) {
+        let encoded = prost::Message::encode_to_vec(ir);
+        let mut replaces = false;
+        if inner.unclaimed.contains(&key) {
+            // Taken over from the previous sensor: the same policy from the same source is
+            // this sensor's now; a changed one replaces it without a gap.
+            let p = &inner.policies[&key];
+            if p.ir == encoded && p.origin == *origin {
+                let info = inner.info(&key, p);
+                inner.unclaimed.remove(&key);
+                tracing::info!(policy = %key, "policy taken over from the previous sensor");
+                return Ok(Planned::Claimed(info));
+            }
+            replaces = true;
+        } else if inner.policies.contains_key(&key) || inner.loading.contains(&key) {
             return Err(SensorError::PolicyExists(key.to_string()));
         }
         let unloadable = |message: String| SensorError::PolicyUnloadable {
@@ -340,12 +373,13 @@ impl Engine {
         let inner = &mut *inner;
         // The operator sent it here because its nodeSelector selects this node, by labels the
         // operator knows (in Kubernetes, the Node's), which --node-labels need not repeat.
-        if origin != PolicyOrigin::Operator
-            && let Some(why) = lower::node_selector_mismatch(&ir, &inner.node_labels)
+        if *origin != PolicyOrigin::Operator
+            && let Some(why) = lower::node_selector_mismatch(ir, &inner.node_labels)
         {
             return Err(unloadable(why));
         }
-        let lowered = lower::lower(&ir, &inner.kernel, &inner.node_labels, &mut inner.ids)
+        let ids_start = inner.ids.peek();
+        let lowered = lower::lower(ir, &inner.kernel, &inner.node_labels, &mut inner.ids)
             .map_err(unloadable)?;
         let wanted = lowered.hooks.iter().filter(|h| h.is_ok()).count();
         if wanted > inner.hook_slots.available() {
@@ -355,129 +389,65 @@ impl Engine {
                 abi::MAX_HOOKS
             )));
         }
-        let slot = inner.policy_slots.alloc().ok_or_else(|| {
-            unloadable(format!("all {} policy slots are in use", abi::MAX_POLICIES))
-        })?;
-        let mode = mode_of(&ir);
-        inner.bpf.reset_stats(slot);
-        // The scope's set is filled before any hook can run.
-        let mut scope = lowered.scope.map(|PolicyScope { workload, host }| Scope {
-            set: if workload.is_some() {
-                inner.ids.alloc(1)
-            } else {
-                0
-            },
-            workload,
-            host,
-            host_selector: ir.scope.as_ref().and_then(|s| s.host_selector.clone()),
-            cgroups: BTreeSet::new(),
-        });
-        if let Some(sc) = scope.as_mut()
-            && let Some(workload) = &sc.workload
-        {
-            let want = inner
-                .pods
-                .as_ref()
-                .map(|p| p.scope_cgroups(workload))
-                .unwrap_or_default();
-            if let Err(e) = sync_scope(&mut inner.bpf, sc, want) {
-                sync_scope(&mut inner.bpf, sc, BTreeSet::new()).ok();
-                inner.policy_slots.free(slot);
-                return Err(unloadable(format!("writing the workload scope: {e}")));
-            }
-        }
-        if let Err(e) =
-            inner
-                .bpf
-                .maps
-                .policies
-                .set(slot, policy_cfg(false, mode, scope.as_ref()), 0)
-        {
-            if let Some(sc) = scope.as_mut() {
-                sync_scope(&mut inner.bpf, sc, BTreeSet::new()).ok();
-            }
-            inner.policy_slots.free(slot);
-            return Err(SensorError::bpf("vigil_policies", e));
-        }
-        let mut policy = Policy {
-            id: inner.next_id,
-            slot,
-            scope,
-            origin,
-            mode,
-            enabled: true,
-            hooks: Vec::new(),
-            failed: Vec::new(),
-            error: String::new(),
-        };
-        inner.next_id += 1;
-        for h in lowered.hooks {
-            match h {
-                Ok(h) => {
-                    let status = HookStatus {
-                        source: h.source.clone(),
-                        target: h.target.clone(),
-                        mechanism: h.mechanism.describe(h.return_probe),
-                        error: None,
-                    };
-                    match inner.load_hook(slot, h, &self.registry) {
-                        Ok((hook_slot, key, sets)) => policy.hooks.push(LoadedHook {
-                            slot: hook_slot,
-                            key,
-                            sets,
-                            status,
-                        }),
-                        Err(reason) => policy.failed.push(HookStatus {
-                            mechanism: String::new(),
-                            error: Some(reason),
-                            ..status
-                        }),
-                    }
+        let cookies = inner.points.cookies();
+        let mut shared = BTreeSet::new();
+        let mut per_point: Vec<(AttachKey, Vec<&'static str>, u32)> = Vec::new();
+        for h in lowered.hooks.iter().flatten() {
+            let akey = AttachKey::of(&h.mechanism, h.return_probe);
+            let (progs, instance) = akey.programs(cookies);
+            if !instance {
+                shared.extend(progs);
+            } else if !inner.points.contains(&akey) && !per_point.iter().any(|(k, ..)| *k == akey) {
+                match inner.points.reserve_id() {
+                    Ok(id) => per_point.push((akey, progs, id)),
+                    Err(_) => break, // the hook fails at publish, naming the limit
                 }
-                Err(f) => policy.failed.push(HookStatus {
-                    source: f.source,
-                    target: f.target,
-                    mechanism: String::new(),
-                    error: Some(f.reason),
-                }),
             }
         }
-        if !policy.failed.is_empty() {
-            policy.error = policy
-                .failed
-                .iter()
-                .map(|f| {
-                    format!(
-                        "{} ({}): {}",
-                        f.source,
-                        f.target,
-                        f.error.as_deref().unwrap_or_default()
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("; ");
+        inner.loading.insert(key.clone());
+        Ok(Planned::Load(Plan {
+            key,
+            lowered,
+            shared,
+            per_point,
+            ir: encoded,
+            ids_start,
+            replaces,
+        }))
+    }
+
+    /// Step 2, without the engine lock: the kernel verifies the programs the plan needs.
+    fn prepare(&self, plan: &Plan) -> Prepared {
+        let mut out = Prepared::default();
+        {
+            let mut programs = relock(&self.programs);
+            for &name in &plan.shared {
+                if let Err(e) = programs.ensure(name) {
+                    tracing::error!(program = name, "{e}");
+                    out.shared_errors.insert(name, e);
+                }
+            }
         }
-        if !policy.hooks.is_empty() {
-            let _ =
-                inner
-                    .bpf
-                    .maps
-                    .policies
-                    .set(slot, policy_cfg(true, mode, policy.scope.as_ref()), 0);
+        for (akey, progs, id) in &plan.per_point {
+            let (pins, slow) = {
+                let p = relock(&self.programs);
+                (p.pins(), p.slow_load())
+            };
+            if let Some(d) = slow {
+                std::thread::sleep(d);
+            }
+            match HookPrograms::load_instance(&pins, progs, *id, akey.lsm_hook()) {
+                Ok((inst, timings)) => {
+                    relock(&self.programs).record_instance(&timings);
+                    out.instances.insert(akey.clone(), (*id, inst));
+                }
+                Err(e) => {
+                    self.lock().points.release_id(*id);
+                    out.point_errors.insert(akey.clone(), e);
+                }
+            }
         }
-        for f in &policy.failed {
-            tracing::warn!(
-                policy = %key,
-                hook = %f.source,
-                target = %f.target,
-                "hook not loaded: {}",
-                f.error.as_deref().unwrap_or_default()
-            );
-        }
-        let info = inner.info(&key, &policy);
-        tracing::info!(policy = %key, state = info.state.as_str(), hooks = policy.hooks.len(), "policy added");
-        inner.policies.insert(key, policy);
-        Ok(info)
+        out
     }
 
     /// Policy counters of every loaded policy (for metrics).
@@ -499,26 +469,245 @@ impl Engine {
     }
 }
 
+/// What step 1 of an add decided.
+enum Planned {
+    Load(Plan),
+    /// A policy taken over from the previous sensor, unchanged: nothing to load.
+    Claimed(PolicyInfo),
+}
+
+/// A policy to load.
+struct Plan {
+    key: PolicyKey,
+    lowered: lower::Lowered,
+    /// Shared programs the hooks need loaded.
+    shared: BTreeSet<&'static str>,
+    /// New per-point instances: their point, programs and reserved attach id.
+    per_point: Vec<(AttachKey, Vec<&'static str>, u32)>,
+    ir: Vec<u8>,
+    ids_start: u32,
+    /// It replaces the taken-over policy of the same name, which runs until it is in place.
+    replaces: bool,
+}
+
+/// What step 2 of an add loaded, and what failed to.
+#[derive(Default)]
+struct Prepared {
+    shared_errors: BTreeMap<&'static str, String>,
+    instances: HashMap<AttachKey, (u32, Instance)>,
+    point_errors: HashMap<AttachKey, String>,
+}
+
 impl Inner {
+    /// Step 3 of an add, under the engine lock: slots, map entries, attachments, and the policy
+    /// switched on in one write.
+    fn publish(
+        &mut self,
+        ir: &PolicyIr,
+        origin: PolicyOrigin,
+        plan: Plan,
+        mut prepared: Prepared,
+        programs: &Mutex<HookPrograms>,
+        registry: &HookRegistry,
+    ) -> Result<PolicyInfo, SensorError> {
+        let Plan {
+            key,
+            lowered,
+            ir: encoded,
+            ids_start,
+            replaces,
+            ..
+        } = plan;
+        let release = |inner: &mut Inner, prepared: &mut Prepared| {
+            for (id, _) in prepared.instances.drain().map(|(_, v)| v) {
+                inner.points.release_id(id);
+            }
+        };
+        let unloadable = |message: String| SensorError::PolicyUnloadable {
+            policy: key.to_string(),
+            message,
+        };
+        let Some(slot) = self.policy_slots.alloc() else {
+            release(self, &mut prepared);
+            return Err(unloadable(format!(
+                "all {} policy slots are in use",
+                abi::MAX_POLICIES
+            )));
+        };
+        let mode = mode_of(ir);
+        self.bpf.reset_stats(slot);
+        // The scope's set is filled before any hook can run.
+        let mut scope = lowered.scope.map(|PolicyScope { workload, host }| Scope {
+            set: if workload.is_some() {
+                self.ids.alloc(1)
+            } else {
+                0
+            },
+            workload,
+            host,
+            host_selector: ir.scope.as_ref().and_then(|s| s.host_selector.clone()),
+            cgroups: BTreeSet::new(),
+        });
+        if let Some(sc) = scope.as_mut()
+            && let Some(workload) = &sc.workload
+        {
+            let want = self
+                .pods
+                .as_ref()
+                .map(|p| p.scope_cgroups(workload))
+                .unwrap_or_default();
+            if let Err(e) = sync_scope(&mut self.bpf, sc, want) {
+                sync_scope(&mut self.bpf, sc, BTreeSet::new()).ok();
+                self.policy_slots.free(slot);
+                release(self, &mut prepared);
+                return Err(unloadable(format!("writing the workload scope: {e}")));
+            }
+        }
+        if let Err(e) = self
+            .bpf
+            .maps
+            .policies
+            .set(slot, policy_cfg(false, mode, scope.as_ref()), 0)
+        {
+            if let Some(sc) = scope.as_mut() {
+                sync_scope(&mut self.bpf, sc, BTreeSet::new()).ok();
+            }
+            self.policy_slots.free(slot);
+            release(self, &mut prepared);
+            return Err(SensorError::bpf("vigil_policies", e));
+        }
+        let mut policy = Policy {
+            id: self.next_id,
+            slot,
+            scope,
+            origin,
+            mode,
+            enabled: true,
+            hooks: Vec::new(),
+            failed: Vec::new(),
+            load_failures: Vec::new(),
+            error: String::new(),
+            ir: encoded,
+            ids_start,
+        };
+        self.next_id += 1;
+        let cookies = self.points.cookies();
+        for (index, h) in lowered.hooks.into_iter().enumerate() {
+            let h = match h {
+                Ok(h) => h,
+                Err(f) => {
+                    policy.failed.push(HookStatus {
+                        source: f.source,
+                        target: f.target,
+                        mechanism: String::new(),
+                        error: Some(f.reason),
+                    });
+                    continue;
+                }
+            };
+            let status = HookStatus {
+                source: h.source.clone(),
+                target: h.target.clone(),
+                mechanism: h.mechanism.describe(h.return_probe),
+                error: None,
+            };
+            let akey = AttachKey::of(&h.mechanism, h.return_probe);
+            let (progs, _) = akey.programs(cookies);
+            let not_loaded = progs
+                .iter()
+                .find_map(|p| prepared.shared_errors.get(p))
+                .or_else(|| prepared.point_errors.get(&akey))
+                .cloned();
+            let result = match not_loaded {
+                Some(e) => Err(e),
+                None => {
+                    let instance = prepared.instances.remove(&akey);
+                    self.load_hook(slot, h, akey, instance, programs, registry)
+                }
+            };
+            match result {
+                Ok(loaded) => policy.hooks.push(LoadedHook {
+                    index,
+                    status,
+                    ..loaded
+                }),
+                Err(reason) => {
+                    policy.load_failures.push((index, reason.clone()));
+                    policy.failed.push(HookStatus {
+                        mechanism: String::new(),
+                        error: Some(reason),
+                        ..status
+                    })
+                }
+            }
+        }
+        release(self, &mut prepared);
+        if !policy.failed.is_empty() {
+            policy.error = policy
+                .failed
+                .iter()
+                .map(|f| {
+                    format!(
+                        "{} ({}): {}",
+                        f.source,
+                        f.target,
+                        f.error.as_deref().unwrap_or_default()
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+        }
+        if !policy.hooks.is_empty() {
+            let _ =
+                self.bpf
+                    .maps
+                    .policies
+                    .set(slot, policy_cfg(true, mode, policy.scope.as_ref()), 0);
+        }
+        for f in &policy.failed {
+            tracing::warn!(
+                policy = %key,
+                hook = %f.source,
+                target = %f.target,
+                "hook not loaded: {}",
+                f.error.as_deref().unwrap_or_default()
+            );
+        }
+        let info = self.info(&key, &policy);
+        tracing::info!(policy = %key, state = info.state.as_str(), hooks = policy.hooks.len(), "policy added");
+        if replaces {
+            // The new version runs: the one taken over goes.
+            self.unclaimed.remove(&key);
+            if let Some(old) = self.policies.remove(&key) {
+                self.unload(old, registry);
+                tracing::info!(policy = %key, "policy taken over from the previous sensor replaced by this sensor's version");
+            }
+        }
+        self.policies.insert(key, policy);
+        Ok(info)
+    }
+
     /// Writes one hook's entries and attaches it. On failure nothing of it remains.
     fn load_hook(
         &mut self,
         policy_slot: u32,
         h: LoweredHook,
+        key: AttachKey,
+        instance: Option<(u32, Instance)>,
+        programs: &Mutex<HookPrograms>,
         registry: &HookRegistry,
-    ) -> Result<(u32, AttachKey, SetEntries), String> {
-        let slot = self
-            .hook_slots
-            .alloc()
-            .ok_or_else(|| format!("all {} hook slots are in use", abi::MAX_HOOKS))?;
+    ) -> Result<LoadedHook, String> {
+        let Some(slot) = self.hook_slots.alloc() else {
+            if let Some((id, _)) = instance {
+                self.points.release_id(id);
+            }
+            return Err(format!("all {} hook slots are in use", abi::MAX_HOOKS));
+        };
         self.generation = self.generation.wrapping_add(1);
         let mut cfg: HookCfg = h.cfg;
         cfg.policy = policy_slot;
         cfg.generation = self.generation;
-        let key = AttachKey {
-            return_probe: h.return_probe && !matches!(h.mechanism, Mechanism::SysEnter { .. }),
-            mechanism: h.mechanism,
-        };
+        let ret = h.return_probe;
         let result = self
             .write_sets(&h.sets)
             .and_then(|()| {
@@ -530,10 +719,29 @@ impl Inner {
             })
             .and_then(|()| {
                 registry.set(slot, cfg.generation, h.meta.clone());
-                self.attach(&key, slot)
+                let mut programs = relock(programs);
+                let Inner {
+                    bpf,
+                    kernel,
+                    points,
+                    ..
+                } = self;
+                let mut cx = AttachCx {
+                    maps: &mut bpf.maps,
+                    kernel,
+                    programs: &mut programs,
+                };
+                points.add(&mut cx, &key, slot, ret, instance)
             });
         match result {
-            Ok(()) => Ok((slot, key, h.sets)),
+            Ok(()) => Ok(LoadedHook {
+                index: 0,
+                slot,
+                key,
+                ret,
+                sets: h.sets,
+                status: HookStatus::default(),
+            }),
             Err(e) => {
                 registry.clear(slot);
                 self.delete_sets(&h.sets);
@@ -585,116 +793,6 @@ impl Inner {
         }
     }
 
-    fn write_attach(&mut self, id: u32, hooks: &[u32]) -> Result<(), String> {
-        let mut v = AttachHooks {
-            n: hooks.len() as u32,
-            ..Default::default()
-        };
-        v.hooks[..hooks.len()].copy_from_slice(hooks);
-        self.bpf
-            .maps
-            .attach
-            .set(id, v, 0)
-            .map_err(|e| format!("writing attach point {id}: {e}"))
-    }
-
-    fn attach(&mut self, key: &AttachKey, slot: u32) -> Result<(), String> {
-        if let Some(p) = self.points.get(key) {
-            if p.hooks.len() >= abi::ATTACH_HOOKS {
-                return Err(format!(
-                    "{} hooks already share this attach point (at most {})",
-                    p.hooks.len(),
-                    abi::ATTACH_HOOKS
-                ));
-            }
-            let id = p.id;
-            let mut hooks = p.hooks.clone();
-            hooks.push(slot);
-            self.write_attach(id, &hooks)?;
-            if let Some(p) = self.points.get_mut(key) {
-                p.hooks = hooks;
-            }
-            return Ok(());
-        }
-        let id = self
-            .attach_ids
-            .alloc()
-            .ok_or_else(|| format!("all {} attach points are in use", abi::MAX_ATTACH - 1))?;
-        let undo = |inner: &mut Inner| {
-            let _ = inner.bpf.maps.attach.set(id, AttachHooks::default(), 0);
-            inner.attach_ids.free(id);
-        };
-        if let Err(e) = self.write_attach(id, &[slot]) {
-            undo(self);
-            return Err(e);
-        }
-        let program = match &key.mechanism {
-            Mechanism::SysEnter { nr } => {
-                if self.sys.is_none() {
-                    match self.bpf.attach(0, &key.mechanism, true) {
-                        Ok(p) => self.sys = Some(p),
-                        Err(e) => {
-                            undo(self);
-                            return Err(e);
-                        }
-                    }
-                }
-                if let Err(e) = self.bpf.maps.sys_attach.set(*nr, id, 0) {
-                    undo(self);
-                    self.drop_sys_if_unused();
-                    return Err(format!("routing syscall {nr}: {e}"));
-                }
-                None
-            }
-            m => match self.bpf.attach(id, m, key.return_probe) {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    undo(self);
-                    return Err(e);
-                }
-            },
-        };
-        self.points.insert(
-            key.clone(),
-            AttachPoint {
-                id,
-                hooks: vec![slot],
-                _program: program,
-            },
-        );
-        Ok(())
-    }
-
-    fn drop_sys_if_unused(&mut self) {
-        if !self
-            .points
-            .keys()
-            .any(|k| matches!(k.mechanism, Mechanism::SysEnter { .. }))
-        {
-            self.sys = None;
-        }
-    }
-
-    fn detach(&mut self, key: &AttachKey, slot: u32) {
-        let Some(p) = self.points.get_mut(key) else {
-            return;
-        };
-        p.hooks.retain(|&s| s != slot);
-        let (id, hooks) = (p.id, p.hooks.clone());
-        if !hooks.is_empty() {
-            let _ = self.write_attach(id, &hooks);
-            return;
-        }
-        if let Mechanism::SysEnter { nr } = key.mechanism {
-            let _ = self.bpf.maps.sys_attach.set(nr, 0, 0);
-        }
-        // Dropping the point's program detaches it before its entry goes.
-        self.points.remove(key);
-        let _ = self.bpf.maps.attach.set(id, AttachHooks::default(), 0);
-        self.attach_ids.free(id);
-        self.drop_sys_if_unused();
-    }
-
     fn unload(&mut self, mut policy: Policy, registry: &HookRegistry) {
         let _ = self
             .bpf
@@ -705,7 +803,8 @@ impl Inner {
             let _ = sync_scope(&mut self.bpf, sc, BTreeSet::new());
         }
         for h in policy.hooks {
-            self.detach(&h.key, h.slot);
+            self.points
+                .remove(&mut self.bpf.maps, &h.key, h.slot, h.ret);
             registry.clear(h.slot);
             self.delete_sets(&h.sets);
             let _ = self.bpf.maps.hooks.set(h.slot, HookCfg::default(), 0);
@@ -830,7 +929,9 @@ impl PolicyControl for Engine {
             .policies
             .remove(key)
             .ok_or_else(|| SensorError::PolicyNotFound(key.to_string()))?;
+        inner.unclaimed.remove(key);
         inner.unload(policy, &self.registry);
+        inner.persist();
         tracing::info!(policy = %key, "policy deleted");
         Ok(())
     }
@@ -858,6 +959,7 @@ impl PolicyControl for Engine {
             }
             return Err(e);
         }
+        inner.persist();
         let p = &inner.policies[key];
         Ok(inner.info(key, p))
     }
@@ -876,6 +978,7 @@ impl PolicyControl for Engine {
             }
             return Err(e);
         }
+        inner.persist();
         let p = &inner.policies[key];
         Ok(inner.info(key, p))
     }
