@@ -7,8 +7,8 @@
 use crate::syscalls;
 use std::fmt;
 use vigil_api::events::{
-    ArgValue, EventKind, GetEventsResponse, KprobeArgument, KprobeSock, Process, ProcessKprobe,
-    ProcessTracepoint,
+    ArgValue, EventKind, GetEventsResponse, KprobeArgument, KprobeSock, Loss, Process,
+    ProcessKprobe, ProcessTracepoint,
 };
 
 /// Column the capability trailer is right-aligned to (counted in bytes, as Tetragon does).
@@ -19,6 +19,7 @@ const CAPS_TRAILER: &str = "🛑 CAP_SYS_ADMIN";
 pub enum RenderError {
     NoEvent,
     NoProcess(EventKind),
+    BadLoss(String),
 }
 
 impl fmt::Display for RenderError {
@@ -26,6 +27,7 @@ impl fmt::Display for RenderError {
         match self {
             RenderError::NoEvent => f.write_str("no event set"),
             RenderError::NoProcess(k) => write!(f, "{} has no process", k.field_name()),
+            RenderError::BadLoss(e) => write!(f, "rate_limit_info: {e}"),
         }
     }
 }
@@ -33,6 +35,9 @@ impl fmt::Display for RenderError {
 /// Renders one event as a compact line (no trailing newline).
 pub fn render(ev: &GetEventsResponse) -> Result<String, RenderError> {
     let kind = ev.kind().ok_or(RenderError::NoEvent)?;
+    if kind == EventKind::RateLimitInfo {
+        return loss_line(ev);
+    }
     let process = ev.process().ok_or(RenderError::NoProcess(kind))?;
     let (head, details) = match kind {
         EventKind::ProcessExec => (head("🚀", "process"), vec![show_arguments(process)]),
@@ -57,6 +62,7 @@ pub fn render(ev: &GetEventsResponse) -> Result<String, RenderError> {
             let l = ev.process_lsm.as_ref().ok_or(RenderError::NoEvent)?;
             (head("🔒", "LSM"), vec![l.function_name.clone()])
         }
+        EventKind::RateLimitInfo => return loss_line(ev),
     };
     let mut line = head;
     for part in [source(ev, process), process.binary.clone()]
@@ -70,6 +76,15 @@ pub fn render(ev: &GetEventsResponse) -> Result<String, RenderError> {
         line = with_caps_trailer(line);
     }
     Ok(line)
+}
+
+/// A loss marker: `⚠️ lost    <node> <count> <kind> events of policy <p> (<stage>: <reason>)
+/// between <from> and <to>`, as far as the marker tells.
+fn loss_line(ev: &GetEventsResponse) -> Result<String, RenderError> {
+    let loss = Loss::from_event(ev)
+        .map_err(|e| RenderError::BadLoss(e.to_string()))?
+        .ok_or(RenderError::NoEvent)?;
+    Ok(format!("{} {} {loss}", head("⚠️", "lost"), ev.node_name))
 }
 
 fn head(emoji: &str, label: &str) -> String {
@@ -355,456 +370,5 @@ fn tracepoint(t: &ProcessTracepoint) -> (String, Vec<String>) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use vigil_api::events::{Capabilities, Pod, ProcessExec, ProcessUprobe, capability_names};
-
-    fn exec_of(p: Process) -> GetEventsResponse {
-        GetEventsResponse::new(
-            ProcessExec {
-                process: Some(p),
-                ..Default::default()
-            },
-            "node1",
-            "t",
-        )
-    }
-
-    #[test]
-    fn pod_replaces_node_name() {
-        let p = Process {
-            binary: "/bin/ls".into(),
-            arguments: "-l".into(),
-            pod: Some(Pod {
-                namespace: "kube-system".into(),
-                name: "coredns-1".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        assert_eq!(
-            render(&exec_of(p)).unwrap(),
-            "🚀 process kube-system/coredns-1 /bin/ls -l"
-        );
-    }
-
-    #[test]
-    fn sys_admin_trailer_is_right_aligned_to_column_120() {
-        let p = Process {
-            binary: "/bin/ls".into(),
-            cap: Some(Capabilities {
-                effective: capability_names(1 << 21),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let line = render(&exec_of(p)).unwrap();
-        assert!(line.starts_with("🚀 process node1 /bin/ls  "), "{line}");
-        assert!(line.ends_with(" 🛑 CAP_SYS_ADMIN"), "{line}");
-        // bytes before the trailer + one space + padded trailer (in chars) = 120 columns
-        let body = "🚀 process node1 /bin/ls ";
-        let trailer_chars = line[body.len() + 1..].chars().count();
-        assert_eq!(trailer_chars, CAPS_COLUMN - body.len());
-    }
-
-    #[test]
-    fn no_trailer_without_sys_admin_in_effective() {
-        let p = Process {
-            binary: "/bin/ls".into(),
-            cap: Some(Capabilities {
-                permitted: capability_names(1 << 21),
-                effective: capability_names(1 << 12),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        assert_eq!(render(&exec_of(p)).unwrap(), "🚀 process node1 /bin/ls ");
-    }
-
-    #[test]
-    fn long_lines_get_the_trailer_after_one_space() {
-        let p = Process {
-            binary: "/b".repeat(70),
-            cap: Some(Capabilities::from_masks(0, 1 << 21, 0)),
-            ..Default::default()
-        };
-        let line = render(&exec_of(p)).unwrap();
-        assert!(
-            line.ends_with(&format!("{} 🛑 CAP_SYS_ADMIN", "/b".repeat(70) + " ")),
-            "{line}"
-        );
-    }
-
-    #[test]
-    fn quoting_follows_go() {
-        assert_eq!(go_quote("a b"), "\"a b\"");
-        assert_eq!(go_quote("\\n \" \""), "\"\\\\n \\\" \\\"\"");
-        assert_eq!(go_quote("x\ty\n\u{1}"), "\"x\\ty\\n\\x01\"");
-        assert_eq!(go_quote("é ü"), "\"é ü\"");
-    }
-
-    #[test]
-    fn syscall_prefixes_are_cut() {
-        assert_eq!(syscall_name("__x64_sys_write"), "sys_write");
-        assert_eq!(syscall_name("__arm64_sys_openat"), "sys_openat");
-        assert_eq!(syscall_name("sys_close"), "sys_close");
-        assert_eq!(syscall_name("tcp_connect"), "tcp_connect");
-        assert_eq!(syscall_name("__fdget"), "__fdget");
-    }
-
-    fn kprobe_line(function: &str, args: Vec<ArgValue>) -> String {
-        let ev = GetEventsResponse::new(
-            ProcessKprobe {
-                process: Some(Process {
-                    binary: "/bin/x".into(),
-                    ..Default::default()
-                }),
-                function_name: function.into(),
-                args: args.into_iter().map(KprobeArgument::new).collect(),
-                ..Default::default()
-            },
-            "n",
-            "t",
-        );
-        render(&ev).unwrap()
-    }
-
-    fn file(path: &str) -> ArgValue {
-        ArgValue::File(vigil_api::events::KprobeFile {
-            path: path.into(),
-            ..Default::default()
-        })
-    }
-
-    #[test]
-    fn syscall_hooks_with_two_args_show_the_byte_count_and_socket_closes_the_tuple() {
-        assert_eq!(
-            kprobe_line("__x64_sys_read", vec![file("/tmp/a"), ArgValue::Size(64)]),
-            "📚 read    n /bin/x /tmp/a 64 bytes"
-        );
-        assert_eq!(
-            kprobe_line(
-                "__x64_sys_sendto",
-                vec![
-                    sock("IPPROTO_TCP", "127.0.0.1", 5, "127.0.0.1", 80),
-                    ArgValue::Size(6)
-                ]
-            ),
-            "📤 sendmsg n /bin/x tcp 127.0.0.1:5 -> 127.0.0.1:80 bytes 6"
-        );
-        assert_eq!(
-            kprobe_line(
-                "__x64_sys_close",
-                vec![sock("IPPROTO_TCP", "127.0.0.1", 5, "127.0.0.1", 80)]
-            ),
-            "🧹 close   n /bin/x tcp 127.0.0.1:5 -> 127.0.0.1:80"
-        );
-    }
-
-    #[test]
-    fn kprobe_renderings() {
-        assert_eq!(
-            kprobe_line(
-                "__x64_sys_write",
-                vec![file("/tmp/a"), ArgValue::Int(0), ArgValue::Size(12)]
-            ),
-            "📝 write   n /bin/x /tmp/a 12 bytes"
-        );
-        assert_eq!(
-            kprobe_line("__x64_sys_read", vec![file("/tmp/a")]),
-            "📚 read    n /bin/x /tmp/a "
-        );
-        assert_eq!(
-            kprobe_line("fd_install", vec![ArgValue::Int(3), file("/etc/hosts")]),
-            "📬 open    n /bin/x /etc/hosts"
-        );
-        assert_eq!(
-            kprobe_line("__x64_sys_close", vec![file("/etc/hosts")]),
-            "📪 close   n /bin/x /etc/hosts"
-        );
-        assert_eq!(
-            kprobe_line(
-                "__x64_sys_mount",
-                vec![
-                    ArgValue::String("/dev/sda1".into()),
-                    ArgValue::String("/mnt".into())
-                ]
-            ),
-            "💾 mount   n /bin/x /dev/sda1 /mnt"
-        );
-        assert_eq!(
-            kprobe_line("__x64_sys_setuid", vec![ArgValue::Int(0)]),
-            "🔑 setuid  n /bin/x 0"
-        );
-        assert_eq!(
-            kprobe_line(
-                "security_file_permission",
-                vec![file("/f"), ArgValue::Int(1)]
-            ),
-            "❓ security_file_permission n /bin/x /f"
-        );
-        assert_eq!(
-            kprobe_line(
-                "security_mmap_file",
-                vec![file("/lib.so"), ArgValue::Uint(5)]
-            ),
-            "📝 mmap-rx n /bin/x /lib.so"
-        );
-        assert_eq!(
-            kprobe_line("do_sys_open", vec![]),
-            "❓ syscall n /bin/x do_sys_open"
-        );
-    }
-
-    fn sock(proto: &str, saddr: &str, sport: u32, daddr: &str, dport: u32) -> ArgValue {
-        ArgValue::Sock(KprobeSock {
-            family: "AF_INET".into(),
-            sock_type: "SOCK_STREAM".into(),
-            protocol: proto.into(),
-            saddr: saddr.into(),
-            sport,
-            daddr: daddr.into(),
-            dport,
-            ..Default::default()
-        })
-    }
-
-    fn kprobe_ret(function: &str, args: Vec<ArgValue>, ret: ArgValue) -> String {
-        let ev = GetEventsResponse::new(
-            ProcessKprobe {
-                process: Some(Process {
-                    binary: "/bin/x".into(),
-                    ..Default::default()
-                }),
-                function_name: function.into(),
-                args: args.into_iter().map(KprobeArgument::new).collect(),
-                return_value: Some(KprobeArgument::new(ret)),
-                ..Default::default()
-            },
-            "n",
-            "t",
-        );
-        render(&ev).unwrap()
-    }
-
-    #[test]
-    fn open_renders_alike_whatever_the_mechanism() {
-        let openat = || {
-            vec![
-                ArgValue::Int(-100),
-                ArgValue::String("/etc/passwd".into()),
-                ArgValue::Int(0),
-            ]
-        };
-        for f in [
-            "__x64_sys_openat",
-            "__arm64_sys_openat",
-            "sys_openat",
-            "openat",
-        ] {
-            assert_eq!(
-                kprobe_line(f, openat()),
-                "📬 open    n /bin/x /etc/passwd",
-                "{f}"
-            );
-        }
-        for f in ["__x64_sys_open", "open"] {
-            assert_eq!(
-                kprobe_line(f, vec![ArgValue::String("/etc/hosts".into())]),
-                "📬 open    n /bin/x /etc/hosts",
-                "{f}"
-            );
-        }
-        // openat with the name as a file or path (other declared types) still shows it.
-        assert_eq!(
-            kprobe_line("openat", vec![file("/etc/group")]),
-            "📬 open    n /bin/x /etc/group"
-        );
-    }
-
-    #[test]
-    fn read_write_close_render_alike_whatever_the_mechanism() {
-        let io = || vec![file("/tmp/a"), ArgValue::Bytes(vec![]), ArgValue::Size(12)];
-        for f in ["__x64_sys_read", "read", "pread64", "__x64_sys_pread64"] {
-            assert_eq!(
-                kprobe_line(f, io()),
-                "📚 read    n /bin/x /tmp/a 12 bytes",
-                "{f}"
-            );
-        }
-        for f in ["__x64_sys_write", "write", "pwrite64", "__x64_sys_pwrite64"] {
-            assert_eq!(
-                kprobe_line(f, io()),
-                "📝 write   n /bin/x /tmp/a 12 bytes",
-                "{f}"
-            );
-        }
-        for f in ["__x64_sys_close", "close", "sys_close"] {
-            assert_eq!(
-                kprobe_line(f, vec![file("/tmp/a")]),
-                "📪 close   n /bin/x /tmp/a",
-                "{f}"
-            );
-        }
-    }
-
-    #[test]
-    fn socket_syscalls_and_tcp_kprobes() {
-        let s = || sock("IPPROTO_TCP", "10.0.0.1", 40000, "10.0.0.2", 443);
-        for f in ["__x64_sys_connect", "connect"] {
-            assert_eq!(
-                kprobe_line(f, vec![s(), ArgValue::Int(16)]),
-                "🔌 connect n /bin/x tcp 10.0.0.1:40000 -> 10.0.0.2:443",
-                "{f}"
-            );
-        }
-        assert_eq!(
-            kprobe_line("tcp_connect", vec![s()]),
-            "🔌 connect n /bin/x tcp 10.0.0.1:40000 -> 10.0.0.2:443"
-        );
-        assert_eq!(
-            kprobe_line(
-                "connect",
-                vec![
-                    ArgValue::Int(3),
-                    ArgValue::Sockaddr(vigil_api::events::KprobeSockaddr {
-                        family: "AF_INET".into(),
-                        addr: "1.1.1.1".into(),
-                        port: 53,
-                    })
-                ]
-            ),
-            "🔌 connect n /bin/x -> 1.1.1.1:53"
-        );
-        assert_eq!(
-            kprobe_line(
-                "__x64_sys_sendto",
-                vec![
-                    sock("IPPROTO_UDP", "10.0.0.1", 5353, "10.0.0.3", 53),
-                    ArgValue::Bytes(vec![]),
-                    ArgValue::Size(33)
-                ]
-            ),
-            "📤 sendmsg n /bin/x udp 10.0.0.1:5353 -> 10.0.0.3:53 bytes 33"
-        );
-        assert_eq!(
-            kprobe_ret(
-                "__x64_sys_sendmsg",
-                vec![s(), ArgValue::Int(0)],
-                ArgValue::Long(7)
-            ),
-            "📤 sendmsg n /bin/x tcp 10.0.0.1:40000 -> 10.0.0.2:443 bytes 7"
-        );
-        assert_eq!(
-            kprobe_line("sendmsg", vec![s()]),
-            "📤 sendmsg n /bin/x tcp 10.0.0.1:40000 -> 10.0.0.2:443"
-        );
-        assert_eq!(
-            kprobe_line("tcp_sendmsg", vec![s(), ArgValue::Int(6)]),
-            "📤 sendmsg n /bin/x tcp 10.0.0.1:40000 -> 10.0.0.2:443 bytes 6"
-        );
-        assert_eq!(
-            kprobe_line("tcp_close", vec![sock("IPPROTO_TCP", "::", 8080, "::", 0)]),
-            "🧹 close   n /bin/x tcp :::8080 -> :::0"
-        );
-    }
-
-    #[test]
-    fn lsm_and_unknown_hooks() {
-        let ev = GetEventsResponse::new(
-            vigil_api::events::ProcessLsm {
-                process: Some(Process {
-                    binary: "/usr/bin/cat".into(),
-                    ..Default::default()
-                }),
-                function_name: "file_open".into(),
-                args: vec![KprobeArgument::new(file("/etc/passwd"))],
-                ..Default::default()
-            },
-            "n",
-            "t",
-        );
-        assert_eq!(render(&ev).unwrap(), "🔒 LSM     n /usr/bin/cat file_open");
-        assert_eq!(
-            kprobe_line("__x64_sys_unlinkat", vec![]),
-            "❓ syscall n /bin/x __x64_sys_unlinkat"
-        );
-        assert_eq!(
-            kprobe_line("security_bprm_check", vec![]),
-            "❓ syscall n /bin/x security_bprm_check"
-        );
-        // A connect hook without any address falls back to the generic line.
-        assert_eq!(
-            kprobe_line("connect", vec![ArgValue::Int(3)]),
-            "❓ syscall n /bin/x connect"
-        );
-    }
-
-    #[test]
-    fn syscall_names_bare_or_prefixed() {
-        assert_eq!(syscall_of("__x64_sys_openat"), Some("openat"));
-        assert_eq!(syscall_of("sys_close"), Some("close"));
-        assert_eq!(syscall_of("pread64"), Some("pread64"));
-        assert_eq!(syscall_of("tcp_connect"), None);
-        assert_eq!(syscall_of("security_file_open"), None);
-    }
-
-    #[test]
-    fn tracepoint_uprobe_renderings() {
-        let tp = |subsys: &str, event: &str, nr: i64| {
-            let ev = GetEventsResponse::new(
-                ProcessTracepoint {
-                    process: Some(Process {
-                        binary: "/bin/x".into(),
-                        ..Default::default()
-                    }),
-                    subsys: subsys.into(),
-                    event: event.into(),
-                    args: vec![KprobeArgument::new(ArgValue::Long(nr))],
-                    ..Default::default()
-                },
-                "n",
-                "t",
-            );
-            render(&ev).unwrap()
-        };
-        assert_eq!(
-            tp("raw_syscalls", "sys_enter", 59),
-            "☎  syscall n /bin/x execve"
-        );
-        assert_eq!(
-            tp("raw_syscalls", "sys_enter", 9999),
-            "☎  syscall n /bin/x unknown"
-        );
-        assert_eq!(
-            tp("sched", "sched_process_fork", 0),
-            "⁉️ tracepoint n /bin/x sched sched_process_fork"
-        );
-        let ev = GetEventsResponse::new(
-            ProcessUprobe {
-                process: Some(Process {
-                    binary: "/bin/bash".into(),
-                    ..Default::default()
-                }),
-                path: "/bin/bash".into(),
-                symbol: "readline".into(),
-                ..Default::default()
-            },
-            "n",
-            "t",
-        );
-        assert_eq!(
-            render(&ev).unwrap(),
-            "🕵️ uprobe  n /bin/bash /bin/bash readline"
-        );
-    }
-
-    #[test]
-    fn event_without_process_is_an_error() {
-        let ev = GetEventsResponse::new(ProcessExec::default(), "n", "t");
-        assert_eq!(
-            render(&ev).unwrap_err().to_string(),
-            "process_exec has no process"
-        );
-    }
-}
+#[path = "compact_tests.rs"]
+mod tests;

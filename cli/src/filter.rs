@@ -23,6 +23,11 @@ impl Filter {
         if !self.kinds.is_empty() && !ev.kind().is_some_and(|k| self.kinds.contains(&k)) {
             return false;
         }
+        // A loss marker says events are missing here; what they were cannot be matched against
+        // pod or binary filters, so it is always shown (unless --event-types leaves it out).
+        if ev.kind() == Some(EventKind::RateLimitInfo) {
+            return true;
+        }
         let process = ev.process();
         let pod = process.and_then(|p| p.pod.as_ref());
         if !self.namespaces.is_empty()
@@ -71,6 +76,31 @@ mod tests {
     #[test]
     fn empty_filter_matches_all() {
         assert!(Filter::default().matches(&exec("/bin/ls", None)));
+    }
+
+    #[test]
+    fn loss_markers_pass_process_filters_but_not_event_types() {
+        let marker = vigil_api::events::Loss {
+            count: 1,
+            ..Default::default()
+        }
+        .to_event("n", "t");
+        let f = Filter {
+            namespaces: vec!["prod".into()],
+            processes: vec![Regex::new("^/bin/ls$").unwrap()],
+            ..Default::default()
+        };
+        assert!(f.matches(&marker));
+        let f = Filter {
+            kinds: vec![EventKind::ProcessExec],
+            ..Default::default()
+        };
+        assert!(!f.matches(&marker));
+        let f = Filter {
+            kinds: vec![EventKind::RateLimitInfo],
+            ..Default::default()
+        };
+        assert!(f.matches(&marker));
     }
 
     #[test]

@@ -8,6 +8,8 @@ mod operator_status;
 mod pod;
 mod policy;
 mod policy_remote;
+mod policy_test;
+mod policy_test_report;
 mod remote;
 mod syscalls;
 
@@ -228,6 +230,65 @@ mod tests {
         assert!(parse(&["status", "--tls-cert", "c.pem"]).is_err());
         assert!(parse(&["policy", "list", "--tls-key", "c.key"]).is_err());
         assert!(parse(&["observe", "--tls-cert", "c.pem"]).is_err());
+    }
+
+    #[test]
+    fn policy_test_takes_events_and_one_expectation() {
+        match policy(&["policy", "test", "p.yaml", "--events", "e.json"]) {
+            PolicyCommand::Test(a) => {
+                assert_eq!((a.policy.as_str(), a.events.as_str()), ("p.yaml", "e.json"));
+                assert_eq!(
+                    (a.expect, a.expect_none, a.rate_limits),
+                    (None, false, false)
+                );
+                assert_eq!((a.output.as_str(), a.max_lines, a.mode), ("text", 10, None));
+            }
+            other => panic!("{other:?}"),
+        }
+        match policy(&[
+            "policy",
+            "test",
+            "p.yaml",
+            "--events",
+            "-",
+            "--expect",
+            "3",
+            "-o",
+            "json",
+            "--mode",
+            "monitor",
+            "--rate-limits",
+        ]) {
+            PolicyCommand::Test(a) => {
+                assert_eq!((a.expect, a.output.as_str()), (Some(3), "json"));
+                assert_eq!((a.mode, a.rate_limits), (Some(Mode::Monitor), true));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            parse(&["policy", "test", "p.yaml"]).is_err(),
+            "--events is required"
+        );
+        assert!(
+            parse(&[
+                "policy",
+                "test",
+                "p.yaml",
+                "--events",
+                "e",
+                "--expect",
+                "1",
+                "--expect-none"
+            ])
+            .is_err()
+        );
+        assert!(
+            parse(&[
+                "policy", "test", "p.yaml", "--events", "e", "--expect", "-1"
+            ])
+            .is_err()
+        );
+        assert!(parse(&["policy", "test", "p.yaml", "--events", "e", "-o", "yaml"]).is_err());
     }
 
     #[test]

@@ -8,10 +8,7 @@
 //! "privileged"}]}`. Exit codes: 0 done; 1 refused (bad pod, unknown uid); 2 unreadable input or
 //! unreachable sensor.
 
-use std::collections::BTreeMap;
-
 use clap::Subcommand;
-use serde::{Deserialize, Serialize};
 use vigil_api::wire::sensor_info::{self as pb, pod_inventory_client::PodInventoryClient};
 
 use crate::policy::ServerArg;
@@ -45,81 +42,8 @@ pub enum PodCommand {
     },
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PodJson {
-    pub namespace: String,
-    pub name: String,
-    pub uid: String,
-    pub labels: BTreeMap<String, String>,
-    pub annotations: BTreeMap<String, String>,
-    pub workload: String,
-    pub workload_kind: String,
-    pub containers: Vec<ContainerJson>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ContainerJson {
-    pub id: String,
-    pub name: String,
-    pub image: String,
-    pub image_id: String,
-    pub start_time: String,
-    pub privileged: bool,
-}
-
-impl From<PodJson> for pb::PodInfo {
-    fn from(p: PodJson) -> Self {
-        pb::PodInfo {
-            namespace: p.namespace,
-            name: p.name,
-            uid: p.uid,
-            labels: p.labels.into_iter().collect(),
-            annotations: p.annotations.into_iter().collect(),
-            workload: p.workload,
-            workload_kind: p.workload_kind,
-            containers: p
-                .containers
-                .into_iter()
-                .map(|c| pb::PodContainer {
-                    id: c.id,
-                    name: c.name,
-                    image: c.image,
-                    image_id: c.image_id,
-                    start_time: c.start_time,
-                    privileged: c.privileged,
-                })
-                .collect(),
-        }
-    }
-}
-
-impl From<pb::PodInfo> for PodJson {
-    fn from(p: pb::PodInfo) -> Self {
-        PodJson {
-            namespace: p.namespace,
-            name: p.name,
-            uid: p.uid,
-            labels: p.labels.into_iter().collect(),
-            annotations: p.annotations.into_iter().collect(),
-            workload: p.workload,
-            workload_kind: p.workload_kind,
-            containers: p
-                .containers
-                .into_iter()
-                .map(|c| ContainerJson {
-                    id: c.id,
-                    name: c.name,
-                    image: c.image,
-                    image_id: c.image_id,
-                    start_time: c.start_time,
-                    privileged: c.privileged,
-                })
-                .collect(),
-        }
-    }
-}
+/// A pod in its JSON form (shared with the sensor's inventory).
+pub type PodJson = vigil_api::wire::pod::Pod;
 
 fn read(file: &str) -> Result<String, String> {
     if file == "-" {
@@ -223,20 +147,5 @@ pub fn run(cmd: PodCommand) -> anyhow::Result<i32> {
             Ok(0)
         }
         Err((msg, code)) => fail(msg, code),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pod_json_round_trips_and_refuses_unknown_keys() {
-        let text = r#"{"namespace":"default","name":"xwing","uid":"u1","labels":{"app":"x"},
-            "containers":[{"id":"containerd://abc","name":"c","privileged":true}]}"#;
-        let p: PodJson = serde_json::from_str(text).unwrap();
-        let back = PodJson::from(pb::PodInfo::from(p.clone()));
-        assert_eq!(back, p);
-        assert!(serde_json::from_str::<PodJson>(r#"{"nmespace":"x"}"#).is_err());
     }
 }

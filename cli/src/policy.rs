@@ -2,7 +2,7 @@
 //! running sensor (add, delete, list, enable, disable, set-mode).
 //!
 //! Exit codes: 0 success, 1 invalid or refused policy, 2 input could not be read or the sensor
-//! could not be reached.
+//! could not be reached. `vigil policy test` has its own (see `policy_test.rs`).
 use std::io::{Read, Write};
 
 use clap::{Args, Subcommand, ValueEnum};
@@ -56,6 +56,11 @@ pub enum PolicyCommand {
         #[arg(value_name = "FILE|-")]
         file: String,
     },
+    /// Replay recorded events (JSON lines) through a policy, offline, with the kernel
+    /// programs' semantics: which events each selector matches and what its actions do.
+    /// Exit 1 when --expect/--expect-none is not met, 3 when it cannot be decided, 2 on bad
+    /// input.
+    Test(crate::policy_test::TestArgs),
     /// Load a policy file (`-` for stdin) into a running sensor. The manifest is validated
     /// here first; an invalid one is never sent.
     Add {
@@ -119,6 +124,7 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<i32> {
     match cmd {
         PolicyCommand::Validate { files } => Ok(validate(&files)),
         PolicyCommand::Compile { file } => compile(&file),
+        PolicyCommand::Test(args) => crate::policy_test::run(args),
         PolicyCommand::Add { file, server } => add(&file, &server.target()),
         PolicyCommand::List { output, server } => list(&server.target(), output),
         PolicyCommand::Delete(r) => {

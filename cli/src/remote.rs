@@ -11,11 +11,10 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Uri};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint, Uri};
 use vigil_api::events::EventKind;
 use vigil_api::wire::{self, sensor_info, tetragon};
+use vigil_host::tls_files::{self, ServerName, TlsFile};
 
 use crate::{compact, policy_remote};
 
@@ -239,53 +238,31 @@ fn chain_line(e: &(dyn std::error::Error + 'static)) -> String {
     out.replace('\n', " ")
 }
 
-fn read_pem(flag: &str, path: &std::path::Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("{flag} {}: cannot read: {e}", path.display()))
-}
-
-fn check_certs(flag: &str, path: &std::path::Path, pem: &[u8]) -> Result<(), String> {
-    match CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>() {
-        Ok(c) if !c.is_empty() => Ok(()),
-        Ok(_) => Err(format!(
-            "{flag} {}: no PEM certificate (-----BEGIN CERTIFICATE-----) found",
-            path.display()
-        )),
-        Err(e) => Err(format!("{flag} {}: bad PEM: {e}", path.display())),
-    }
-}
-
 /// The TLS configuration of an https:// target, from its files (read and checked here, so a
-/// bad file is named instead of failing as a handshake error).
+/// bad file is named instead of failing as a handshake error). Without `--tls-ca`, the system's
+/// roots are trusted.
 pub fn client_tls(tls: &TlsArgs) -> Result<ClientTlsConfig, String> {
-    let mut cfg = ClientTlsConfig::new();
-    cfg = match &tls.tls_ca {
-        Some(path) => {
-            let pem = read_pem("--tls-ca", path)?;
-            check_certs("--tls-ca", path, &pem)?;
-            cfg.ca_certificate(Certificate::from_pem(pem))
-        }
-        None => cfg.with_native_roots(),
-    };
-    match (&tls.tls_cert, &tls.tls_key) {
+    let identity = match (&tls.tls_cert, &tls.tls_key) {
         (Some(cert), Some(key)) => {
-            let cert_pem = read_pem("--tls-cert", cert)?;
-            check_certs("--tls-cert", cert, &cert_pem)?;
-            let key_pem = read_pem("--tls-key", key)?;
-            PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
-                format!(
-                    "--tls-key {}: no usable PEM private key (PKCS#8, PKCS#1 or SEC1): {e}",
-                    key.display()
-                )
-            })?;
-            cfg = cfg.identity(Identity::from_pem(cert_pem, key_pem));
+            Some((TlsFile::new("tls-cert", cert), TlsFile::new("tls-key", key)))
         }
-        (None, None) => {}
+        (None, None) => None,
         _ => return Err("--tls-cert and --tls-key go together".into()),
-    }
-    if let Some(name) = &tls.tls_server_name {
-        cfg = cfg.domain_name(name.clone());
-    }
-    Ok(cfg)
+    };
+    let cfg = tls_files::client_config(
+        tls.tls_ca.as_deref().map(|p| TlsFile::new("tls-ca", p)),
+        identity,
+        tls.tls_server_name.as_deref().map(|name| ServerName {
+            option: "tls-server-name",
+            name,
+        }),
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(if tls.tls_ca.is_none() {
+        cfg.with_native_roots()
+    } else {
+        cfg
+    })
 }
 
 /// Connects (with a small HTTP/2 window so that a client that stops reading stops the server
@@ -479,16 +456,8 @@ async fn stream_once(ch: Channel, target: &Target, filter: &RemoteFilter, json: 
             Ok(None) => return StreamEnd::Closed,
             Err(s) => return StreamEnd::Failed(status_line(target, &s)),
         };
-        let text = if let Some(n) = wire::dropped_events(&msg) {
-            if json {
-                wire::proto_to_json(&msg).unwrap_or_default()
-            } else {
-                eprintln!(
-                    "vigil observe: the sensor dropped {n} events for this client (it read too slowly)"
-                );
-                continue;
-            }
-        } else {
+        // Loss markers (`rate_limit_info`) are part of the stream: they print where the gap is.
+        let text = {
             match wire::from_proto(&msg) {
                 Ok(ev) if json => match ev.to_json() {
                     Ok(t) => t,
@@ -582,6 +551,14 @@ pub fn status(target: &Target, json: bool) -> anyhow::Result<i32> {
                 "subscribers": info.subscribers,
                 "events_dropped_total": info.events_dropped_total,
                 "features": features,
+                "self_protection": info.self_protection,
+                "self_protection_detail": info.self_protection_detail,
+                "programs": info.programs.iter().map(|p| serde_json::json!({
+                    "name": p.name,
+                    "loads": p.loads,
+                    "last_load_seconds": p.last_load_seconds,
+                    "verified_insns": p.verified_insns,
+                })).collect::<Vec<_>>(),
                 "policies": match &policies {
                     Ok(p) => serde_json::Value::Array(p.iter().map(policy_remote::policy_json).collect()),
                     Err(_) => serde_json::Value::Null,
@@ -598,6 +575,10 @@ pub fn status(target: &Target, json: bool) -> anyhow::Result<i32> {
                 "clients:   {} (events dropped for slow clients: {})",
                 info.subscribers, info.events_dropped_total
             );
+            println!(
+                "self-protection: {}",
+                self_protection_text(&info.self_protection, &info.self_protection_detail)
+            );
             println!("features:");
             for f in &info.features {
                 let yes = if f.available { "yes" } else { "no" };
@@ -608,10 +589,52 @@ pub fn status(target: &Target, json: bool) -> anyhow::Result<i32> {
                     println!("  {:<16} {yes}  ({detail})", f.name);
                 }
             }
+            print!("{}", program_lines(&info.programs));
             print!("{}", policy_lines(&policies));
         }
         Ok(if healthy { 0 } else { 1 })
     })
+}
+
+/// `vigil status`'s self-protection line: `off`, `active`, or `unavailable (<reason>)`. A
+/// sensor older than the field answers "": it has no self-protection.
+pub fn self_protection_text(state: &str, detail: &str) -> String {
+    match (state, detail) {
+        ("", _) => "off".into(),
+        (s, "") => s.into(),
+        (s, d) => format!("{s} ({d})"),
+    }
+}
+
+/// The `programs:` section of `vigil status`: what loading each BPF program cost.
+pub fn program_lines(programs: &[sensor_info::BpfProgram]) -> String {
+    use std::fmt::Write as _;
+    if programs.is_empty() {
+        return "programs:  none loaded\n".into();
+    }
+    let width = programs.iter().map(|p| p.name.len()).max().unwrap_or(0);
+    let mut out = format!(
+        "programs:  {} (load time of the last load, verifier instructions)\n",
+        programs.len()
+    );
+    for p in programs {
+        let insns = p
+            .verified_insns
+            .map(|n| format!("{n} insns"))
+            .unwrap_or_else(|| "insns not reported by this kernel".into());
+        let loads = if p.loads > 1 {
+            format!(", {} loads", p.loads)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "  {:<width$} {:>7.1} ms  {insns}{loads}",
+            p.name,
+            p.last_load_seconds * 1000.0
+        );
+    }
+    out
 }
 
 /// The `policies:` section of `vigil status`.
@@ -646,6 +669,16 @@ pub fn policy_lines(policies: &Result<Vec<tetragon::TracingPolicyStatus>, String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn self_protection_line_names_the_state_and_the_reason() {
+        assert_eq!(self_protection_text("active", ""), "active");
+        assert_eq!(
+            self_protection_text("unavailable", "BPF-LSM not active"),
+            "unavailable (BPF-LSM not active)"
+        );
+        assert_eq!(self_protection_text("", ""), "off");
+    }
 
     #[test]
     fn addresses_parse() {
@@ -745,10 +778,10 @@ mod tests {
     /// certificates required from `client_ca`); returns the https:// address.
     async fn serve(ca: &Ca, client_ca: Option<&Ca>) -> String {
         let (cert, key) = ca.issue("server", &["localhost", "127.0.0.1"]);
-        let mut tls =
-            tonic::transport::ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
+        let mut tls = tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(cert, key));
         if let Some(c) = client_ca {
-            tls = tls.client_ca_root(Certificate::from_pem(c.issuer.pem()));
+            tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(c.issuer.pem()));
         }
         let incoming =
             tonic::transport::server::TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).unwrap();
@@ -863,7 +896,7 @@ mod tests {
                     tls_ca: Some("/nonexistent/ca.pem".into()),
                     ..Default::default()
                 },
-                "--tls-ca /nonexistent/ca.pem: cannot read",
+                "--tls-ca: cannot read /nonexistent/ca.pem",
             ),
             (
                 "https://127.0.0.1:1",

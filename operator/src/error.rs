@@ -78,3 +78,14 @@ impl OperatorError {
 
 /// Result with [`OperatorError`].
 pub type Result<T, E = OperatorError> = std::result::Result<T, E>;
+
+impl From<vigil_host::HostError> for OperatorError {
+    fn from(e: vigil_host::HostError) -> Self {
+        match e {
+            vigil_host::HostError::Option { option, message } => {
+                OperatorError::Config { option, message }
+            }
+            vigil_host::HostError::Io { context, source } => OperatorError::Io { context, source },
+        }
+    }
+}

@@ -3,115 +3,40 @@
 //! it. A file that does not validate is reported (log and `vigil_operator_policy_dir_errors_total`)
 //! and the version it replaced, if any, stays distributed.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use vigil_api::policy::compile_each;
+use vigil_host::policy_files::{Changed, PolicyFiles, PolicyTarget};
 
-use crate::distribution::fnv1a;
 use crate::fleet::{DesiredPolicy, Fleet, PolicyKey};
 
-/// How often the directory is looked at.
-pub const POLL_INTERVAL_MS: u64 = 500;
-
-struct Known {
-    hash: u64,
-    /// The policy this file defines, once it validated.
-    key: Option<PolicyKey>,
-}
+pub use vigil_host::policy_files::{POLL_INTERVAL_MS, SyncReport};
 
 /// The directory and the policies it defined.
-pub struct PolicyDir {
-    dir: PathBuf,
-    fleet: Arc<dyn Fleet>,
-    known: BTreeMap<PathBuf, Known>,
-}
+pub type PolicyDir = vigil_host::policy_files::PolicyDir<PolicyKey, FleetTarget>;
 
-/// What one pass changed or could not do.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct SyncReport {
-    pub upserted: Vec<String>,
-    pub removed: Vec<String>,
-    pub errors: Vec<String>,
-}
+/// The fleet as the directory's target.
+pub struct FleetTarget(pub Arc<dyn Fleet>);
 
-fn is_policy_file(p: &Path) -> bool {
-    p.is_file()
-        && matches!(
-            p.extension().and_then(|e| e.to_str()),
-            Some("yaml") | Some("yml")
-        )
-}
-
-impl PolicyDir {
-    pub fn new(dir: PathBuf, fleet: Arc<dyn Fleet>) -> Self {
-        PolicyDir {
-            dir,
-            fleet,
-            known: BTreeMap::new(),
-        }
+impl PolicyTarget<PolicyKey> for FleetTarget {
+    fn remove(&self, key: &PolicyKey) -> Result<(), String> {
+        self.0.remove(key);
+        Ok(())
     }
 
-    /// One pass over the directory.
-    pub fn sync(&mut self) -> SyncReport {
-        let mut report = SyncReport::default();
-        let mut present = BTreeMap::new();
-        match std::fs::read_dir(&self.dir) {
-            Ok(entries) => {
-                for e in entries.flatten() {
-                    let p = e.path();
-                    if !is_policy_file(&p) {
-                        continue;
-                    }
-                    match std::fs::read(&p) {
-                        Ok(bytes) => {
-                            present.insert(p, bytes);
-                        }
-                        Err(e) => report
-                            .errors
-                            .push(format!("{}: cannot read: {e}", p.display())),
-                    }
-                }
-            }
-            Err(e) => {
-                report
-                    .errors
-                    .push(format!("{}: cannot list: {e}", self.dir.display()));
-                return report;
-            }
-        }
-        let gone: Vec<PathBuf> = self
-            .known
-            .keys()
-            .filter(|p| !present.contains_key(*p))
-            .cloned()
-            .collect();
-        for p in gone {
-            if let Some(Known { key: Some(k), .. }) = self.known.remove(&p) {
-                self.fleet.remove(&k);
-                report.removed.push(k.to_string());
-            }
-        }
-        for (p, bytes) in present {
-            let h = fnv1a(&bytes);
-            if self.known.get(&p).is_some_and(|k| k.hash == h) {
-                continue;
-            }
-            self.load(&p, &bytes, h, &mut report);
-        }
-        report
-    }
-
-    fn load(&mut self, path: &Path, bytes: &[u8], h: u64, report: &mut SyncReport) {
-        let old = self.known.get(path).and_then(|k| k.key.clone());
-        // Remember the content either way: a bad file is reported once, not every pass.
-        let keep = |known: &mut BTreeMap<PathBuf, Known>, key: Option<PolicyKey>| {
-            known.insert(path.to_path_buf(), Known { hash: h, key });
-        };
-        let result = std::str::from_utf8(bytes)
-            .map_err(|_| "not UTF-8 text".to_string())
-            .and_then(|text| compile_each(text).map_err(|e| e.to_string()))
+    /// Upserts the policy of a new or changed file; returns the policy the file now defines.
+    fn load(
+        &self,
+        files: &PolicyFiles<PolicyKey>,
+        file: &Changed<PolicyKey>,
+        report: &mut SyncReport,
+    ) -> Option<PolicyKey> {
+        let path = &file.path;
+        let old = file.previous.clone();
+        let result = file
+            .text
+            .clone()
+            .and_then(|text| compile_each(&text).map_err(|e| e.to_string()))
             .and_then(|mut docs| {
                 if docs.len() != 1 {
                     return Err(format!(
@@ -131,41 +56,34 @@ impl PolicyDir {
                 report
                     .errors
                     .push(format!("{}: {msg}{kept}", path.display()));
-                keep(&mut self.known, old);
-                return;
+                return old;
             }
         };
         let identity = ir.identity.clone().unwrap_or_default();
         let key = PolicyKey::new(&identity.name, &identity.namespace);
-        let owner = self
-            .known
-            .iter()
-            .find(|(p, k)| p.as_path() != path && k.key.as_ref() == Some(&key))
-            .map(|(p, _)| p.clone());
-        if let Some(other) = owner {
+        if let Some(other) = files.owner(&key, path) {
             report.errors.push(format!(
                 "{}: policy {key} is already defined by {}",
                 path.display(),
                 other.display()
             ));
-            keep(&mut self.known, old);
-            return;
+            return old;
         }
         if let Some(o) = old.as_ref().filter(|o| **o != key) {
             // The file now defines another policy: the old one goes.
-            self.fleet.remove(o);
+            self.0.remove(o);
             report.removed.push(o.to_string());
         }
         let node_selector = ir.scope.as_ref().and_then(|s| s.node_selector.clone());
-        self.fleet.upsert(DesiredPolicy {
+        self.0.upsert(DesiredPolicy {
             key: key.clone(),
             // Positive, stable across restarts: a content hash of the file.
-            generation: (h >> 1) as i64,
+            generation: (file.hash >> 1) as i64,
             ir,
             node_selector,
         });
-        report.upserted.push(key.to_string());
-        keep(&mut self.known, Some(key));
+        report.loaded.push(key.to_string());
+        Some(key)
     }
 }
 
@@ -201,20 +119,20 @@ spec:
     fn add_change_bad_edit_and_remove() {
         let dir = tempfile::tempdir().unwrap();
         let dist = Arc::new(Distribution::new(Arc::new(OperatorMetrics::default())));
-        let mut pd = PolicyDir::new(dir.path().to_path_buf(), dist.clone());
+        let mut pd = PolicyDir::new(dir.path().to_path_buf(), FleetTarget(dist.clone()));
         let key = PolicyKey::new("p", "");
         assert_eq!(pd.sync(), SyncReport::default());
 
         std::fs::write(dir.path().join("p.yaml"), policy("p", "/a/")).unwrap();
         std::fs::write(dir.path().join("notes.txt"), "ignored").unwrap();
         let r = pd.sync();
-        assert_eq!(r.upserted, ["p"]);
+        assert_eq!(r.loaded, ["p"]);
         let g1 = dist.rollup(&key).unwrap().generation;
         // Nothing changed: nothing happens.
         assert_eq!(pd.sync(), SyncReport::default());
 
         std::fs::write(dir.path().join("p.yaml"), policy("p", "/b/")).unwrap();
-        assert_eq!(pd.sync().upserted, ["p"]);
+        assert_eq!(pd.sync().loaded, ["p"]);
         let g2 = dist.rollup(&key).unwrap().generation;
         assert_ne!(g1, g2);
 
@@ -235,5 +153,26 @@ spec:
         std::fs::remove_file(dir.path().join("p.yaml")).unwrap();
         assert_eq!(pd.sync().removed, ["p"]);
         assert!(dist.rollup(&key).is_none());
+    }
+
+    #[test]
+    fn a_file_too_large_to_be_a_policy_is_reported_without_being_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let dist = Arc::new(Distribution::new(Arc::new(OperatorMetrics::default())));
+        let mut pd = PolicyDir::new(dir.path().to_path_buf(), FleetTarget(dist.clone()));
+        let f = dir.path().join("p.yaml");
+        std::fs::write(&f, policy("p", "/a/")).unwrap();
+        assert_eq!(pd.sync().loaded, ["p"]);
+        // Sparse: takes no disk (the scan itself is tested in vigil-host).
+        let file = std::fs::File::options().write(true).open(&f).unwrap();
+        file.set_len(100 << 20).unwrap();
+        let r = pd.sync();
+        let [error] = r.errors.as_slice() else {
+            panic!("one error: {r:?}")
+        };
+        assert!(error.contains("104857600 bytes"), "{error}");
+        assert!(error.contains("keeps its previous version"), "{error}");
+        assert!(dist.rollup(&PolicyKey::new("p", "")).is_some());
+        assert_eq!(pd.sync(), SyncReport::default(), "reported once");
     }
 }

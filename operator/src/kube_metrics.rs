@@ -31,6 +31,14 @@ pub struct ErrorLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ForbiddenLabel {
+    /// The RBAC verb the API server refused.
+    pub verb: String,
+    /// The resource (with subresource, e.g. `tracingpolicies/status`).
+    pub resource: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
     pub kind: String,
 }
@@ -62,6 +70,8 @@ pub struct KubeMetrics {
     pub pod_watch_errors: Counter,
     /// Failures of the Node watch (labels for nodeSelector).
     pub node_watch_errors: Counter,
+    /// API requests refused with 403 Forbidden (a missing RBAC permission), by verb and resource.
+    pub api_forbidden: Family<ForbiddenLabel, Counter>,
     /// Per policy, its kind and state; `policies` is recomputed from it.
     states: Mutex<HashMap<(&'static str, PolicyKey), PolicyState>>,
 }
@@ -78,6 +88,7 @@ impl Default for KubeMetrics {
             pods: Gauge::default(),
             pod_watch_errors: Counter::default(),
             node_watch_errors: Counter::default(),
+            api_forbidden: Family::default(),
             states: Mutex::new(HashMap::new()),
         }
     }
@@ -135,6 +146,11 @@ impl KubeMetrics {
             "operator_node_watch_errors",
             "Failures of the Node watch that feeds node labels to policy selection (retried with backoff)",
             self.node_watch_errors.clone(),
+        );
+        registry.register(
+            "operator_api_forbidden",
+            "API requests refused with 403 Forbidden (a permission missing from the operator's RBAC), by verb and resource",
+            self.api_forbidden.clone(),
         );
     }
 

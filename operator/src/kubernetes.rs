@@ -18,6 +18,8 @@ use crate::leader::{self, LeaderConfig};
 pub struct KubeConfig {
     /// `None`: run the controllers without leader election (a single replica).
     pub leader_election: Option<LeaderConfig>,
+    /// Also reconcile the `cilium.io` policy kinds (`--cilium-policies`).
+    pub cilium_policies: bool,
 }
 
 impl KubeConfig {
@@ -27,6 +29,7 @@ impl KubeConfig {
         let disabled = std::env::var("VIGIL_LEADER_ELECTION").is_ok_and(|v| v == "false");
         KubeConfig {
             leader_election: (!disabled).then(|| LeaderConfig::from_env(default_namespace)),
+            cilium_policies: false,
         }
     }
 }
@@ -58,11 +61,25 @@ pub async fn run_kube_with(
         shutdown.await;
         let _ = shutdown_tx.send(true);
     });
-    let ctx = Arc::new(Context::new(client.clone(), fleet, metrics.clone()));
+    let ctx = Arc::new(
+        Context::new(client.clone(), fleet, metrics.clone())
+            .with_cilium_policies(config.cilium_policies),
+    );
+    if config.cilium_policies {
+        check_cilium_crds(&client).await;
+    }
     let result = match &config.leader_election {
         Some(cfg) => {
             tracing::info!(lease = %cfg.lease_name, namespace = %cfg.namespace, identity = %cfg.identity, "leader election");
-            let (leader_rx, lease_task) = leader::elect(client, cfg).await?;
+            let mut stop = shutdown_rx.clone();
+            let elected = tokio::select! {
+                r = elect_retrying(&client, cfg, &metrics) => r,
+                _ = stop.wait_for(|s| *s) => None,
+            };
+            let Some((leader_rx, lease_task)) = elected else {
+                forward.abort();
+                return Ok(());
+            };
             let result = leader::while_leader(leader_rx, shutdown_rx, &metrics, |stop| {
                 run_controllers(ctx.clone(), stop)
             })
@@ -84,4 +101,65 @@ pub async fn run_kube_with(
     };
     forward.abort();
     result
+}
+
+/// Delay between attempts to set up leader election.
+const ELECT_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// [`leader::elect`] until it succeeds: a refused permission or an unreachable API server is
+/// logged and retried, never a reason to exit (that would only make a crash loop of it).
+async fn elect_retrying(
+    client: &Client,
+    cfg: &LeaderConfig,
+    metrics: &KubeMetrics,
+) -> Option<(watch::Receiver<bool>, leader::LeaseTask)> {
+    loop {
+        match leader::elect(client.clone(), cfg).await {
+            Ok(r) => return Some(r),
+            Err(e) => {
+                let what = format!(
+                    "taking part in leader election (Lease {}/{})",
+                    cfg.namespace, cfg.lease_name
+                );
+                if !crate::forbidden::report(&e, &what, metrics) {
+                    tracing::error!(error = %e, "{what} failed; retrying in {ELECT_RETRY:?}");
+                }
+            }
+        }
+        tokio::time::sleep(ELECT_RETRY).await;
+    }
+}
+
+/// Says clearly when `--cilium-policies` is on but the cluster serves no `cilium.io`
+/// TracingPolicy kinds (their watches then fail and retry until the CRDs appear).
+async fn check_cilium_crds(client: &Client) {
+    use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+    for (kind, plural) in [
+        ("TracingPolicy", "tracingpolicies"),
+        ("TracingPolicyNamespaced", "tracingpoliciesnamespaced"),
+    ] {
+        let gvk = GroupVersionKind::gvk(
+            vigil_api::policy::CILIUM_GROUP,
+            vigil_api::policy::VERSION,
+            kind,
+        );
+        let ar = ApiResource::from_gvk_with_plural(&gvk, plural);
+        let api: kube::Api<DynamicObject> = kube::Api::all_with(client.clone(), &ar);
+        match api.list(&kube::api::ListParams::default().limit(1)).await {
+            Ok(_) => tracing::info!(
+                kind,
+                group = vigil_api::policy::CILIUM_GROUP,
+                "reconciling Tetragon's policy kind too"
+            ),
+            Err(kube::Error::Api(s)) if s.code == 404 => tracing::error!(
+                kind,
+                "--cilium-policies: the cluster has no {plural}.{} CRD; install Vigil's (Helm value \
+                 crds.cilium.install, or `vigil-operator crdgen --cilium | kubectl apply -f -`); \
+                 until then {kind} resources of that group are not served",
+                vigil_api::policy::CILIUM_GROUP
+            ),
+            // Anything else (a missing permission included) shows up in the watch as well.
+            Err(e) => tracing::debug!(kind, error = %e, "checking the cilium.io CRDs"),
+        }
+    }
 }

@@ -9,6 +9,7 @@ pub mod controller;
 pub mod distribution;
 pub mod error;
 pub mod fleet;
+pub mod forbidden;
 pub mod gitops;
 pub mod grpc;
 pub mod kube_metrics;
@@ -34,20 +35,49 @@ pub const CRD_FILES: [&str; 2] = [
     "vigil.dev_tracingpoliciesnamespaced.yaml",
 ];
 
+/// Subdirectory of `config/crd/` with the `cilium.io` CRDs (Tetragon's group, Vigil's schema):
+/// apart, so that `kubectl apply -f config/crd/` does not install them by accident.
+pub const CILIUM_CRD_DIR: &str = "cilium.io";
+
+/// File names under `config/crd/cilium.io/`, in the order `cilium_crd_documents` returns them.
+pub const CILIUM_CRD_FILES: [&str; 2] = [
+    "cilium.io_tracingpolicies.yaml",
+    "cilium.io_tracingpoliciesnamespaced.yaml",
+];
+
 /// The command that regenerates `config/crd/`.
 pub const REGENERATE: &str = "cargo run -p vigil-operator -- crdgen --out-dir config/crd";
 
-/// Each CRD as its own YAML document (TracingPolicy, then TracingPolicyNamespaced).
-pub fn crd_documents() -> Result<Vec<String>, OperatorError> {
-    vigil_api::policy::crds()
-        .iter()
+fn to_yaml(
+    crds: Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>,
+) -> Result<Vec<String>, OperatorError> {
+    crds.iter()
         .map(|crd| serde_saphyr::to_string(crd).map_err(|e| OperatorError::Yaml(e.to_string())))
         .collect()
 }
 
+/// Each CRD as its own YAML document (TracingPolicy, then TracingPolicyNamespaced).
+pub fn crd_documents() -> Result<Vec<String>, OperatorError> {
+    to_yaml(vigil_api::policy::crds())
+}
+
+/// The `cilium.io` CRDs, each as its own YAML document (TracingPolicy, then
+/// TracingPolicyNamespaced).
+pub fn cilium_crd_documents() -> Result<Vec<String>, OperatorError> {
+    to_yaml(vigil_api::policy::cilium_crds())
+}
+
 /// Both CRDs as one multi-document YAML stream.
 pub fn crd_yaml() -> Result<String, OperatorError> {
-    let docs = crd_documents()?;
+    stream(crd_documents()?)
+}
+
+/// Both `cilium.io` CRDs as one multi-document YAML stream.
+pub fn cilium_crd_yaml() -> Result<String, OperatorError> {
+    stream(cilium_crd_documents()?)
+}
+
+fn stream(docs: Vec<String>) -> Result<String, OperatorError> {
     let mut out = String::new();
     for d in docs {
         out.push_str("---\n");
@@ -68,7 +98,14 @@ mod tests {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/crd");
         let docs = crd_documents().expect("CRDs serialize");
         assert_eq!(docs.len(), CRD_FILES.len());
-        for (name, want) in CRD_FILES.iter().zip(docs) {
+        let cilium = cilium_crd_documents().expect("cilium.io CRDs serialize");
+        let cilium_files = CILIUM_CRD_FILES.map(|f| format!("{CILIUM_CRD_DIR}/{f}"));
+        for (name, want) in CRD_FILES
+            .iter()
+            .map(|f| f.to_string())
+            .zip(docs)
+            .chain(cilium_files.into_iter().zip(cilium))
+        {
             let path = dir.join(name);
             let have = std::fs::read_to_string(&path).unwrap_or_default();
             assert!(
@@ -90,5 +127,22 @@ mod tests {
         assert!(yaml.contains("name: tracingpoliciesnamespaced.vigil.dev"));
         assert!(yaml.contains("scope: Namespaced"));
         assert!(yaml.contains("scope: Cluster"));
+    }
+
+    #[test]
+    fn cilium_crds_are_tetragons_names_with_vigils_schema() {
+        let yaml = cilium_crd_yaml().unwrap();
+        assert!(yaml.contains("name: tracingpolicies.cilium.io"));
+        assert!(yaml.contains("name: tracingpoliciesnamespaced.cilium.io"));
+        assert!(!yaml.contains("vigil.dev"), "{yaml}");
+        // The same schema and columns as Vigil's own group (compared as JSON: YAML folds the
+        // longer type names differently).
+        let json = |crds| serde_json::to_string(&crds).unwrap();
+        assert_eq!(
+            json(vigil_api::policy::cilium_crds())
+                .replace("cilium.io", "vigil.dev")
+                .replace("CiliumTracingPolicy", "TracingPolicy"),
+            json(vigil_api::policy::crds())
+        );
     }
 }

@@ -15,10 +15,14 @@ enum Command {
     /// Print the CustomResourceDefinitions (TracingPolicy, TracingPolicyNamespaced) as
     /// multi-document YAML, or write one file per CRD into a directory.
     Crdgen {
-        /// Write `vigil.dev_<plural>.yaml` files into this directory (e.g. config/crd)
-        /// instead of printing.
+        /// Write `vigil.dev_<plural>.yaml` files into this directory (e.g. config/crd), and the
+        /// cilium.io ones into its `cilium.io/` subdirectory, instead of printing.
         #[arg(long, value_name = "DIR")]
         out_dir: Option<std::path::PathBuf>,
+        /// Print the same kinds in Tetragon's group cilium.io (Vigil's schema), for clusters
+        /// that apply Tetragon's manifests unchanged.
+        #[arg(long, conflicts_with = "out_dir")]
+        cilium: bool,
     },
     /// Run the operator: serve policy sync to the sensors. With --policy-dir (GitOps mode) the
     /// policies are the *.yaml/*.yml files of a directory; without it, TracingPolicy resources
@@ -48,6 +52,11 @@ struct RunArgs {
     /// Needs --grpc-tls-cert and --grpc-tls-key.
     #[arg(long, env = "VIGIL_OPERATOR_GRPC_TLS_CLIENT_CA", value_name = "FILE")]
     grpc_tls_client_ca: Option<std::path::PathBuf>,
+    /// Kubernetes mode: also reconcile TracingPolicy and TracingPolicyNamespaced of Tetragon's
+    /// group cilium.io (the cluster needs Vigil's cilium.io CRDs: `crdgen --cilium`), with the
+    /// same status as vigil.dev ones. Leave it off where Tetragon itself serves that group.
+    #[arg(long, env = "VIGIL_OPERATOR_CILIUM_POLICIES")]
+    cilium_policies: bool,
     /// Log filter (tracing-subscriber syntax).
     #[arg(long, env = "VIGIL_OPERATOR_LOG_LEVEL", default_value = "info")]
     log_level: String,
@@ -55,16 +64,32 @@ struct RunArgs {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Crdgen { out_dir: None } => {
-            print!("{}", vigil_operator::crd_yaml()?);
+        Command::Crdgen {
+            out_dir: None,
+            cilium,
+        } => {
+            if cilium {
+                print!("{}", vigil_operator::cilium_crd_yaml()?);
+            } else {
+                print!("{}", vigil_operator::crd_yaml()?);
+            }
             Ok(())
         }
-        Command::Crdgen { out_dir: Some(dir) } => {
-            for (name, doc) in vigil_operator::CRD_FILES
+        Command::Crdgen {
+            out_dir: Some(dir), ..
+        } => {
+            let cilium_dir = dir.join(vigil_operator::CILIUM_CRD_DIR);
+            std::fs::create_dir_all(&cilium_dir)
+                .map_err(|e| anyhow::anyhow!("{}: cannot create: {e}", cilium_dir.display()))?;
+            let vigil = vigil_operator::CRD_FILES
                 .iter()
-                .zip(vigil_operator::crd_documents()?)
-            {
-                let path = dir.join(name);
+                .map(|f| dir.join(f))
+                .zip(vigil_operator::crd_documents()?);
+            let cilium = vigil_operator::CILIUM_CRD_FILES
+                .iter()
+                .map(|f| cilium_dir.join(f))
+                .zip(vigil_operator::cilium_crd_documents()?);
+            for (path, doc) in vigil.chain(cilium) {
                 std::fs::write(&path, doc)
                     .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", path.display()))?;
             }
@@ -80,6 +105,8 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: `kubectl logs` and journald get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let opts = vigil_operator::run::RunOptions {
         grpc_address: a.grpc_address,
@@ -88,6 +115,7 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
         grpc_tls_cert: a.grpc_tls_cert,
         grpc_tls_key: a.grpc_tls_key,
         grpc_tls_client_ca: a.grpc_tls_client_ca,
+        cilium_policies: a.cilium_policies,
     };
     if let Err(e) = opts.check() {
         eprintln!("vigil-operator: {e}");

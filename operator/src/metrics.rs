@@ -1,17 +1,12 @@
 //! The operator's Prometheus metrics (`vigil_operator_*`) and the HTTP endpoint serving them
 //! (`/metrics`, `/healthz`).
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-
-use crate::error::OperatorError;
 
 /// `policy` is `name` or `namespace/name`; `state` is `ready`, `partial`, `failed`, `pending`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -100,48 +95,5 @@ impl OperatorMetrics {
     }
 }
 
-/// Binds the metrics listener (so that a bad address fails at start).
-pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, OperatorError> {
-    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-        OperatorError::io(
-            format!("cannot listen on {addr} for metrics (--metrics-address)"),
-            e,
-        )
-    })
-}
-
-/// Renders the registry in the OpenMetrics text format.
-pub fn render(registry: &Registry) -> String {
-    let mut out = String::new();
-    // Writing into a String cannot fail.
-    let _ = prometheus_client::encoding::text::encode(&mut out, registry);
-    out
-}
-
-/// Serves `/metrics` and `/healthz` until the task is dropped.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    registry: Arc<Registry>,
-) -> Result<(), OperatorError> {
-    use axum::routing::get;
-    let app = axum::Router::new()
-        .route(
-            "/metrics",
-            get(move || {
-                let registry = registry.clone();
-                async move {
-                    (
-                        [(
-                            axum::http::header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        render(&registry),
-                    )
-                }
-            }),
-        )
-        .route("/healthz", get(|| async { "ok\n" }));
-    axum::serve(listener, app)
-        .await
-        .map_err(|e| OperatorError::io("metrics server", e))
-}
+/// The endpoint (`/metrics`, `/healthz`) is shared with the sensor.
+pub use vigil_host::metrics_http::{bind, render, serve};

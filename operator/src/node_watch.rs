@@ -36,6 +36,7 @@ pub async fn run_node_watcher(
         stop,
         "node",
         &metrics.node_watch_errors,
+        &metrics,
         |event| match event {
             watcher::Event::Init => listing = Some(Vec::new()),
             watcher::Event::InitApply(n) => {

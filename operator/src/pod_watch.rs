@@ -207,9 +207,16 @@ pub async fn run_pod_watcher(
 ) {
     let events = watcher(Api::<Pod>::all(client), watcher::Config::default()).default_backoff();
     let mut state = PodWatch::new(feed, metrics.clone());
-    crate::watch::drive(events, stop, "pod", &metrics.pod_watch_errors, |e| {
-        state.handle(e);
-    })
+    crate::watch::drive(
+        events,
+        stop,
+        "pod",
+        &metrics.pod_watch_errors,
+        &metrics,
+        |e| {
+            state.handle(e);
+        },
+    )
     .await;
 }
 

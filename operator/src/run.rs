@@ -7,12 +7,12 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tonic::transport::ServerTlsConfig;
-use vigil_api::tls::{self, TlsError};
+use vigil_host::tls_files::{self, TlsFile};
 
 use crate::distribution::Distribution;
 use crate::error::OperatorError;
@@ -41,6 +41,8 @@ pub struct RunOptions {
     pub grpc_tls_key: Option<PathBuf>,
     /// Require client certificates signed by these CAs (`--grpc-tls-client-ca`, PEM): mTLS.
     pub grpc_tls_client_ca: Option<PathBuf>,
+    /// Kubernetes mode: also reconcile the `cilium.io` policy kinds (`--cilium-policies`).
+    pub cilium_policies: bool,
 }
 
 fn config_error(option: &str, message: String) -> OperatorError {
@@ -48,11 +50,6 @@ fn config_error(option: &str, message: String) -> OperatorError {
         option: option.into(),
         message,
     }
-}
-
-fn read_pem(option: &str, path: &Path) -> Result<Vec<u8>, OperatorError> {
-    std::fs::read(path)
-        .map_err(|e| config_error(option, format!("cannot read {}: {e}", path.display())))
 }
 
 impl RunOptions {
@@ -64,6 +61,14 @@ impl RunOptions {
             return Err(config_error(
                 "policy-dir",
                 format!("{}: not a directory", d.display()),
+            ));
+        }
+        if self.cilium_policies && self.policy_dir.is_some() {
+            return Err(config_error(
+                "cilium-policies",
+                "is for Kubernetes mode; with --policy-dir, files of both apiVersions \
+                 (cilium.io/v1alpha1 and vigil.dev/v1alpha1) are read anyway"
+                    .into(),
             ));
         }
         self.tls_config().map(|_| ())
@@ -95,27 +100,13 @@ impl RunOptions {
                 ));
             }
         };
-        let cert_pem = read_pem("grpc-tls-cert", cert)?;
-        let key_pem = read_pem("grpc-tls-key", key)?;
-        let ca_pem = match &self.grpc_tls_client_ca {
-            Some(p) => Some(read_pem("grpc-tls-client-ca", p)?),
-            None => None,
-        };
-        tls::server_config(&cert_pem, &key_pem, ca_pem.as_deref())
-            .map(Some)
-            .map_err(|e| {
-                let (option, path) = match &e {
-                    TlsError::Key(_) => ("grpc-tls-key", key.as_path()),
-                    TlsError::Ca(_) => (
-                        "grpc-tls-client-ca",
-                        self.grpc_tls_client_ca.as_deref().unwrap_or(cert),
-                    ),
-                    TlsError::Cert(_) | TlsError::ServerName(_) => {
-                        ("grpc-tls-cert", cert.as_path())
-                    }
-                };
-                config_error(option, format!("{}: {e}", path.display()))
-            })
+        Ok(Some(tls_files::server_config(
+            TlsFile::new("grpc-tls-cert", cert),
+            TlsFile::new("grpc-tls-key", key),
+            self.grpc_tls_client_ca
+                .as_deref()
+                .map(|p| TlsFile::new("grpc-tls-client-ca", p)),
+        )?))
     }
 
     /// How sensors connect, for the log and the ready line.
@@ -194,8 +185,9 @@ impl Distributor {
             if let Some(k) = &self.kube_metrics {
                 k.register(registry.sub_registry_with_prefix("vigil"));
             }
-            self.tasks
-                .push(tokio::spawn(metrics::serve(l, Arc::new(registry))));
+            self.tasks.push(tokio::spawn(async move {
+                Ok(metrics::serve(l, Arc::new(registry)).await?)
+            }));
         }
     }
 
@@ -222,16 +214,7 @@ impl Drop for Distributor {
 }
 
 fn report(r: &SyncReport, metrics: &OperatorMetrics) {
-    for p in &r.upserted {
-        tracing::info!(policy = %p, "policy file loaded");
-    }
-    for p in &r.removed {
-        tracing::info!(policy = %p, "policy removed: its file is gone");
-    }
-    for e in &r.errors {
-        tracing::error!("policy directory: {e}");
-        metrics.policy_dir_errors.inc();
-    }
+    r.log(&metrics.policy_dir_errors);
 }
 
 /// Runs the operator until `shutdown` completes (or a server fails).
@@ -244,7 +227,7 @@ pub async fn run(
         return run_kubernetes(opts, shutdown).await;
     };
     let mut d = Distributor::bind(&opts).await?;
-    let mut pd = PolicyDir::new(dir, d.dist.clone());
+    let mut pd = PolicyDir::new(dir, gitops::FleetTarget(d.dist.clone()));
     report(&pd.sync(), &d.metrics);
     d.serve();
     eprintln!("{READY_LINE} on {} ({})", d.grpc_address, opts.mode());
@@ -315,7 +298,15 @@ async fn run_kubernetes(
         stop(),
     ));
     let fleet: Arc<dyn crate::fleet::Fleet> = d.dist.clone();
-    let controllers = tokio::spawn(crate::run_kube(client, fleet, kube_metrics, stop()));
+    let mut config = crate::KubeConfig::from_env(client.default_namespace());
+    config.cilium_policies = opts.cilium_policies;
+    let controllers = tokio::spawn(crate::run_kube_with(
+        client,
+        fleet,
+        kube_metrics,
+        config,
+        stop(),
+    ));
     let result = tokio::select! {
         () = shutdown => Ok(()),
         e = d.failed() => Err(e),
@@ -392,6 +383,7 @@ mod gate_tests {
 #[cfg(test)]
 mod tls_tests {
     use super::*;
+    use std::path::Path;
 
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 
@@ -421,6 +413,7 @@ mod tls_tests {
             grpc_tls_cert: cert.map(|f| dir.join(f)),
             grpc_tls_key: key.map(|f| dir.join(f)),
             grpc_tls_client_ca: ca.map(|f| dir.join(f)),
+            cilium_policies: false,
         }
     }
 
