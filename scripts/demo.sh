@@ -15,6 +15,7 @@ echo "== starting vigil-sensor (events to $events) with examples/policies"
 policies=()
 for p in file-access tcp-connect sigkill-enforce; do policies+=(--policy "$here/examples/policies/$p.yaml"); done
 "$BIN/vigil-sensor" --export-file "$events" --enable-process-cred --log-level warn \
+  --instance demo --keep-enforcing-on-exit=false \
   --grpc-socket "$work/vigil.sock" "${policies[@]}" 2>"$work/sensor.log" &
 sensor=$!
 for _ in $(seq 1 600); do
@@ -35,7 +36,7 @@ sleep 0.2; kill -KILL "$victim"; wait "$victim" 2>/dev/null || true
 setpriv --inh-caps=-all --bounding-set=-all /bin/sh -c 'id -u' # every capability dropped
 echo hello >"$demo/notes.txt"                                  # file-access: open, write, close
 cat "$demo/notes.txt" >/dev/null                               # open, read, close
-python3 - <<'PY'                                               # tcp-connect: a loopback connection
+/usr/bin/python3 - <<'PY'                                      # tcp-connect: a loopback connection (Debian's python3)
 import socket, threading
 srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(1)
 t = threading.Thread(target=lambda: srv.accept()[0].recv(16)); t.start()

@@ -73,3 +73,60 @@ app.kubernetes.io/component: {{ .component }}
 {{- if $i }},{{ end }}{{ $k }}={{ index $ $k }}
 {{- end -}}
 {{- end -}}
+
+{{/* Name of an existing cilium.io TracingPolicy CRD that this release did not install (e.g.
+Tetragon's), or empty. Found with `lookup`, so empty when rendering without a cluster. */}}
+{{- define "vigil.foreignCiliumCRD" -}}
+{{- $found := "" -}}
+{{- range $name := list "tracingpolicies.cilium.io" "tracingpoliciesnamespaced.cilium.io" -}}
+{{- $crd := lookup "apiextensions.k8s.io/v1" "CustomResourceDefinition" "" $name -}}
+{{- if and $crd (not $found) -}}
+{{- $ann := $crd.metadata.annotations | default dict -}}
+{{- $release := index $ann "meta.helm.sh/release-name" | default "" -}}
+{{- $releaseNs := index $ann "meta.helm.sh/release-namespace" | default "" -}}
+{{- if not (and (eq $release $.Release.Name) (eq $releaseNs $.Release.Namespace)) -}}
+{{- $found = $name -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $found -}}
+{{- end -}}
+
+{{/* "true" when the chart installs the cilium.io CRDs (crds.cilium.install), else "false". */}}
+{{- define "vigil.ciliumCRDs" -}}
+{{- $v := toString .Values.crds.cilium.install -}}
+{{- if not (has $v (list "auto" "true" "false")) -}}
+{{- fail (printf "crds.cilium.install must be auto, true or false, not %q" $v) -}}
+{{- end -}}
+{{- if not .Values.crds.install -}}
+false
+{{- else if eq $v "auto" -}}
+{{- ternary "false" "true" (ne (include "vigil.foreignCiliumCRD" .) "") -}}
+{{- else if eq $v "true" -}}
+{{- with include "vigil.foreignCiliumCRD" . -}}
+{{- fail (printf "crds.cilium.install=true, but the cluster already has the CRD %s and this release did not install it (Tetragon's?). Remove it first, or leave crds.cilium.install=auto to use only vigil.dev/v1alpha1" .) -}}
+{{- end -}}
+true
+{{- else -}}
+false
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when the operator reconciles the cilium.io kinds (operator.ciliumPolicies). */}}
+{{- define "vigil.ciliumPolicies" -}}
+{{- $v := toString .Values.operator.ciliumPolicies -}}
+{{- if not (has $v (list "auto" "true" "false")) -}}
+{{- fail (printf "operator.ciliumPolicies must be auto, true or false, not %q" $v) -}}
+{{- end -}}
+{{- if eq $v "auto" -}}
+{{- include "vigil.ciliumCRDs" . -}}
+{{- else -}}
+{{- $v -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Non-empty when the API server has securityContext.appArmorProfile (Kubernetes 1.30+);
+older ones (down to the chart's kubeVersion) take the beta annotation instead. */}}
+{{- define "vigil.apparmorField" -}}
+{{- if semverCompare ">=1.30.0-0" .Capabilities.KubeVersion.Version -}}true{{- end -}}
+{{- end -}}
