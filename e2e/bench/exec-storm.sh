@@ -20,6 +20,7 @@ storm() {
 
 start_sensor() {
   "$BIN/vigil-sensor" --export-file "$work/events.json" --export-file-max-size-mb 1000 \
+    --instance "bench-$$" --keep-enforcing-on-exit=false \
     --log-level warn 2>"$work/sensor.log" &
   sensor=$!
   for _ in $(seq 1 600); do

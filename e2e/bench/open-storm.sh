@@ -49,6 +49,7 @@ storm() { "$BIN/vigil-e2e-workload" open-storm "$N" "$target"; }
 start_sensor() { # POLICY
   rm -f "$work/events.json"
   "$BIN/vigil-sensor" --export-file "$work/events.json" --export-file-max-size-mb 4000 \
+    --instance "bench-$$" --keep-enforcing-on-exit=false \
     --grpc-socket "" --metrics-address "127.0.0.1:$port" --policy "$work/$1.yaml" \
     --log-level warn 2>"$work/sensor.log" &
   sensor=$!

@@ -179,6 +179,7 @@ fn kprobes_on(sensor: &Sensor, path: &str) -> Vec<vigil_api::events::ProcessKpro
                 _ => false,
             })
         })
+        .map(|k| *k)
         .collect()
 }
 

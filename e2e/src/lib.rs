@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 
 use vigil_api::events::GetEventsResponse;
 
+pub mod cluster;
 pub mod containers;
 pub mod fake_kube;
+pub mod loss;
 pub mod test_ca;
 
 /// The project binary `name`: from `VIGIL_BIN_DIR` when set, else next to the test binary's
@@ -52,6 +54,22 @@ pub struct Sensor {
     pub socket: PathBuf,
     stderr: Arc<Mutex<String>>,
     pub metrics_port: Option<u16>,
+    /// The sensor's instance (`--instance`): its pinned objects are under
+    /// `/sys/fs/bpf/vigil/<instance>/`.
+    pub instance: String,
+    /// The instance was made up for this sensor: its pins go when the `Sensor` does, however it
+    /// stopped (a killed sensor leaves its programs enforcing).
+    own_instance: bool,
+}
+
+/// A sensor instance name no other test sensor uses.
+pub fn unique_instance() -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    format!(
+        "e2e-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
 }
 
 /// True inside the VM harness (software-emulated CPU: everything is slower), or when asked.
@@ -92,20 +110,74 @@ impl Sensor {
         s
     }
 
+    /// Like [`Sensor::start_with_metrics`], run through `wrapper` (a command that ends by
+    /// executing its arguments, e.g. `sh -c 'echo $$ > …/cgroup.procs && exec "$@"' sh`).
+    pub fn start_wrapped(wrapper: &[&str], args: &[&str], env: &[(&str, &str)]) -> Sensor {
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--metrics-address", &addr]);
+        let mut s = Self::spawn(Some(wrapper), &all, env, true);
+        s.metrics_port = Some(port);
+        s
+    }
+
     fn start_with(args: &[&str], env: &[(&str, &str)], wait_ready: bool) -> Sensor {
+        Self::spawn(None, args, env, wait_ready)
+    }
+
+    fn spawn(
+        wrapper: Option<&[&str]>,
+        args: &[&str],
+        env: &[(&str, &str)],
+        wait_ready: bool,
+    ) -> Sensor {
         let dir = tempfile::tempdir().expect("tempdir");
-        let export = dir.path().join("events.json");
+        // The test's own --export-file, when it gives one (e.g. on a small tmpfs).
+        let own_export = args
+            .iter()
+            .position(|a| *a == "--export-file")
+            .and_then(|i| args.get(i + 1))
+            .map(PathBuf::from);
+        let export = own_export
+            .clone()
+            .unwrap_or_else(|| dir.path().join("events.json"));
         // Never the default socket: tests must not meet each other (or a real sensor).
         let socket = match args.iter().position(|a| *a == "--grpc-socket") {
             Some(i) => PathBuf::from(args.get(i + 1).copied().unwrap_or("")),
             None => dir.path().join("vigil.sock"),
         };
-        let mut cmd = Command::new(bin_path("vigil-sensor"));
+        let mut cmd = match wrapper {
+            Some([first, rest @ ..]) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin_path("vigil-sensor"));
+                c
+            }
+            _ => Command::new(bin_path("vigil-sensor")),
+        };
         if !args.contains(&"--node-name") && !env.iter().any(|(k, _)| *k == "VIGIL_NODE_NAME") {
             cmd.args(["--node-name", "e2e"]);
         }
-        cmd.args(["--log-level", "warn", "--export-file"])
-            .arg(&export);
+        // Each test sensor has pins of its own, removed when it stops, unless the test is about
+        // what one sensor leaves to the next.
+        let (instance, own_instance) = match args.iter().position(|a| *a == "--instance") {
+            Some(i) => (args.get(i + 1).copied().unwrap_or("").to_string(), false),
+            None => {
+                let i = unique_instance();
+                cmd.args(["--instance", &i]);
+                (i, true)
+            }
+        };
+        if !args
+            .iter()
+            .any(|a| a.starts_with("--keep-enforcing-on-exit"))
+        {
+            cmd.arg("--keep-enforcing-on-exit=false");
+        }
+        cmd.args(["--log-level", "warn"]);
+        if own_export.is_none() {
+            cmd.arg("--export-file").arg(&export);
+        }
         if !args.contains(&"--grpc-socket") {
             cmd.arg("--grpc-socket").arg(&socket);
         }
@@ -134,6 +206,8 @@ impl Sensor {
             socket,
             stderr,
             metrics_port: None,
+            instance,
+            own_instance,
         };
         if wait_ready {
             let deadline = Instant::now() + start_timeout();
@@ -208,6 +282,27 @@ impl Sensor {
         http_get(port, "/metrics")
     }
 
+    /// The directory of the sensor's current generation of pinned objects.
+    pub fn pin_dir(&self) -> PathBuf {
+        let root = Path::new("/sys/fs/bpf/vigil").join(&self.instance);
+        let mut gens: Vec<PathBuf> = std::fs::read_dir(&root)
+            .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
+        gens.sort();
+        gens.pop().expect("a generation")
+    }
+
+    /// Kills the sensor with SIGKILL (no clean stop) and waits for it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// Sends SIGTERM and waits for a clean exit; returns the exit status. The export file stays
     /// until the `Sensor` is dropped.
     pub fn stop(&mut self) -> ExitStatus {
@@ -232,6 +327,11 @@ impl Drop for Sensor {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        if self.own_instance {
+            let _ = Command::new(bin_path("vigil-sensor"))
+                .args(["cleanup", "--instance", &self.instance])
+                .output();
         }
     }
 }
@@ -331,16 +431,40 @@ pub fn policy_list(socket: &Path) -> Vec<serde_json::Value> {
     v.as_array().expect("a JSON array").clone()
 }
 
-/// A policy from Tetragon's example corpus (`shared/policies/tetragon-examples` next to the
-/// repository, found by walking up from this crate, else /work/shared).
+/// The repository's root directory, for tests that read its files (chart, example policies,
+/// docs). Found at run time, not from where the test binary was built, so that a binary built
+/// from another checkout (a shared target directory), in CI or in the VM reads the tree it is
+/// run against: `VIGIL_REPO_DIR` when set (the VM harness sets `/vigil/src`), else the parent
+/// of the `CARGO_MANIFEST_DIR` that `cargo test` sets for the run, else the one compiled in.
+pub fn repo_root() -> PathBuf {
+    if let Some(dir) = std::env::var_os("VIGIL_REPO_DIR") {
+        return PathBuf::from(dir);
+    }
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
+}
+
+/// A file of the repository (`repo_file("examples/policies/x.yaml")`), read; panics with the
+/// path when it cannot be read.
+pub fn repo_file(rel: &str) -> String {
+    let p = repo_root().join(rel);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// A policy from Tetragon's example corpus (`policies/tetragon-examples` of the shared
+/// directory: `VIGIL_SHARED_DIR` when set (the VM harness sets `/vigil/shared`), else `shared/`
+/// next to the repository or above it, else /work/shared).
 pub fn corpus_policy(name: &str) -> String {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let dir = manifest
-        .ancestors()
-        .map(|a| a.join("shared/policies/tetragon-examples"))
-        .chain([PathBuf::from("/work/shared/policies/tetragon-examples")])
+    let sub = "policies/tetragon-examples";
+    let dir = std::env::var_os("VIGIL_SHARED_DIR")
+        .map(|d| PathBuf::from(d).join(sub))
+        .into_iter()
+        .chain(repo_root().ancestors().map(|a| a.join("shared").join(sub)))
+        .chain([PathBuf::from("/work/shared").join(sub)])
         .find(|p| p.is_dir())
-        .expect("Tetragon example corpus next to the repository or in /work/shared");
+        .expect("Tetragon example corpus: set VIGIL_SHARED_DIR, or put shared/policies next to the repository");
     std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
@@ -358,6 +482,10 @@ pub struct Operator {
     kubeconfig: Option<PathBuf>,
     /// More arguments of `vigil-operator run` (e.g. the TLS files), passed at every (re)start.
     extra_args: Vec<String>,
+    /// Kubernetes mode: compete for the leader Lease (else run alone, election off).
+    leader_election: bool,
+    /// More environment variables (e.g. a replica's POD_NAME and POD_NAMESPACE).
+    env: Vec<(String, String)>,
 }
 
 impl Operator {
@@ -374,9 +502,46 @@ impl Operator {
             stderr: Arc::new(Mutex::new(String::new())),
             kubeconfig: Some(kubeconfig.to_path_buf()),
             extra_args: Vec::new(),
+            leader_election: false,
+            env: Vec::new(),
         };
         op.spawn();
         op
+    }
+
+    /// Starts the operator in Kubernetes mode as one replica of its Deployment would run: with
+    /// leader election (the Lease in `namespace`, identity `pod_name`, as the chart's POD_NAME
+    /// and POD_NAMESPACE give them), the API server and identity of `kubeconfig`, and `args`
+    /// of `vigil-operator run` besides the listen addresses. Waits until it listens; it serves
+    /// sensors only while it holds the Lease.
+    pub fn start_replica(
+        kubeconfig: &Path,
+        namespace: &str,
+        pod_name: &str,
+        args: &[&str],
+    ) -> Operator {
+        let mut op = Operator {
+            child: None,
+            policy_dir: PathBuf::new(),
+            _dir: None,
+            grpc_port: free_port(),
+            metrics_port: free_port(),
+            stderr: Arc::new(Mutex::new(String::new())),
+            kubeconfig: Some(kubeconfig.to_path_buf()),
+            extra_args: args.iter().map(|a| a.to_string()).collect(),
+            leader_election: true,
+            env: vec![
+                ("POD_NAME".into(), pod_name.into()),
+                ("POD_NAMESPACE".into(), namespace.into()),
+            ],
+        };
+        op.spawn();
+        op
+    }
+
+    /// The process id (panics when it is not running).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     /// Starts the operator on a fresh policy directory and waits until it serves.
@@ -408,6 +573,8 @@ impl Operator {
             stderr: Arc::new(Mutex::new(String::new())),
             kubeconfig: None,
             extra_args: args.iter().map(|a| a.to_string()).collect(),
+            leader_election: false,
+            env: Vec::new(),
         };
         op.spawn();
         op
@@ -433,8 +600,10 @@ impl Operator {
         cmd.args(["run", "--log-level", "info"]);
         match &self.kubeconfig {
             Some(k) => {
-                cmd.env("KUBECONFIG", k)
-                    .env("VIGIL_LEADER_ELECTION", "false");
+                cmd.env("KUBECONFIG", k);
+                if !self.leader_election {
+                    cmd.env("VIGIL_LEADER_ELECTION", "false");
+                }
             }
             None => {
                 cmd.arg("--policy-dir").arg(&self.policy_dir);
@@ -447,6 +616,7 @@ impl Operator {
                 &format!("127.0.0.1:{}", self.metrics_port),
             ])
             .args(&self.extra_args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

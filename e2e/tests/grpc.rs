@@ -451,6 +451,9 @@ fn socket_is_0660_replaces_a_stale_one_refuses_a_live_one_and_tcp_works() {
     // A second sensor must not take over a socket that is in use.
     let out = Command::new(bin_path("vigil-sensor"))
         .args([
+            "--instance",
+            &vigil_e2e::unique_instance(),
+            "--keep-enforcing-on-exit=false",
             "--node-name",
             "e2e2",
             "--log-level",

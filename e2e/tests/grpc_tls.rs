@@ -150,6 +150,8 @@ fn bad_tls_options_stop_the_sensor_at_start() {
     let socket = dir.path().join("vigil.sock");
     let run = |extra: &[&str]| -> Output {
         Command::new(bin_path("vigil-sensor"))
+            .args(["--instance", &vigil_e2e::unique_instance()])
+            .arg("--keep-enforcing-on-exit=false")
             .args(["--grpc-socket", socket.to_str().unwrap()])
             .args(["--grpc-address", &addr])
             .args(extra)

@@ -13,9 +13,10 @@ fn start_with(dir: &Path, name: &str, yaml: &str) -> Sensor {
     std::fs::write(&p, yaml).unwrap();
     let s = Sensor::start(&["--policy", p.to_str().unwrap()]);
     let list = policy_list(&s.socket);
-    assert_eq!(
-        list[0]["state"], "enabled",
-        "every hook loads in the VM: {list:?}"
+    assert!(
+        list.first().is_some_and(|p| p["state"] == "enabled"),
+        "every hook loads in the VM: {list:?}\nsensor:\n{}",
+        s.stderr()
     );
     s
 }
@@ -27,9 +28,10 @@ fn kprobe_where(
 ) -> ProcessKprobe {
     sensor
         .wait_event(what, |e: &GetEventsResponse| {
-            e.process_kprobe.as_ref().is_some_and(&pred)
+            e.process_kprobe.as_deref().is_some_and(&pred)
         })
         .process_kprobe
+        .map(|k| *k)
         .unwrap()
 }
 
@@ -206,4 +208,68 @@ spec:
     );
     let out = Command::new("/usr/bin/cat").arg(&secret).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "top secret\n");
+}
+
+/// Override on a `security_*` kprobe runs on BPF-LSM (`security_file_permission` →
+/// `file_permission`), whose arguments the program reads from its context slots: a filter on the
+/// second argument (the access mask) decides, so writes to the file are denied and reads are
+/// not.
+#[test]
+fn vm_override_on_a_security_function_runs_on_bpf_lsm() {
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("append-only-not");
+    std::fs::write(&file, "kept\n").unwrap();
+    let yaml = format!(
+        "apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: deny-write
+spec:
+  kprobes:
+  - call: security_file_permission
+    syscall: false
+    args:
+    - index: 0
+      type: file
+    - index: 1
+      type: int
+    selectors:
+    - matchArgs:
+      - index: 0
+        operator: Equal
+        values: [\"{}\"]
+      - index: 1
+        operator: Mask
+        values: [\"2\"]
+      matchActions:
+      - action: Override
+        argError: -1
+",
+        file.display()
+    );
+    let sensor = start_with(work.path(), "deny-write.yaml", &yaml);
+    let hooks = policy_list(&sensor.socket)[0]["hooks"].to_string();
+    assert!(hooks.contains("lsm"), "lowered to BPF-LSM: {hooks}");
+    let script = format!("printf more >> '{}'", file.display());
+    let out = Command::new("/bin/sh")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the write must be denied: {out:?}");
+    let out = Command::new("/usr/bin/cat").arg(&file).output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "kept\n",
+        "reads pass, nothing was written"
+    );
+    let ev = sensor.wait_event("the denied write's event", |e| {
+        e.process_kprobe.as_ref().is_some_and(|k| {
+            k.function_name == "security_file_permission"
+                && k.args.get(1).and_then(|a| a.arg.as_ref()) == Some(&ArgValue::Int(2))
+        })
+    });
+    assert_eq!(
+        ev.process_kprobe.unwrap().action,
+        vigil_api::events::KprobeAction::Override
+    );
 }

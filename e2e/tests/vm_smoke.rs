@@ -46,6 +46,9 @@ const BOOL_KEYS: &[&str] = &[
     "ringbuf",
     "send_signal",
     "override_return",
+    "cookie",
+    "bpf_loop",
+    "syscall_tracepoint",
 ];
 
 #[test]
@@ -75,15 +78,15 @@ fn vm_feature_probe() {
         "kernel_release is not the running kernel's: {shown}"
     );
 
-    // Debian's kernel has all of these (checked by hand in this VM, see
-    // DESIGN.md "Kernel facts"): a `false` is a probe bug or a broken VM.
+    // Debian's kernels (5.10, 6.1, 6.12) have all of these (DESIGN.md "Kernel facts", the
+    // table in docs/bpf.md): a `false` is a probe bug or a broken VM.
     let expected_true = [
         "kprobe",
         "kretprobe",
-        "bpf_lsm",
         "trampoline",
         "fmod_ret",
         "tracepoint",
+        "syscall_tracepoint",
         "raw_tracepoint",
         "btf_tracepoint",
         "ringbuf",
@@ -105,4 +108,35 @@ fn vm_feature_probe() {
         Some(&Value::Bool(false)),
         "kernel {release}: override_return should be unavailable on Debian's kernel: {shown}"
     );
+
+    // BPF-LSM is active exactly when the harness booted with bpf in lsm= (run.sh --no-bpf-lsm
+    // boots without it).
+    let lsm_expected = std::env::var("VIGIL_EXPECT_BPF_LSM").map_or(true, |v| v != "0");
+    assert_eq!(
+        features.get("bpf_lsm"),
+        Some(&Value::Bool(lsm_expected)),
+        "kernel {release}: bpf_lsm should be {lsm_expected} (lsm={}): {shown}",
+        std::fs::read_to_string("/sys/kernel/security/lsm").unwrap_or_default()
+    );
+
+    // BPF cookies (bpf_get_attach_cookie) came with 5.15; bpf_loop with 5.17.
+    let version = kernel_version(release);
+    for (key, since) in [("cookie", (5, 15)), ("bpf_loop", (5, 17))] {
+        assert_eq!(
+            features.get(key),
+            Some(&Value::Bool(version >= since)),
+            "kernel {release}: {key} should be {} (since {}.{}): {shown}",
+            version >= since,
+            since.0,
+            since.1
+        );
+    }
+}
+
+/// (major, minor) of a kernel release such as `5.10.0-46-cloud-amd64`.
+fn kernel_version(release: &str) -> (u32, u32) {
+    let mut it = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    (it.next().unwrap_or(0), it.next().unwrap_or(0))
 }

@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # Vigil VM test harness: runs the e2e suite (vigil-e2e's integration tests) on
-# Debian's own kernel under qemu (TCG), where kprobes, fentry/fexit, fmod_ret
-# and BPF-LSM are available. See docs/testing.md.
+# one of Debian's kernels under qemu (TCG), where kprobes, fentry/fexit,
+# fmod_ret and BPF-LSM are available. See docs/testing.md.
 #
-#   e2e/vm/run.sh [--kernel-pkg NAME] [--filter SUBSTR] [--timeout SECS]
+#   e2e/vm/run.sh [--kernel 5.10|6.1|6.12] [--kernel-pkg NAME] [--no-bpf-lsm]
+#                 [--filter SUBSTR]... [--exclude SUBSTR]... [--timeout SECS]
 #                 [--test-timeout SECS] [--keep] [-h]
+#
+# The kernel comes from the Debian release that ships it (bullseye, bookworm,
+# trixie) through a private apt configuration under $CACHE/apt/<release>: the
+# system's own apt sources are neither read nor changed, and apt checks the
+# release's signature and the package's checksum as it always does.
 #
 # Exit status: 0 all tests passed; 1 a test failed or the guest misbehaved
 # (panic, oops, crash, missing result, timeout); 2 the harness could not run
@@ -14,8 +20,18 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 
-KERNEL_PKG=${VIGIL_VM_KERNEL_PKG:-linux-image-amd64}
-FILTER=${VIGIL_VM_FILTER:-}
+KERNEL=${VIGIL_VM_KERNEL:-6.1}
+KERNEL_PKG=${VIGIL_VM_KERNEL_PKG:-linux-image-cloud-amd64}
+BPF_LSM=${VIGIL_VM_BPF_LSM:-1}
+MIRROR=${VIGIL_VM_MIRROR:-http://deb.debian.org/debian}
+SECURITY_MIRROR=${VIGIL_VM_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
+KEYRING=${VIGIL_VM_KEYRING:-/usr/share/keyrings/debian-archive-keyring.gpg}
+# Package lists older than this are refreshed before a kernel is chosen.
+LISTS_MAX_AGE=${VIGIL_VM_LISTS_MAX_AGE:-86400}
+FILTERS=()
+[ -n "${VIGIL_VM_FILTER:-}" ] && FILTERS+=("$VIGIL_VM_FILTER")
+EXCLUDES=()
+[ -n "${VIGIL_VM_EXCLUDE:-}" ] && EXCLUDES+=("$VIGIL_VM_EXCLUDE")
 TIMEOUT=${VIGIL_VM_TIMEOUT:-900}
 TEST_TIMEOUT=${VIGIL_VM_TEST_TIMEOUT:-300}
 BOOT_TIMEOUT=${VIGIL_VM_BOOT_TIMEOUT:-120}
@@ -30,27 +46,40 @@ HOST_TOOLS=(setpriv unshare bpftool)
 usage() {
     cat <<EOF
 usage: $0 [options]
-  --kernel-pkg NAME    Debian kernel package or metapackage to boot
-                       (default: $KERNEL_PKG; e.g. linux-image-cloud-amd64,
-                       linux-image-6.1.0-56-amd64-unsigned)
+  --kernel VERSION     kernel line to boot: 5.10 (bullseye), 6.1 (bookworm)
+                       or 6.12 (trixie) (default: $KERNEL)
+  --kernel-pkg NAME    kernel package or metapackage of that release
+                       (default: $KERNEL_PKG; e.g. linux-image-amd64)
+  --no-bpf-lsm         boot without bpf in lsm= (BPF-LSM inactive)
   --filter SUBSTR      run only tests whose name, as BINARY::TEST (e.g.
-                       vm_smoke::vm_feature_probe), contains SUBSTR
+                       vm_smoke::vm_feature_probe), contains SUBSTR; may be
+                       given several times (a test matching any runs)
+  --exclude SUBSTR     skip tests whose BINARY::TEST contains SUBSTR (reported
+                       as skipped); may be given several times
   --timeout SECS       whole VM run, boot to power-off (default: $TIMEOUT)
   --test-timeout SECS  one test (default: $TEST_TIMEOUT)
   --keep               keep the work directory (initramfs, logs)
-Environment: VIGIL_VM_KERNEL_PKG, VIGIL_VM_FILTER, VIGIL_VM_TIMEOUT,
+Environment: VIGIL_VM_KERNEL, VIGIL_VM_KERNEL_PKG, VIGIL_VM_BPF_LSM (0: as
+--no-bpf-lsm), VIGIL_VM_FILTER, VIGIL_VM_EXCLUDE, VIGIL_VM_TIMEOUT,
 VIGIL_VM_TEST_TIMEOUT, VIGIL_VM_BOOT_TIMEOUT, VIGIL_VM_MEMORY ($MEMORY),
 VIGIL_VM_CPUS ($CPUS), VIGIL_VM_CACHE ($CACHE), VIGIL_VM_APPEND (extra
-kernel command line), CARGO_TARGET_DIR.
+kernel command line), VIGIL_VM_MIRROR ($MIRROR),
+VIGIL_VM_SECURITY_MIRROR ($SECURITY_MIRROR), VIGIL_VM_KEYRING ($KEYRING),
+VIGIL_VM_LISTS_MAX_AGE (${LISTS_MAX_AGE}s), CARGO_TARGET_DIR.
 EOF
 }
 
 while [ $# -gt 0 ]; do
     case "$1" in
+        --kernel) KERNEL=${2:?--kernel needs a value}; shift 2 ;;
+        --kernel=*) KERNEL=${1#*=}; shift ;;
         --kernel-pkg) KERNEL_PKG=${2:?--kernel-pkg needs a value}; shift 2 ;;
         --kernel-pkg=*) KERNEL_PKG=${1#*=}; shift ;;
-        --filter) FILTER=${2?--filter needs a value}; shift 2 ;;
-        --filter=*) FILTER=${1#*=}; shift ;;
+        --no-bpf-lsm) BPF_LSM=0; shift ;;
+        --filter) FILTERS+=("${2?--filter needs a value}"); shift 2 ;;
+        --filter=*) FILTERS+=("${1#*=}"); shift ;;
+        --exclude) EXCLUDES+=("${2?--exclude needs a value}"); shift 2 ;;
+        --exclude=*) EXCLUDES+=("${1#*=}"); shift ;;
         --timeout) TIMEOUT=${2:?--timeout needs a value}; shift 2 ;;
         --timeout=*) TIMEOUT=${1#*=}; shift ;;
         --test-timeout) TEST_TIMEOUT=${2:?--test-timeout needs a value}; shift 2 ;;
@@ -60,6 +89,16 @@ while [ $# -gt 0 ]; do
         *) echo "vm: unknown argument: $1" >&2; usage >&2; exit 2 ;;
     esac
 done
+# The Debian release that ships each kernel line, and the package name prefix
+# its kernel images have (a check that the metapackage led where it should).
+case "$KERNEL" in
+    5.10) RELEASE=bullseye; KPREFIX=linux-image-5.10. ;;
+    6.1) RELEASE=bookworm; KPREFIX=linux-image-6.1. ;;
+    6.12) RELEASE=trixie; KPREFIX=linux-image-6.12. ;;
+    *) echo "vm: --kernel must be 5.10, 6.1 or 6.12, not '$KERNEL'" >&2; exit 2 ;;
+esac
+case "$BPF_LSM" in 0|1) ;; *) echo "vm: VIGIL_VM_BPF_LSM must be 0 or 1" >&2; exit 2 ;; esac
+FILTER=$(IFS='|'; echo "${FILTERS[*]}")
 for n in "$TIMEOUT" "$TEST_TIMEOUT" "$BOOT_TIMEOUT" "$CPUS"; do
     [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "vm: not a positive number: $n" >&2; exit 2; }
 done
@@ -122,17 +161,76 @@ ensure_packages() {
 
 # --- kernel --------------------------------------------------------------------
 
-# Follow metapackages (linux-image-cloud-amd64 -> linux-image-6.1.0-NN-cloud-amd64)
+# A private apt configuration for $RELEASE: its own sources list, package lists
+# and download cache under $CACHE/apt/$RELEASE, no preferences and an empty
+# status file. The system's sources (another release, or none) are neither read
+# nor changed; apt verifies the release's InRelease signature with $KEYRING and
+# the package's SHA256 against the signed index, as for the system's packages.
+APT_DIR="$CACHE/apt/$RELEASE"
+kapt_opts() {
+    printf '%s\n' \
+        -o "Dir::Etc::SourceList=$APT_DIR/sources.list" \
+        -o "Dir::Etc::SourceParts=$APT_DIR/sources.list.d" \
+        -o "Dir::Etc::Preferences=$APT_DIR/preferences" \
+        -o "Dir::Etc::PreferencesParts=$APT_DIR/preferences.d" \
+        -o "Dir::State::Lists=$APT_DIR/lists" \
+        -o "Dir::State::status=$APT_DIR/status" \
+        -o "Dir::Cache=$APT_DIR/cache" \
+        -o "Dir::Cache::archives=$APT_DIR/cache/archives" \
+        -o "Dir::Cache::pkgcache=" -o "Dir::Cache::srcpkgcache=" \
+        -o "APT::Architecture=amd64" -o "APT::Architectures::=amd64" \
+        -o "Acquire::Languages=none" \
+        -o "APT::Sandbox::User=root"
+}
+kapt_get() { local o; mapfile -t o < <(kapt_opts); timeout 600 apt-get -q "${o[@]}" "$@"; }
+kapt_cache() { local o; mapfile -t o < <(kapt_opts); apt-cache "${o[@]}" "$@"; }
+
+kapt_setup() {
+    [ -r "$KEYRING" ] || die "no Debian archive keyring at $KEYRING (package debian-archive-keyring), needed to check $RELEASE's signature"
+    mkdir -p "$APT_DIR"/{lists/partial,cache/archives/partial,sources.list.d,preferences.d} ||
+        die "cannot create $APT_DIR"
+    : >"$APT_DIR/status"
+    : >"$APT_DIR/preferences"
+    cat >"$APT_DIR/sources.list.new" <<EOF
+# Written by e2e/vm/run.sh: $RELEASE's kernels for the VM suite (not the system's sources).
+deb [signed-by=$KEYRING] $MIRROR $RELEASE main
+deb [signed-by=$KEYRING] $SECURITY_MIRROR $RELEASE-security main
+EOF
+    if cmp -s "$APT_DIR/sources.list.new" "$APT_DIR/sources.list"; then
+        rm -f "$APT_DIR/sources.list.new"
+    else
+        mv "$APT_DIR/sources.list.new" "$APT_DIR/sources.list"
+        rm -f "$APT_DIR/lists/.updated"
+    fi
+}
+
+KAPT_UPDATED=0
+kapt_update() {
+    [ "$KAPT_UPDATED" = 1 ] && return 0
+    KAPT_UPDATED=1
+    say "updating $RELEASE's package lists (private, in $APT_DIR)"
+    # apt-get update exits 0 on some failures (an unreachable mirror, a bad
+    # signature) and says so with W:/E: lines: both count as a failure here.
+    if kapt_get update >"$WORK/apt-kernel-update.log" 2>&1 &&
+        ! grep -qE '^(W|E): ' "$WORK/apt-kernel-update.log"; then
+        touch "$APT_DIR/lists/.updated"
+        return 0
+    fi
+    show_tail "$WORK/apt-kernel-update.log"
+    return 1
+}
+
+# Follow metapackages (linux-image-cloud-amd64 -> linux-image-5.10.0-NN-cloud-amd64)
 # to the package that ships /boot/vmlinuz-*.
 resolve_kernel_pkg() {
     local name=$1 next
     for _ in 1 2 3 4 5; do
-        apt-cache show --no-all-versions "$name" >/dev/null 2>&1 || return 1
+        kapt_cache show --no-all-versions "$name" >/dev/null 2>&1 || return 1
         if [[ $name =~ ^linux-image-[0-9] ]]; then
             echo "$name"
             return 0
         fi
-        next=$(apt-cache depends --important "$name" 2>/dev/null |
+        next=$(kapt_cache depends --important "$name" 2>/dev/null |
             awk '$1 == "Depends:" && $2 ~ /^linux-image-/ { print $2; exit }')
         [ -n "$next" ] || return 1
         name=$next
@@ -141,19 +239,40 @@ resolve_kernel_pkg() {
 }
 
 pkg_version() {
-    apt-cache show --no-all-versions "$1" 2>/dev/null | awk '$1 == "Version:" { print $2; exit }'
+    kapt_cache show --no-all-versions "$1" 2>/dev/null | awk '$1 == "Version:" { print $2; exit }'
+}
+
+# The newest cached kernel of this line (when the archive cannot be reached).
+cached_kernel() {
+    local d
+    d=$(find "$CACHE/kernels" -mindepth 1 -maxdepth 1 -type d -name "${KPREFIX}*" 2>/dev/null |
+        while read -r d; do [ -f "$d/.complete" ] && echo "$d"; done | sort -V | tail -n 1)
+    [ -n "$d" ] && echo "$d"
 }
 
 # Sets KERNEL_DIR (holding vmlinuz, config) and KERNEL_DESC.
 fetch_kernel() {
-    local pkg ver dir tmp
-    if ! pkg=$(resolve_kernel_pkg "$KERNEL_PKG"); then
-        apt_update
-        pkg=$(resolve_kernel_pkg "$KERNEL_PKG") ||
-            die "kernel package '$KERNEL_PKG' not found in Debian's package lists (apt-cache show/depends); is it a linux-image-* package for amd64?"
+    local pkg= ver= dir tmp age deb
+    kapt_setup
+    age=$(($(date +%s) - $(stat -c %Y "$APT_DIR/lists/.updated" 2>/dev/null || echo 0)))
+    [ "$age" -le "$LISTS_MAX_AGE" ] || kapt_update || true
+    pkg=$(resolve_kernel_pkg "$KERNEL_PKG") || pkg=
+    if [ -z "$pkg" ] && [ "$KAPT_UPDATED" = 0 ]; then
+        kapt_update || true
+        pkg=$(resolve_kernel_pkg "$KERNEL_PKG") || pkg=
     fi
-    ver=$(pkg_version "$pkg")
-    [ -n "$ver" ] || die "no version of $pkg available from apt"
+    [ -n "$pkg" ] && ver=$(pkg_version "$pkg")
+    if [ -z "$pkg" ] || [ -z "$ver" ]; then
+        if dir=$(cached_kernel); then
+            say "cannot resolve $KERNEL_PKG in $RELEASE's package lists; using the cached $(cat "$dir/package")"
+            KERNEL_DIR=$dir
+            KERNEL_DESC=$(cat "$dir/package")
+            return 0
+        fi
+        die "kernel package '$KERNEL_PKG' not found in $RELEASE's package lists ($APT_DIR); is it a linux-image-* package for amd64?"
+    fi
+    [[ $pkg == "$KPREFIX"* ]] ||
+        die "$KERNEL_PKG in $RELEASE leads to $pkg, which is not a $KERNEL kernel (--kernel $KERNEL)"
     dir="$CACHE/kernels/${pkg}_${ver}"
     KERNEL_DIR=$dir
     KERNEL_DESC="$pkg $ver"
@@ -163,33 +282,31 @@ fetch_kernel() {
     exec 9>"$CACHE/kernels/.lock"
     flock -w 600 9 || die "timed out waiting for the kernel cache lock $CACHE/kernels/.lock"
     if [ ! -f "$dir/.complete" ]; then
-        say "downloading $pkg $ver"
+        say "downloading $pkg $ver from $RELEASE"
         tmp=$(mktemp -d "$CACHE/kernels/.dl.XXXXXX")
-        if ! (cd "$tmp" && timeout 600 apt-get -q -o APT::Sandbox::User=root download "$pkg=$ver") \
+        # apt-get download checks the .deb against the SHA256 of the signed index.
+        if ! (cd "$tmp" && kapt_get download "$pkg=$ver") \
             >"$WORK/apt-download.log" 2>&1; then
-            # Stale package lists (the archive moved on): refresh and retry once.
-            apt_update
-            pkg=$(resolve_kernel_pkg "$KERNEL_PKG") || pkg=
-            ver=${pkg:+$(pkg_version "$pkg")}
-            if [ -z "$pkg" ] || [ -z "$ver" ] ||
-                ! (cd "$tmp" && timeout 600 apt-get -q -o APT::Sandbox::User=root download "$pkg=$ver") \
-                    >"$WORK/apt-download.log" 2>&1; then
-                show_tail "$WORK/apt-download.log"
-                rm -rf "$tmp"
-                die "cannot download kernel package ${pkg:-$KERNEL_PKG} from Debian's package registry"
+            show_tail "$WORK/apt-download.log"
+            rm -rf "$tmp"
+            flock -u 9
+            if [ "$KAPT_UPDATED" = 0 ]; then
+                # Stale package lists (the archive moved on): refresh, then start over.
+                kapt_update || true
+                fetch_kernel
+                return
             fi
-            dir="$CACHE/kernels/${pkg}_${ver}"
-            KERNEL_DIR=$dir
-            KERNEL_DESC="$pkg $ver"
+            die "cannot download kernel package $pkg $ver from $RELEASE ($MIRROR)"
         fi
-        if ! dpkg-deb --fsys-tarfile "$tmp"/*.deb | tar -x -C "$tmp" ./boot 2>"$WORK/unpack.log"; then
+        deb=$(find "$tmp" -maxdepth 1 -name '*.deb' | head -n 1)
+        if [ -z "$deb" ] || ! dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$tmp" ./boot 2>"$WORK/unpack.log"; then
             show_tail "$WORK/unpack.log"
             rm -rf "$tmp"
             die "cannot unpack /boot from $pkg"
         fi
         mkdir -p "$tmp/k"
         mv "$tmp"/boot/vmlinuz-* "$tmp/k/vmlinuz" 2>/dev/null || { rm -rf "$tmp"; die "$pkg has no /boot/vmlinuz-*"; }
-        mv "$tmp"/boot/config-* "$tmp/k/config" 2>/dev/null || true
+        mv "$tmp"/boot/config-* "$tmp/k/config" 2>/dev/null || { rm -rf "$tmp"; die "$pkg has no /boot/config-*"; }
         echo "$pkg $ver" >"$tmp/k/package"
         touch "$tmp/k/.complete"
         rm -rf "$dir"
@@ -197,6 +314,29 @@ fetch_kernel() {
         rm -rf "$tmp"
     fi
     flock -u 9
+}
+
+# A setting of the kernel's build configuration (its /boot/config): kconfig BPF_LSM -> y.
+kconfig() { sed -n "s/^CONFIG_$1=//p" "$KERNEL_DIR/config" 2>/dev/null | tr -d '"'; }
+
+# Sets KCMDLINE. lsm=: the LSMs of Debian's order that this kernel has, with bpf
+# last unless --no-bpf-lsm. Modules are never unpacked, so what the suite needs
+# must be built in: checked here rather than found missing by a test.
+kernel_cmdline() {
+    local need missing=() lsm=()
+    for need in BPF_SYSCALL DEBUG_INFO_BTF BPF_EVENTS KPROBE_EVENTS UPROBE_EVENTS FTRACE_SYSCALLS \
+        CGROUP_BPF SERIAL_8250 SERIAL_8250_CONSOLE BLK_DEV_INITRD DEVTMPFS SECURITYFS; do
+        [ "$(kconfig "$need")" = y ] || missing+=("CONFIG_$need")
+    done
+    [ ${#missing[@]} -eq 0 ] || die "$KERNEL_DESC lacks ${missing[*]} (built in), which the VM suite needs"
+    [ "$(kconfig SECURITY_LANDLOCK)" = y ] && lsm+=(landlock)
+    [ "$(kconfig SECURITY_LOCKDOWN_LSM)" = y ] && lsm+=(lockdown)
+    lsm+=(capability)
+    if [ "$BPF_LSM" = 1 ]; then
+        [ "$(kconfig BPF_LSM)" = y ] || die "$KERNEL_DESC was built without CONFIG_BPF_LSM; use --no-bpf-lsm"
+        lsm+=(bpf)
+    fi
+    KCMDLINE="console=ttyS0 lsm=$(IFS=,; echo "${lsm[*]}") panic=-1 loglevel=5 rdinit=/init"
 }
 
 # --- build ---------------------------------------------------------------------
@@ -217,9 +357,13 @@ build() {
     BINS=$(jq -r 'select(.reason == "compiler-artifact" and .executable != null
                          and .profile.test == false and (.target.kind | index("bin")))
                   | .executable' "$WORK/build.json" "$WORK/build-tests.json" | sort -u)
+    # The cluster suites (e2e/tests/k8s_*.rs: kube-apiserver, etcd, kubectl, helm) and the
+    # packaging checks (e2e/tests/package_*.rs: buildah, dpkg, systemd-analyze) need no kernel
+    # feature, and none of those tools is in the guest: they run on the host only.
     TESTS=$(jq -r --arg m "$REPO/e2e/Cargo.toml" \
         'select(.reason == "compiler-artifact" and .executable != null
-                and .profile.test == true and .manifest_path == $m)
+                and .profile.test == true and .manifest_path == $m
+                and (.target.name | test("^(k8s|package)_") | not))
          | "\(.target.name) \(.executable)"' "$WORK/build-tests.json" | sort -u)
     [ -n "$TESTS" ] || die "cargo reported no test binaries for vigil-e2e"
 }
@@ -285,9 +429,10 @@ make_initramfs() {
         [ -n "$name" ] && copy_with_libs "$path" "/vigil/tests/$name"
     done <<<"$TESTS"
 
-    # The source tree at its host path: tests may read fixtures (policies, …)
-    # through CARGO_MANIFEST_DIR, which is compiled in. The guest bind-mounts
-    # /vigil/src at $REPO.
+    # The source tree at a fixed path, /vigil/src: tests read repository files
+    # (chart, examples/policies, docs) through vigil_e2e::repo_root(), which the
+    # guest points there (VIGIL_REPO_DIR), whatever checkout the test binaries
+    # were built from.
     mkdir -p "$ROOT/vigil/src"
     if git -C "$REPO" rev-parse --git-dir >/dev/null 2>&1; then
         (cd "$REPO" && git ls-files -co --exclude-standard | while IFS= read -r p; do
@@ -298,17 +443,21 @@ make_initramfs() {
             cpio -pdm --quiet "$ROOT/vigil/src") || die "cannot copy the source tree into the initramfs"
     fi
 
-    # Tetragon's example policies (the shared corpus next to the repository), at their host
-    # path: the hook tests load some of them.
-    local corpus real
+    # Tetragon's example policies (the shared corpus next to the repository) at
+    # /vigil/shared/policies (VIGIL_SHARED_DIR in the guest): the hook tests load some.
+    local corpus
     for corpus in "$REPO/../shared/policies" /work/shared/policies; do
         if [ -d "$corpus" ]; then
-            real=$(cd "$corpus" && pwd -P)
-            mkdir -p "$ROOT$real"
-            cp -r "$real/." "$ROOT$real/"
+            mkdir -p "$ROOT/vigil/shared/policies"
+            cp -r "$corpus/." "$ROOT/vigil/shared/policies/"
             break
         fi
     done
+
+    # Verifier statistics of every BPF program load (see bpflog.c).
+    mkdir -p "$ROOT/vigil/lib"
+    cc -shared -fPIC -O2 -Wall -Werror -o "$ROOT/vigil/lib/libvigil-bpflog.so" "$HERE/bpflog.c" -ldl \
+        2>"$WORK/bpflog.log" || { show_tail "$WORK/bpflog.log"; die "cannot compile e2e/vm/bpflog.c"; }
 
     cat >"$ROOT/etc/passwd" <<'EOF'
 root:x:0:0:root:/root:/bin/sh
@@ -327,10 +476,10 @@ EOF
 
     install -m 0755 "$HERE/init.sh" "$ROOT/init"
     {
-        echo "VIGIL_FILTER=$(sh_quote "$FILTER")"
+        echo "VIGIL_FILTERS=$(sh_quote "$(printf '%s\n' "${FILTERS[@]}")")"
+        echo "VIGIL_EXCLUDES=$(sh_quote "$(printf '%s\n' "${EXCLUDES[@]}")")"
         echo "VIGIL_TEST_TIMEOUT=$TEST_TIMEOUT"
-        echo "VIGIL_WORKDIR=$(sh_quote "$REPO/e2e")"
-        echo "VIGIL_REPO=$(sh_quote "$REPO")"
+        echo "VIGIL_EXPECT_BPF_LSM=$BPF_LSM"
     } >"$ROOT/vigil/config"
 
     # Uncompressed: unpacking is faster than decompressing under TCG.
@@ -348,6 +497,8 @@ LIST_ERRORS=()
 DMESG=()
 KREL=
 BOOT_AT=
+PROBE_JSON=
+INSNS=()
 DONE=0
 SEEN=0
 
@@ -363,6 +514,8 @@ consume_results() {
         read -r tag a b c d _ <<<"${line#@@VIGIL }"
         case "$tag" in
             boot) KREL=$a; BOOT_AT=$b ;;
+            probe) PROBE_JSON=${line#@@VIGIL probe } ;;
+            insns) INSNS+=("$a=$b") ;;
             plan) PLAN+=("$a::$b") ;;
             list-error) LIST_ERRORS+=("$a (exit status $b)") ;;
             result)
@@ -391,7 +544,7 @@ console_section() { # BIN TEST
 
 boot_and_run() {
     local cmdline start elapsed outcome=
-    cmdline="console=ttyS0 lsm=lockdown,capability,landlock,bpf panic=-1 loglevel=5 rdinit=/init $APPEND_EXTRA"
+    cmdline="$KCMDLINE $APPEND_EXTRA"
     : >"$RESULTS"
     : >"$CONSOLE"
     say "booting $KERNEL_DESC (${CPUS} vCPUs, ${MEMORY}, TCG)"
@@ -420,6 +573,19 @@ boot_and_run() {
     consume_results
     VM_SECS=$((SECONDS - start))
     VM_OUTCOME=$outcome
+}
+
+# The mechanisms `vigil-sensor probe` found in the guest (and those it did not).
+mechanisms() {
+    local found missing
+    if [ -z "$PROBE_JSON" ] || ! jq -e 'type == "object"' >/dev/null 2>&1 <<<"$PROBE_JSON"; then
+        echo "vm: mechanisms: unknown (the guest's vigil-sensor probe reported nothing)"
+        return
+    fi
+    found=$(jq -r '[to_entries[] | select(.value == true) | .key] | join(" ")' <<<"$PROBE_JSON")
+    missing=$(jq -r '[to_entries[] | select(.value == false) | .key] | join(" ")' <<<"$PROBE_JSON")
+    echo "vm: mechanisms found: ${found:-none}"
+    echo "vm: mechanisms missing: ${missing:-none}"
 }
 
 report() {
@@ -485,6 +651,9 @@ report() {
     echo
     # shellcheck disable=SC2016 # the quotes are literal, $FILTER expands
     echo "vm: kernel ${KREL:-?} ($KERNEL_DESC), booted in ${BOOT_AT:-?}s, VM ran ${VM_SECS}s${FILTER:+, filter '$FILTER'}"
+    echo "vm: command line: $KCMDLINE${APPEND_EXTRA:+ $APPEND_EXTRA}"
+    mechanisms
+    [ ${#INSNS[@]} -gt 0 ] && echo "vm: verified instructions: ${INSNS[*]}"
     [ "$skipped" -gt 0 ] && echo "vm: $skipped skipped"
     for t in "${PLAN[@]}"; do
         case "${STATUS[$t]:-missing}" in pass|skip) ;; *) echo "vm: failed: $t" ;; esac
@@ -496,6 +665,7 @@ report() {
 [ "$KEEP" = 1 ] && say "work directory (kept): $WORK"
 ensure_packages
 fetch_kernel
+kernel_cmdline
 build
 make_initramfs
 boot_and_run

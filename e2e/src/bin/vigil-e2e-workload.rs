@@ -26,6 +26,8 @@ fn main() {
         "fork-open" => fork_open(arg(1)),
         "drop-cap-open" => drop_cap_open(arg(1)),
         "open-storm" => open_storm(arg(1).parse().unwrap_or_else(|_| usage()), arg(2)),
+        "getppid-storm" => getppid_storm(arg(1).parse().unwrap_or_else(|_| usage())),
+        "exit" => std::process::exit(arg(1).parse().unwrap_or_else(|_| usage())),
         _ => usage(),
     }
 }
@@ -138,6 +140,16 @@ fn open_storm(n: u64, path: &str) {
     println!("{}", t0.elapsed().as_nanos());
 }
 
+/// `n` getppid(2) calls, a syscall no test policy watches. Prints the nanoseconds taken.
+fn getppid_storm(n: u64) {
+    let t0 = std::time::Instant::now();
+    for _ in 0..n {
+        // SAFETY: getppid has no arguments and cannot fail.
+        std::hint::black_box(unsafe { libc::getppid() });
+    }
+    println!("{}", t0.elapsed().as_nanos());
+}
+
 /// A function for uprobe tests: its symbol stays in the binary.
 #[unsafe(no_mangle)]
 #[inline(never)]
@@ -147,7 +159,7 @@ pub extern "C" fn vigil_e2e_probe_me(n: u64) -> u64 {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: vigil-e2e-workload fork-exit CODE | threads N | exec-storm N PROGRAM [ARGS…] | files DIR | connect PORT | open PATH | fork-open PATH | probe-me N | open-storm N PATH | drop-cap-open PATH"
+        "usage: vigil-e2e-workload fork-exit CODE | threads N | exec-storm N PROGRAM [ARGS…] | files DIR | connect PORT | open PATH | fork-open PATH | probe-me N | open-storm N PATH | getppid-storm N | drop-cap-open PATH | exit CODE"
     );
     std::process::exit(2)
 }

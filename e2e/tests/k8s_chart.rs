@@ -1,7 +1,8 @@
-//! The Helm chart `charts/vigil/`, checked without a cluster or a helm binary: every template is
-//! rendered with a Go-template engine (`gtmpl`) plus the Helm/Sprig functions the chart uses,
-//! every rendered object is parsed into the typed Kubernetes API structs with unknown fields
-//! caught (deserialize, serialize, compare), and the security-relevant facts are asserted:
+//! The Helm chart `charts/vigil/`, checked without a cluster: every template is rendered by the
+//! real `helm template` (for Kubernetes 1.20, the oldest the chart supports) and linted with
+//! `helm lint --strict`, every rendered object is parsed into the typed Kubernetes API structs
+//! with unknown fields caught (deserialize, serialize, compare), and the security-relevant
+//! facts are asserted:
 //! the sensor's ServiceAccount is bound to nothing, the operator's rules are exactly the
 //! documented ones, the host paths are exactly the documented ones, and images, ports, flags
 //! and config keys agree with the binaries' sources.
@@ -12,10 +13,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value as Json, json};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    vigil_e2e::repo_root()
 }
 
 fn chart_dir() -> PathBuf {
@@ -27,413 +25,132 @@ fn read(path: impl AsRef<Path>) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// A Go-template renderer with the subset of Helm's environment the chart uses.
+/// Rendering with the real `helm` (the pinned one, scripts/install-k8s.sh).
 mod helm {
-    use std::cell::RefCell;
-    use std::collections::{BTreeMap, HashMap};
+    use std::collections::BTreeMap;
     use std::path::Path;
 
-    use gtmpl::{Context, Func, FuncError, Template, Value};
     use serde_json::Value as Json;
+    use vigil_e2e::cluster::helm_local;
 
-    thread_local! {
-        /// Text of every template file (helpers included), so that `include` sees every define.
-        static DEFINES: RefCell<String> = const { RefCell::new(String::new()) };
-        /// Files of the chart for `.Files.Get`, by path relative to the chart.
-        static FILES: RefCell<HashMap<String, String>> = RefCell::new(HashMap::new());
+    /// The Kubernetes version templates are rendered for: the oldest the chart supports and the
+    /// one the cluster suites run (kube-apiserver v1.20.2).
+    pub const KUBE_VERSION: &str = "1.20.2";
+
+    fn values_file(dir: &Path, overrides: &Json) -> String {
+        let path = dir.join("values.json");
+        std::fs::write(&path, serde_json::to_string(overrides).unwrap()).unwrap();
+        path.to_str().unwrap().to_string()
     }
 
-    fn err(msg: impl Into<String>) -> FuncError {
-        FuncError::Generic(msg.into())
-    }
-
-    fn funcs() -> Vec<(&'static str, Func)> {
-        vec![
-            ("include", include as Func),
-            ("toYaml", to_yaml),
-            ("nindent", nindent),
-            ("indent", indent),
-            ("quote", quote),
-            ("default", default),
-            ("required", required),
-            ("fail", fail),
-            ("trunc", trunc),
-            ("trimSuffix", trim_suffix),
-            ("replace", replace),
-            ("contains", contains),
-            ("ternary", ternary),
-            ("dict", dict),
-            ("list", list),
-            ("hasKey", has_key),
-            ("keys", keys),
-            ("sortAlpha", sort_alpha),
-            ("filesGet", files_get),
-        ]
-    }
-
-    /// `.Files.Get` is a method call with an argument, which gtmpl cannot express; the chart
-    /// writes it as Helm does and the harness turns it into the function `filesGet`.
-    fn rewrite(text: &str) -> String {
-        let re = regex::Regex::new(r"\$?\.Files\.Get\b").unwrap();
-        re.replace_all(text, "filesGet").into_owned()
-    }
-
-    fn str_arg(args: &[Value], i: usize, f: &str) -> Result<String, FuncError> {
-        match args.get(i) {
-            Some(Value::String(s)) => Ok(s.clone()),
-            Some(Value::Number(n)) => Ok(n.to_string()),
-            Some(Value::Bool(b)) => Ok(b.to_string()),
-            Some(Value::Nil) | Some(Value::NoValue) => Ok(String::new()),
-            Some(other) => Err(err(format!("{f}: argument {i} is not a string: {other}"))),
-            None => Err(err(format!("{f}: missing argument {i}"))),
-        }
-    }
-
-    fn int_arg(args: &[Value], i: usize, f: &str) -> Result<i64, FuncError> {
-        match args.get(i) {
-            Some(Value::Number(n)) => n
-                .as_i64()
-                .ok_or_else(|| err(format!("{f}: argument {i} is not an integer"))),
-            other => Err(err(format!("{f}: argument {i} is not a number: {other:?}"))),
-        }
-    }
-
-    fn empty(v: &Value) -> bool {
-        match v {
-            Value::NoValue | Value::Nil => true,
-            Value::Bool(b) => !b,
-            Value::String(s) => s.is_empty(),
-            Value::Array(a) => a.is_empty(),
-            Value::Map(m) | Value::Object(m) => m.is_empty(),
-            Value::Number(n) => n.as_f64() == Some(0.0),
-            Value::Function(_) => false,
-        }
-    }
-
-    pub fn to_json(v: &Value) -> Json {
-        match v {
-            Value::NoValue | Value::Nil => Json::Null,
-            Value::Bool(b) => Json::Bool(*b),
-            Value::String(s) => Json::String(s.clone()),
-            Value::Number(n) => {
-                if let Some(i) = n.as_i64() {
-                    Json::from(i)
-                } else if let Some(u) = n.as_u64() {
-                    Json::from(u)
-                } else {
-                    Json::from(n.as_f64().unwrap_or(0.0))
-                }
-            }
-            Value::Array(a) => Json::Array(a.iter().map(to_json).collect()),
-            Value::Map(m) | Value::Object(m) => {
-                Json::Object(m.iter().map(|(k, v)| (k.clone(), to_json(v))).collect())
-            }
-            Value::Function(_) => Json::Null,
-        }
-    }
-
-    pub fn from_json(v: &Json) -> Value {
-        match v {
-            Json::Null => Value::Nil,
-            Json::Bool(b) => Value::Bool(*b),
-            Json::String(s) => Value::String(s.clone()),
-            Json::Number(n) => {
-                if let Some(i) = n.as_i64() {
-                    Value::from(i)
-                } else if let Some(u) = n.as_u64() {
-                    Value::from(u)
-                } else {
-                    Value::from(n.as_f64().unwrap())
-                }
-            }
-            Json::Array(a) => Value::Array(a.iter().map(from_json).collect()),
-            Json::Object(m) => {
-                Value::Map(m.iter().map(|(k, v)| (k.clone(), from_json(v))).collect())
-            }
-        }
-    }
-
-    fn template(name: &str) -> Result<Template, String> {
-        let mut t = Template::with_name("_defines");
-        t.add_funcs(&funcs());
-        let text = DEFINES.with(|d| d.borrow().clone());
-        t.parse(text)
-            .map_err(|e| format!("parsing the templates: {e}"))?;
-        t.name = name.to_string();
-        Ok(t)
-    }
-
-    fn include(args: &[Value]) -> Result<Value, FuncError> {
-        let name = str_arg(args, 0, "include")?;
-        let data = args.get(1).cloned().unwrap_or(Value::Nil);
-        let t = template(&name).map_err(err)?;
-        if !t.tree_set.contains_key(&name) {
-            return Err(err(format!("include: no template {name:?}")));
-        }
-        t.render(&Context::from(data))
-            .map(Value::String)
-            .map_err(|e| err(format!("include {name:?}: {e}")))
-    }
-
-    /// Like Helm's toYaml: block style, keys sorted, without the final newline.
-    fn to_yaml(args: &[Value]) -> Result<Value, FuncError> {
-        let v = to_json(args.first().unwrap_or(&Value::Nil));
-        let s = serde_saphyr::to_string(&v).map_err(|e| err(format!("toYaml: {e}")))?;
-        Ok(Value::String(s.trim_end_matches('\n').to_string()))
-    }
-
-    fn indent_by(n: i64, s: &str) -> String {
-        let pad = " ".repeat(n as usize);
-        s.split('\n')
-            .map(|l| format!("{pad}{l}"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-
-    fn indent(args: &[Value]) -> Result<Value, FuncError> {
-        let n = int_arg(args, 0, "indent")?;
-        Ok(Value::String(indent_by(n, &str_arg(args, 1, "indent")?)))
-    }
-
-    fn nindent(args: &[Value]) -> Result<Value, FuncError> {
-        let n = int_arg(args, 0, "nindent")?;
-        Ok(Value::String(format!(
-            "\n{}",
-            indent_by(n, &str_arg(args, 1, "nindent")?)
-        )))
-    }
-
-    fn quote(args: &[Value]) -> Result<Value, FuncError> {
-        let mut out = Vec::new();
-        for (i, a) in args.iter().enumerate() {
-            if matches!(a, Value::Nil | Value::NoValue) {
-                continue;
-            }
-            out.push(Json::String(str_arg(args, i, "quote")?).to_string());
-        }
-        Ok(Value::String(out.join(" ")))
-    }
-
-    fn default(args: &[Value]) -> Result<Value, FuncError> {
-        let d = args.first().cloned().unwrap_or(Value::Nil);
-        match args.get(1) {
-            Some(v) if !empty(v) => Ok(v.clone()),
-            _ => Ok(d),
-        }
-    }
-
-    fn required(args: &[Value]) -> Result<Value, FuncError> {
-        let msg = str_arg(args, 0, "required")?;
-        match args.get(1) {
-            Some(v) if !matches!(v, Value::Nil | Value::NoValue) && v.to_string() != "" => {
-                Ok(v.clone())
-            }
-            _ => Err(err(msg)),
-        }
-    }
-
-    fn fail(args: &[Value]) -> Result<Value, FuncError> {
-        Err(err(str_arg(args, 0, "fail")?))
-    }
-
-    fn trunc(args: &[Value]) -> Result<Value, FuncError> {
-        let n = int_arg(args, 0, "trunc")? as usize;
-        let s = str_arg(args, 1, "trunc")?;
-        Ok(Value::String(s.chars().take(n).collect()))
-    }
-
-    fn trim_suffix(args: &[Value]) -> Result<Value, FuncError> {
-        let suffix = str_arg(args, 0, "trimSuffix")?;
-        let s = str_arg(args, 1, "trimSuffix")?;
-        Ok(Value::String(
-            s.strip_suffix(suffix.as_str()).unwrap_or(&s).to_string(),
-        ))
-    }
-
-    fn replace(args: &[Value]) -> Result<Value, FuncError> {
-        let (old, new) = (str_arg(args, 0, "replace")?, str_arg(args, 1, "replace")?);
-        Ok(Value::String(
-            str_arg(args, 2, "replace")?.replace(&old, &new),
-        ))
-    }
-
-    fn contains(args: &[Value]) -> Result<Value, FuncError> {
-        let needle = str_arg(args, 0, "contains")?;
-        Ok(Value::Bool(str_arg(args, 1, "contains")?.contains(&needle)))
-    }
-
-    fn ternary(args: &[Value]) -> Result<Value, FuncError> {
-        match args {
-            [a, b, Value::Bool(c)] => Ok(if *c { a.clone() } else { b.clone() }),
-            _ => Err(err("ternary: expected TRUE_VALUE FALSE_VALUE BOOL")),
-        }
-    }
-
-    fn dict(args: &[Value]) -> Result<Value, FuncError> {
-        if !args.len().is_multiple_of(2) {
-            return Err(err("dict: odd number of arguments"));
-        }
-        let mut m = HashMap::new();
-        for pair in args.chunks(2) {
-            m.insert(str_arg(pair, 0, "dict")?, pair[1].clone());
-        }
-        Ok(Value::Map(m))
-    }
-
-    fn list(args: &[Value]) -> Result<Value, FuncError> {
-        Ok(Value::Array(args.to_vec()))
-    }
-
-    fn has_key(args: &[Value]) -> Result<Value, FuncError> {
-        match args.first() {
-            Some(Value::Map(m)) | Some(Value::Object(m)) => {
-                Ok(Value::Bool(m.contains_key(&str_arg(args, 1, "hasKey")?)))
-            }
-            _ => Err(err("hasKey: first argument is not a map")),
-        }
-    }
-
-    fn keys(args: &[Value]) -> Result<Value, FuncError> {
-        match args.first() {
-            Some(Value::Map(m)) | Some(Value::Object(m)) => Ok(Value::Array(
-                m.keys().map(|k| Value::String(k.clone())).collect(),
-            )),
-            _ => Err(err("keys: argument is not a map")),
-        }
-    }
-
-    fn sort_alpha(args: &[Value]) -> Result<Value, FuncError> {
-        match args.first() {
-            Some(Value::Array(a)) => {
-                let mut v: Vec<String> = a.iter().map(|x| x.to_string()).collect();
-                v.sort();
-                Ok(Value::Array(v.into_iter().map(Value::String).collect()))
-            }
-            _ => Err(err("sortAlpha: argument is not a list")),
-        }
-    }
-
-    fn files_get(args: &[Value]) -> Result<Value, FuncError> {
-        let path = str_arg(args, 0, "Files.Get")?;
-        FILES.with(|f| {
-            f.borrow()
-                .get(&path)
-                .cloned()
-                .map(Value::String)
-                .ok_or_else(|| err(format!(".Files.Get: no file {path:?} in the chart")))
-        })
-    }
-
-    /// Deep merge of `over` into `base` (maps merge, everything else replaces), as `--set`
-    /// and `-f` do.
-    pub fn merge(base: &mut Json, over: &Json) {
-        match (base, over) {
-            (Json::Object(b), Json::Object(o)) => {
-                for (k, v) in o {
-                    merge(b.entry(k.clone()).or_insert(Json::Null), v);
-                }
-            }
-            (b, o) => *b = o.clone(),
-        }
-    }
-
-    fn files_under(dir: &Path, rel: &str, out: &mut Vec<(String, String)>) {
-        let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().collect();
-        entries.sort_by_key(|e| e.file_name());
-        for e in entries {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let rel = if rel.is_empty() {
-                name
-            } else {
-                format!("{rel}/{name}")
-            };
-            if e.path().is_dir() {
-                files_under(&e.path(), &rel, out);
-            } else {
-                out.push((rel, std::fs::read_to_string(e.path()).unwrap()));
-            }
-        }
-    }
-
-    /// `helm template NAME CHART -n NAMESPACE --values OVERRIDES`: each template's output by
-    /// its path (`templates/x.yaml`), or the first error.
+    /// `helm template NAME CHART -n NAMESPACE -f OVERRIDES --kube-version KUBE_VERSION`: each
+    /// template's output by its path (`templates/x.yaml`), or helm's error.
     pub fn render(
         chart: &Path,
         release: &str,
         namespace: &str,
         overrides: &Json,
     ) -> Result<BTreeMap<String, String>, String> {
-        let mut files = Vec::new();
-        files_under(chart, "", &mut files);
-        let templates: Vec<_> = files
-            .iter()
-            .filter(|(p, _)| p.starts_with("templates/"))
-            .map(|(p, t)| (p.clone(), rewrite(t)))
-            .collect();
-        // Named templates are defined in the helpers (`templates/_*.tpl`), as is the custom.
-        DEFINES.with(|d| {
-            *d.borrow_mut() = templates
-                .iter()
-                .filter(|(p, _)| p.rsplit('/').next().unwrap().starts_with('_'))
-                .map(|(_, t)| t.as_str())
-                .collect::<Vec<_>>()
-                .join("\n")
-        });
-        FILES.with(|f| *f.borrow_mut() = files.iter().cloned().collect());
+        render_for(chart, release, namespace, overrides, KUBE_VERSION)
+    }
 
-        let chart_yaml: Json = serde_saphyr::from_str(
-            &files
-                .iter()
-                .find(|(p, _)| p == "Chart.yaml")
-                .ok_or("no Chart.yaml")?
-                .1,
-        )
-        .map_err(|e| format!("Chart.yaml: {e}"))?;
-        let mut values: Json = serde_saphyr::from_str(
-            &files
-                .iter()
-                .find(|(p, _)| p == "values.yaml")
-                .ok_or("no values.yaml")?
-                .1,
-        )
-        .map_err(|e| format!("values.yaml: {e}"))?;
-        merge(&mut values, overrides);
-        let top = serde_json::json!({
-            "Values": values,
-            "Release": {
-                "Name": release, "Namespace": namespace, "Service": "Helm",
-                "IsInstall": true, "IsUpgrade": false, "Revision": 1,
-            },
-            "Chart": {
-                "Name": chart_yaml["name"], "Version": chart_yaml["version"],
-                "AppVersion": chart_yaml["appVersion"],
-            },
-        });
-        let data = from_json(&top);
-
-        let mut out = BTreeMap::new();
-        for (path, text) in &templates {
-            let base = path.rsplit('/').next().unwrap();
-            if base.starts_with('_') {
-                continue;
-            }
-            let mut t = Template::with_name(path.as_str());
-            t.add_funcs(&funcs());
-            let defines = DEFINES.with(|d| d.borrow().clone());
-            t.add_template("_defines", defines)
-                .map_err(|e| format!("parsing the templates: {e}"))?;
-            t.parse(text.as_str())
-                .map_err(|e| format!("{path}: parse error: {e}"))?;
-            let rendered = t
-                .render(&Context::from(data.clone()))
-                .map_err(|e| format!("{path}: {e}"))?;
-            // Helm prints missing values as empty; a strict harness refuses them instead.
-            if rendered.contains("<no value>") {
-                return Err(format!("{path}: renders a missing value:\n{rendered}"));
-            }
-            out.insert(path.clone(), rendered);
+    /// [`render`] for another Kubernetes version.
+    pub fn render_for(
+        chart: &Path,
+        release: &str,
+        namespace: &str,
+        overrides: &Json,
+        kube_version: &str,
+    ) -> Result<BTreeMap<String, String>, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let values = values_file(dir.path(), overrides);
+        let out = helm_local(&[
+            "template",
+            release,
+            chart.to_str().unwrap(),
+            "-n",
+            namespace,
+            "-f",
+            &values,
+            "--kube-version",
+            kube_version,
+        ]);
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
         }
-        Ok(out)
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let prefix = format!(
+            "# Source: {}/",
+            chart.file_name().unwrap().to_str().unwrap()
+        );
+        let mut by_file: BTreeMap<String, String> = BTreeMap::new();
+        for doc in text.split("\n---\n") {
+            let doc = doc.trim_start_matches("---\n");
+            let Some(first) = doc.lines().next() else {
+                continue;
+            };
+            let Some(path) = first.strip_prefix(&prefix) else {
+                return Err(format!("a document without a # Source line:\n{doc}"));
+            };
+            let body = doc.split_once('\n').map(|(_, b)| b).unwrap_or("");
+            let entry = by_file.entry(path.to_string()).or_default();
+            if !entry.is_empty() {
+                entry.push_str("\n---\n");
+            }
+            entry.push_str(body);
+        }
+        Ok(by_file)
+    }
+
+    /// The install notes (`helm install --dry-run=client`), as a user sees them.
+    pub fn notes(chart: &Path, release: &str, namespace: &str, overrides: &Json) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let values = values_file(dir.path(), overrides);
+        let out = helm_local(&[
+            "install",
+            release,
+            chart.to_str().unwrap(),
+            "-n",
+            namespace,
+            "-f",
+            &values,
+            "--dry-run=client",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            vigil_e2e::cluster::describe(&out)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.split_once("\nNOTES:\n")
+            .map(|(_, n)| n.to_string())
+            .unwrap_or_else(|| panic!("no NOTES in:\n{text}"))
+    }
+
+    /// `helm lint --strict` (warnings are errors) with `overrides`: helm's output, or its
+    /// error.
+    pub fn lint(chart: &Path, overrides: &Json) -> Result<String, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let values = values_file(dir.path(), overrides);
+        let out = helm_local(&[
+            "lint",
+            "--strict",
+            chart.to_str().unwrap(),
+            "-f",
+            &values,
+            "--kube-version",
+            KUBE_VERSION,
+        ]);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if out.status.success() {
+            Ok(text)
+        } else {
+            Err(text)
+        }
     }
 }
 
@@ -721,11 +438,21 @@ fn default_values_render_every_object() {
         "Service/vigil-operator",
         "CustomResourceDefinition/tracingpolicies.vigil.dev",
         "CustomResourceDefinition/tracingpoliciesnamespaced.vigil.dev",
+        // No cluster to look into (helm template): no Tetragon CRDs found, so Vigil's cilium.io
+        // CRDs are installed (crds.cilium.install=auto).
+        "CustomResourceDefinition/tracingpolicies.cilium.io",
+        "CustomResourceDefinition/tracingpoliciesnamespaced.cilium.io",
     ]
     .into_iter()
     .map(String::from)
     .collect();
     assert_eq!(kinds(&objs), expected);
+    let op = find(&objs, "Deployment", "vigil-operator");
+    assert!(
+        args(&op["spec"]["template"]["spec"]["containers"][0])
+            .contains(&"--cilium-policies".into()),
+        "the operator reconciles the cilium.io kinds the chart installs"
+    );
     for o in &objs {
         let ns = o["metadata"]["namespace"].as_str();
         match o["kind"].as_str().unwrap() {
@@ -880,7 +607,7 @@ fn template_errors_are_reported() {
     )
     .unwrap_err();
     assert!(e.contains("image.repository is required"), "{e}");
-    // A missing value is an error in this harness (Helm would print nothing).
+    // A value the templates need, removed: helm names the template and the value.
     let e = helm::render(
         &chart_dir(),
         "vigil",
@@ -888,7 +615,77 @@ fn template_errors_are_reported() {
         &json!({"sensor": {"probes": null}}),
     )
     .unwrap_err();
-    assert!(e.contains("sensor-daemonset.yaml"), "{e}");
+    assert!(
+        e.contains("sensor-daemonset.yaml") && e.contains(".Values.sensor.probes"),
+        "{e}"
+    );
+    let e = helm::render(
+        &chart_dir(),
+        "vigil",
+        "kube-system",
+        &json!({"crds": {"cilium": {"install": "yes"}}}),
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("crds.cilium.install must be auto, true or false, not \"yes\""),
+        "{e}"
+    );
+    let e = helm::render(
+        &chart_dir(),
+        "vigil",
+        "kube-system",
+        &json!({"operator": {"ciliumPolicies": "maybe"}}),
+    )
+    .unwrap_err();
+    assert!(e.contains("operator.ciliumPolicies must be auto"), "{e}");
+}
+
+#[test]
+fn helm_lint_passes_with_default_and_every_feature() {
+    for overrides in [json!({}), all_on()] {
+        let out = helm::lint(&chart_dir(), &overrides)
+            .unwrap_or_else(|e| panic!("helm lint --strict {overrides}: {e}"));
+        assert!(
+            out.contains("1 chart(s) linted, 0 chart(s) failed"),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn kube_version_floor_is_1_20_and_newer_fields_are_conditional() {
+    // The chart's constraint: 1.20 renders, 1.19 is refused by helm with the constraint named.
+    let e =
+        helm::render_for(&chart_dir(), "vigil", "kube-system", &json!({}), "1.19.16").unwrap_err();
+    assert!(
+        e.contains(">=1.20.0-0") && e.contains("v1.19.16"),
+        "helm's refusal names the constraint and the version: {e}"
+    );
+    // securityContext.appArmorProfile exists from 1.30; before it the pod annotation.
+    let unprivileged = json!({"sensor": {"privileged": false}});
+    let annotation = "container.apparmor.security.beta.kubernetes.io/sensor";
+    for (version, field) in [("1.20.2", false), ("1.29.0", false), ("1.30.0", true)] {
+        let r =
+            helm::render_for(&chart_dir(), "vigil", "kube-system", &unprivileged, version).unwrap();
+        let objs = objects(&r);
+        let ds = find(&objs, "DaemonSet", "vigil");
+        let pod = &ds["spec"]["template"]["spec"];
+        let sc = &container(pod, "sensor")["securityContext"];
+        assert_eq!(
+            sc["appArmorProfile"].is_object(),
+            field,
+            "Kubernetes {version}: {sc}"
+        );
+        assert_eq!(
+            ds["spec"]["template"]["metadata"]["annotations"][annotation] == "unconfined",
+            !field,
+            "Kubernetes {version}"
+        );
+    }
+    // Privileged (the default): neither.
+    let objs = render(json!({}));
+    let ds = find(&objs, "DaemonSet", "vigil");
+    assert!(ds["spec"]["template"]["metadata"]["annotations"][annotation].is_null());
 }
 
 #[test]
@@ -926,16 +723,22 @@ fn sensor_service_account_has_no_api_access() {
 
 /// The operator's rules, as charts/vigil/README.md ("RBAC") documents them.
 fn documented_operator_rules() -> (Json, Json) {
+    // The rendering without a cluster installs the cilium.io CRDs, so the operator reconciles
+    // that group too.
     let cluster = json!([
-        {"apiGroups": [""], "resources": ["pods", "nodes"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": [""], "resources": ["pods", "nodes"], "verbs": ["list", "watch"]},
         {"apiGroups": ["vigil.dev"], "resources": ["tracingpolicies", "tracingpoliciesnamespaced"],
-         "verbs": ["get", "list", "watch", "patch", "update"]},
+         "verbs": ["list", "watch", "patch"]},
         {"apiGroups": ["vigil.dev"], "resources": ["tracingpolicies/status", "tracingpoliciesnamespaced/status"],
-         "verbs": ["get", "patch", "update"]},
+         "verbs": ["patch"]},
+        {"apiGroups": ["cilium.io"], "resources": ["tracingpolicies", "tracingpoliciesnamespaced"],
+         "verbs": ["list", "watch", "patch"]},
+        {"apiGroups": ["cilium.io"], "resources": ["tracingpolicies/status", "tracingpoliciesnamespaced/status"],
+         "verbs": ["patch"]},
     ]);
     let namespaced = json!([
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-         "verbs": ["get", "list", "watch", "create", "update", "patch"]},
+         "verbs": ["get", "create", "patch"]},
     ]);
     (cluster, namespaced)
 }
@@ -947,6 +750,12 @@ fn operator_rules_are_exactly_the_documented_ones() {
     assert_eq!(
         find(&objs, "ClusterRole", "vigil-operator")["rules"],
         cluster
+    );
+    // Without the cilium.io kinds, no rule for that group.
+    let without = render(json!({"crds": {"cilium": {"install": false}}}));
+    assert_eq!(
+        find(&without, "ClusterRole", "vigil-operator")["rules"],
+        json!(cluster.as_array().unwrap()[..3])
     );
     let role = find(&objs, "Role", "vigil-operator-leader-election");
     assert_eq!(role["rules"], namespaced);
@@ -1140,8 +949,9 @@ fn images_ports_and_paths_agree_with_the_binaries() {
             json!({"path": "/healthz", "port": "metrics"})
         );
     }
-    // The sensor serves /healthz on its metrics address.
-    assert!(read(root().join("sensor/src/metrics.rs")).contains(r#".route("/healthz""#));
+    // The sensor serves /healthz on its metrics address: its metrics server is the shared one.
+    assert!(read(root().join("sensor/src/metrics.rs")).contains("vigil_host::metrics_http::"));
+    assert!(read(root().join("host/src/metrics_http.rs")).contains(r#".route("/healthz""#));
     let annotations =
         &find(&objs, "DaemonSet", "vigil")["spec"]["template"]["metadata"]["annotations"];
     assert_eq!(annotations["prometheus.io/port"], "2112");
@@ -1315,31 +1125,41 @@ fn memory_limit_covers_the_documented_formula() {
 
 #[test]
 fn crds_in_the_chart_equal_config_crd() {
-    let names: Vec<_> = std::fs::read_dir(root().join("config/crd"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let chart_names: BTreeSet<_> = std::fs::read_dir(chart_dir().join("files/crds"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
+    // config/crd/*.yaml (vigil.dev) and config/crd/cilium.io/*.yaml (Tetragon's group).
+    let files = |dir: PathBuf| -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for sub in ["", "cilium.io"] {
+            for e in std::fs::read_dir(dir.join(sub)).unwrap().flatten() {
+                if e.path().is_file() {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    out.insert(if sub.is_empty() {
+                        name
+                    } else {
+                        format!("{sub}/{name}")
+                    });
+                }
+            }
+        }
+        out
+    };
+    let names = files(root().join("config/crd"));
+    assert_eq!(names.len(), 4, "{names:?}");
     assert_eq!(
-        chart_names,
-        names.iter().cloned().collect(),
+        files(chart_dir().join("files/crds")),
+        names,
         "charts/vigil/files/crds vs config/crd"
     );
     for n in &names {
         assert_eq!(
             read(chart_dir().join("files/crds").join(n)),
             read(root().join("config/crd").join(n)),
-            "charts/vigil/files/crds/{n} differs from config/crd/{n}: cp config/crd/*.yaml charts/vigil/files/crds/"
+            "charts/vigil/files/crds/{n} differs from config/crd/{n}: cp -r config/crd/. charts/vigil/files/crds/"
         );
     }
-    let originals: Vec<Json> = names
+    // In the order the chart renders them: vigil.dev, then cilium.io.
+    let mut ordered: Vec<&String> = names.iter().filter(|n| !n.contains('/')).collect();
+    ordered.extend(names.iter().filter(|n| n.contains('/')));
+    let originals: Vec<Json> = ordered
         .iter()
         .map(|n| serde_saphyr::from_str(&read(root().join("config/crd").join(n))).unwrap())
         .collect();
@@ -1357,6 +1177,10 @@ fn crds_in_the_chart_equal_config_crd() {
         o["metadata"]["annotations"] = json!({"helm.sh/resource-policy": "keep"});
         assert_eq!(k, &o);
     }
+    // crds.cilium.install=false: only Vigil's group.
+    let vigil_only = crds(render(json!({"crds": {"cilium": {"install": false}}})));
+    assert_eq!(vigil_only.len(), 2);
+    assert!(vigil_only.iter().all(|c| c["spec"]["group"] == "vigil.dev"));
 }
 
 #[test]
@@ -1405,9 +1229,27 @@ fn readme_and_notes_match_the_quickstart() {
         assert!(readme.contains(cmd), "README lacks `{cmd}`");
     }
     let r = helm::render(&chart_dir(), "vigil", "kube-system", &json!({})).unwrap();
-    let notes = &r["templates/NOTES.txt"];
+    let notes = helm::notes(&chart_dir(), "vigil", "kube-system", &json!({}));
     assert!(
         notes.contains("kubectl logs -n kube-system ds/vigil -c export-stdout -f | vigil observe"),
+        "{notes}"
+    );
+    // Without a cluster to look into, the cilium.io CRDs are installed: Tetragon's manifests
+    // apply unchanged.
+    assert!(
+        notes.contains("kubectl apply -f examples/policies/file-access.yaml"),
+        "{notes}"
+    );
+    let notes = helm::notes(
+        &chart_dir(),
+        "vigil",
+        "kube-system",
+        &json!({"crds": {"cilium": {"install": false}}}),
+    );
+    assert!(
+        notes.contains(
+            "sed 's#cilium.io/v1alpha1#vigil.dev/v1alpha1#' examples/policies/file-access.yaml | kubectl apply -f -"
+        ),
         "{notes}"
     );
     // The names in those commands are the rendered ones.
