@@ -1,0 +1,146 @@
+//! The per-node view of the desired policies: which policies target a node, what was last
+//! sent to it, pushing new policy and pod sets, and the roll-ups and metrics from its answers.
+
+use super::*;
+
+impl State {
+    pub(super) fn targets(&self, entry: &Entry, node: &Node) -> bool {
+        selects(entry.desired.node_selector.as_ref(), &node.labels)
+    }
+
+    /// Computes `name`'s set and sends it when it changed.
+    pub(super) fn push(&mut self, name: &str, metrics: &OperatorMetrics) {
+        let Some(node) = self.nodes.get(name) else {
+            return;
+        };
+        let targeted: Vec<(&PolicyKey, &Entry)> = self
+            .policies
+            .iter()
+            .filter(|(_, e)| self.targets(e, node))
+            .collect();
+        let content: Vec<(PolicyKey, String)> = targeted
+            .iter()
+            .map(|(k, e)| ((*k).clone(), e.version.clone()))
+            .collect();
+        let labels = node.labels.clone();
+        let set = pb::PolicySet {
+            sequence: node.sequence + 1,
+            node_labels: labels.clone().into_iter().collect(),
+            policies: targeted
+                .iter()
+                .map(|(_, e)| pb::VersionedPolicy {
+                    version: e.version.clone(),
+                    generation: e.desired.generation,
+                    ir: Some(e.desired.ir.clone()),
+                })
+                .collect(),
+        };
+        let node = self.nodes.get_mut(name).expect("checked above");
+        node.results
+            .retain(|k, _| content.iter().any(|(ck, _)| ck == k));
+        let content = (content, labels);
+        if node.sent.as_ref() == Some(&content) {
+            return;
+        }
+        node.sequence += 1;
+        node.sent = Some(content);
+        node.tx.send_replace(set);
+        metrics.pushes.inc();
+    }
+
+    /// Recomputes a connected node's effective labels; true when they changed.
+    pub(super) fn relabel(&mut self, name: &str) -> bool {
+        let cluster = self.cluster_labels.get(name);
+        let Some(node) = self.nodes.get_mut(name) else {
+            return false;
+        };
+        let mut labels = node.hello_labels.clone();
+        if let Some(c) = cluster {
+            labels.extend(c.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        let changed = labels != node.labels;
+        node.labels = labels;
+        changed
+    }
+
+    /// After a Node's labels changed: its policy set follows.
+    pub(super) fn node_relabelled(&mut self, name: &str, metrics: &OperatorMetrics) -> bool {
+        if self.relabel(name) {
+            tracing::info!(node = %name, labels = ?self.nodes[name].labels, "node labels changed");
+            self.push(name, metrics);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Sends `name`'s pod set (when the cluster's pods are known and the node is connected).
+    pub(super) fn push_pods(&mut self, name: &str, metrics: &OperatorMetrics) {
+        if !self.pods_known {
+            return;
+        }
+        let pods: Vec<PodInfo> = self
+            .pods
+            .get(name)
+            .map(|p| p.values().cloned().collect())
+            .unwrap_or_default();
+        let Some(node) = self.nodes.get_mut(name) else {
+            return;
+        };
+        node.pod_sequence += 1;
+        node.pods_tx.send_replace(Some(pb::PodSet {
+            sequence: node.pod_sequence,
+            pods,
+        }));
+        metrics.pod_pushes.inc();
+    }
+
+    pub(super) fn push_all(&mut self, metrics: &OperatorMetrics) {
+        let names: Vec<String> = self.nodes.keys().cloned().collect();
+        for n in names {
+            self.push(&n, metrics);
+        }
+    }
+
+    /// Per targeted node: (node, its result for the current version).
+    pub(super) fn node_results(&self, entry: &Entry) -> Vec<(&str, NodeResult)> {
+        let key = &entry.desired.key;
+        self.nodes
+            .iter()
+            .filter(|(_, n)| self.targets(entry, n))
+            .map(|(name, n)| {
+                let r = match n.results.get(key) {
+                    Some((v, r)) if *v == entry.version => r.clone(),
+                    _ => NodeResult::Pending,
+                };
+                (name.as_str(), r)
+            })
+            .collect()
+    }
+
+    pub(super) fn rollup(&self, entry: &Entry) -> Rollup {
+        rollup_of(entry.desired.generation, &self.node_results(entry))
+    }
+
+    pub(super) fn update_metrics(&self, metrics: &OperatorMetrics) {
+        metrics.policy_nodes.clear();
+        metrics.policies.set(self.policies.len() as i64);
+        metrics.sensors_connected.set(self.nodes.len() as i64);
+        for (key, entry) in &self.policies {
+            let mut counts: BTreeMap<&str, i64> =
+                [("ready", 0), ("partial", 0), ("failed", 0), ("pending", 0)].into();
+            for (_, r) in self.node_results(entry) {
+                *counts.entry(state_name(&r)).or_default() += 1;
+            }
+            for (state, n) in counts {
+                metrics
+                    .policy_nodes
+                    .get_or_create(&PolicyStateLabel {
+                        policy: key.to_string(),
+                        state: state.into(),
+                    })
+                    .set(n);
+            }
+        }
+    }
+}
