@@ -2,8 +2,8 @@
 /*
  * The record ABI between Vigil's BPF programs and the sensor.
  *
- * Every struct here is mirrored field for field in sensor-bpf/src/abi.rs; a test there compiles
- * this header with the host C compiler and compares sizes and offsets, so a change on one side
+ * Every struct here is mirrored field for field in sensor-bpf/src/abi/mod.rs; a test (abi/tests.rs)
+ * compiles this header with the host C compiler and compares sizes and offsets, so a change on one side
  * that is not made on the other fails the build's tests. Fixed-width types only, explicit padding,
  * no bitfields.
  */
