@@ -20,7 +20,7 @@ use crate::hooks::event as hook_event;
 use crate::hooks::meta::{HookMeta, HookRegistry};
 use crate::loss::{LossBatch, LossKey, Stage, StageCounters, kind_of};
 use crate::metrics::Metrics;
-use crate::pods::PodInventory;
+use crate::pods::{EventPod, PodInventory};
 use crate::process_cache::{ProcKey, ProcessCache};
 use crate::procfs_scan::ScannedProc;
 

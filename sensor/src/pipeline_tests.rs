@@ -105,12 +105,12 @@ fn in_container(pid: u32, ktime: u64, id: &str) -> Record {
     r
 }
 
-fn pod_of(id: &str, name: &str, uid: &str) -> crate::pods::Pod {
-    crate::pods::Pod {
+fn pod_of(id: &str, name: &str, uid: &str) -> vigil_api::wire::pod::Pod {
+    vigil_api::wire::pod::Pod {
         namespace: "default".into(),
         name: name.into(),
         uid: uid.into(),
-        containers: vec![crate::pods::Container {
+        containers: vec![vigil_api::wire::pod::Container {
             id: id.into(),
             name: "main".into(),
             image: "img".into(),

@@ -7,59 +7,9 @@ use tonic::{Request, Response, Status};
 use vigil_api::wire::sensor_info as pb;
 use vigil_api::wire::sensor_info::pod_inventory_server::{self, PodInventoryServer};
 
-use crate::pods::{Container, Pod, PodInventory};
+use vigil_api::wire::pod::Pod;
 
-impl From<pb::PodInfo> for Pod {
-    fn from(p: pb::PodInfo) -> Self {
-        Pod {
-            namespace: p.namespace,
-            name: p.name,
-            uid: p.uid,
-            labels: p.labels.into_iter().collect(),
-            annotations: p.annotations.into_iter().collect(),
-            workload: p.workload,
-            workload_kind: p.workload_kind,
-            containers: p
-                .containers
-                .into_iter()
-                .map(|c| Container {
-                    id: c.id,
-                    name: c.name,
-                    image: c.image,
-                    image_id: c.image_id,
-                    start_time: c.start_time,
-                    privileged: c.privileged,
-                })
-                .collect(),
-        }
-    }
-}
-
-impl From<&Pod> for pb::PodInfo {
-    fn from(p: &Pod) -> Self {
-        pb::PodInfo {
-            namespace: p.namespace.clone(),
-            name: p.name.clone(),
-            uid: p.uid.clone(),
-            labels: p.labels.clone().into_iter().collect(),
-            annotations: p.annotations.clone().into_iter().collect(),
-            workload: p.workload.clone(),
-            workload_kind: p.workload_kind.clone(),
-            containers: p
-                .containers
-                .iter()
-                .map(|c| pb::PodContainer {
-                    id: c.id.clone(),
-                    name: c.name.clone(),
-                    image: c.image.clone(),
-                    image_id: c.image_id.clone(),
-                    start_time: c.start_time.clone(),
-                    privileged: c.privileged,
-                })
-                .collect(),
-        }
-    }
-}
+use crate::pods::PodInventory;
 
 /// A pod must be named: a uid (its key), a namespace and a name. The error says which is
 /// missing.

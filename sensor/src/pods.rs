@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use vigil_api::events;
 use vigil_api::policy::ir;
+use vigil_api::wire::pod::{Container, Pod};
 use vigil_sensor_bpf::abi;
 
 use crate::container::{self, DOCKER_ID_LEN};
@@ -45,35 +46,14 @@ pub const MAX_CONTAINER_CGROUPS: usize = abi::MAX_CONTAINERS;
 /// one of the pod's labels in events.
 pub const POD_NAMESPACE_LABEL: &str = "k8s:io.kubernetes.pod.namespace";
 
-/// One container of a pod.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Container {
-    /// Full id, without the runtime prefix (see [`container::normalize_id`]).
-    pub id: String,
-    pub name: String,
-    pub image: String,
-    pub image_id: String,
-    /// RFC 3339.
-    pub start_time: String,
-    pub privileged: bool,
-}
-
-/// One pod of this node.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Pod {
-    pub namespace: String,
-    pub name: String,
-    pub uid: String,
-    pub labels: BTreeMap<String, String>,
-    pub annotations: BTreeMap<String, String>,
-    pub workload: String,
-    pub workload_kind: String,
-    pub containers: Vec<Container>,
-}
-
-impl Pod {
+/// What the sensor makes of an inventory pod ([`vigil_api::wire::pod::Pod`]) in its events.
+pub trait EventPod {
     /// The event's `pod` for container `index`, with the process's pid inside the container.
-    pub fn event_pod(&self, index: usize, pid: Option<u32>) -> events::Pod {
+    fn event_pod(&self, index: usize, pid: Option<u32>) -> events::Pod;
+}
+
+impl EventPod for Pod {
+    fn event_pod(&self, index: usize, pid: Option<u32>) -> events::Pod {
         let container = self.containers.get(index).map(|c| events::Container {
             id: c.id.clone(),
             name: c.name.clone(),

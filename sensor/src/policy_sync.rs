@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{ClientTlsConfig, Endpoint};
 use vigil_api::policy::PolicyIr;
+use vigil_api::wire::pod::Pod;
 use vigil_api::wire::policy_sync as pb;
 use vigil_api::wire::policy_sync::policy_sync_client::PolicySyncClient;
 
@@ -32,7 +33,7 @@ use crate::error::SensorError;
 use crate::hooks::engine::Engine;
 use crate::metrics::Metrics;
 use crate::pod_api::check_pod;
-use crate::pods::{Pod, PodInventory};
+use crate::pods::PodInventory;
 use crate::policy_control::{PolicyControl, PolicyInfo, PolicyKey, PolicyOrigin, PolicyState};
 
 /// First reconnect delay; doubled after each failure up to [`MAX_BACKOFF`].

@@ -1573,9 +1573,9 @@ spec:
             "  podSelector:\n    matchExpressions: [{key: \"k8s:io.kubernetes.pod.namespace\", operator: In, values: [prod]}]\n",
         );
         let w = scope_on(&y, &[]).unwrap().workload.unwrap();
-        let pod = |ns: &str| pods::Pod {
+        let pod = |ns: &str| vigil_api::wire::pod::Pod {
             namespace: ns.into(),
-            containers: vec![pods::Container::default()],
+            containers: vec![vigil_api::wire::pod::Container::default()],
             ..Default::default()
         };
         let (prod, dev) = (pod("prod"), pod("dev"));
