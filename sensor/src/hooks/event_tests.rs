@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::clock::BootClock;
 use crate::decode::testutil::{RawArg, bytes_of, hook_bytes, int, raw};
