@@ -9,7 +9,7 @@ use clap::Parser;
 use serde::Deserialize;
 
 use crate::error::SensorError;
-pub use crate::grpc_tls::{GrpcTls, OperatorTls};
+pub use crate::grpc::tls::{GrpcTls, OperatorTls};
 
 /// Command line of `vigil-sensor`. Every option is optional here so that the file can fill in
 /// what the command line and the environment leave out.
@@ -199,7 +199,7 @@ pub enum Command {
     /// exceeds the budget.
     CheckPrograms {
         /// Most verified instructions a program may take.
-        #[arg(long, default_value_t = crate::program_check::DEFAULT_BUDGET)]
+        #[arg(long, default_value_t = crate::kernel::program_check::DEFAULT_BUDGET)]
         budget: u32,
         /// `text` or `json`.
         #[arg(short, long, default_value = "text", value_parser = ["text", "json"])]
@@ -385,7 +385,7 @@ impl Config {
             .or(file.export_file_max_size_mb)
             .unwrap_or(DEFAULT_EXPORT_FILE_MAX_SIZE_MB);
         let operator_address = match cli.operator_address.clone().or(file.operator_address) {
-            Some(a) => Some(crate::policy_sync::parse_address(&a).map_err(|message| {
+            Some(a) => Some(crate::policy::sync::parse_address(&a).map_err(|message| {
                 SensorError::Config {
                     option: "operator-address".into(),
                     message,
@@ -408,10 +408,10 @@ impl Config {
         };
         let node_labels = match (cli.node_labels.clone(), file.node_labels) {
             (Some(s), _) | (None, Some(FileLabels::Text(s))) => {
-                crate::policy_sync::parse_labels(&s).map_err(labels_error)?
+                crate::policy::sync::parse_labels(&s).map_err(labels_error)?
             }
             (None, Some(FileLabels::Map(m))) => {
-                crate::policy_sync::check_labels(&m).map_err(labels_error)?;
+                crate::policy::sync::check_labels(&m).map_err(labels_error)?;
                 m
             }
             (None, None) => BTreeMap::new(),
@@ -421,7 +421,7 @@ impl Config {
             .clone()
             .or(file.instance)
             .unwrap_or_else(|| DEFAULT_INSTANCE.to_string());
-        crate::pins::check_instance(&instance).map_err(|message| SensorError::Config {
+        crate::kernel::pins::check_instance(&instance).map_err(|message| SensorError::Config {
             option: "instance".into(),
             message,
         })?;

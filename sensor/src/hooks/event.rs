@@ -17,8 +17,8 @@ use vigil_api::policy::ir::ArgType;
 use vigil_sensor_bpf::abi::{self, argk, read_record};
 
 use super::meta::{ArgMeta, HookEventKind, HookMeta};
-use crate::builder::EventBuilder;
-use crate::decode::{HookArg, HookRecord};
+use crate::kernel::decode::{HookArg, HookRecord};
+use crate::process::builder::EventBuilder;
 
 /// An event built from a hook record, with what the pipeline counts about it.
 #[derive(Debug, Clone, PartialEq)]
@@ -182,7 +182,7 @@ pub fn protect_event(
         h::BPF_MAP => vec![uint(r.id as u32, "map_id"), uint(r.arg, "fmode")],
         _ => Vec::new(),
     };
-    let hook = crate::protect::hook_name(r.hook);
+    let hook = crate::kernel::protect::hook_name(r.hook);
     GetEventsResponse::new(
         ProcessLsm {
             process: Some(process),

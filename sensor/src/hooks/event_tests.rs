@@ -1,7 +1,7 @@
 use super::*;
-use crate::clock::BootClock;
-use crate::decode::testutil::{RawArg, bytes_of, hook_bytes, int, raw};
-use crate::decode::{Record, decode};
+use crate::kernel::clock::BootClock;
+use crate::kernel::decode::testutil::{RawArg, bytes_of, hook_bytes, int, raw};
+use crate::kernel::decode::{Record, decode};
 use serde_json::{Value, json};
 
 const SAMPLES: &str = include_str!("../../../api/src/events/testdata/tetragon-sample-events.jsonl");

@@ -6,7 +6,7 @@ use vigil_sensor_bpf::abi::{self, HookCfg};
 
 use super::{Engine, Inner, Policy, policy_cfg};
 use crate::error::SensorError;
-use crate::policy_control::{
+use crate::policy::control::{
     HookStatus, PolicyControl, PolicyInfo, PolicyKey, PolicyMode, PolicyOrigin, PolicyState,
     PolicyStats,
 };

@@ -1,3 +1,6 @@
+//! In: compiled policies and the add/delete/enable/mode calls of the policy sources.
+//! Out: published policies (slots, map entries, attachments) and their status.
+//!
 //! The policy engine: loads, unloads, switches and reports policies.
 //!
 //! Adding a policy writes map entries (hook configuration, value sets) and attaches a generic
@@ -29,8 +32,8 @@ mod handoff;
 mod publish;
 
 use crate::error::SensorError;
-use crate::pods::{PodInventory, WorkloadScope};
-use crate::policy_control::{
+use crate::k8s::pods::{PodInventory, WorkloadScope};
+use crate::policy::control::{
     HookStatus, PolicyControl, PolicyInfo, PolicyKey, PolicyMode, PolicyOrigin, PolicyStats,
 };
 use publish::sync_scope;
@@ -223,7 +226,7 @@ impl Engine {
             if let Some(sc) = p.scope.as_mut()
                 && let Some(sel) = &sc.host_selector
             {
-                let host = crate::pods::selector_matches(sel, &labels);
+                let host = crate::k8s::pods::selector_matches(sel, &labels);
                 if host != sc.host {
                     sc.host = host;
                     changed.push(key.clone());

@@ -16,7 +16,7 @@ use crate::hooks::kernel::HookBpf;
 use crate::hooks::lower::{self, LoweredHook, PolicyScope, SetEntries};
 use crate::hooks::meta::HookRegistry;
 use crate::hooks::programs::{HookPrograms, Instance};
-use crate::policy_control::{HookStatus, PolicyInfo, PolicyKey, PolicyOrigin};
+use crate::policy::control::{HookStatus, PolicyInfo, PolicyKey, PolicyOrigin};
 
 /// Gives the reserved attach ids of the instances nobody took back.
 fn release(inner: &mut Inner, prepared: &mut Prepared) {

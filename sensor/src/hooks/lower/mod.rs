@@ -1,3 +1,6 @@
+//! In: one compiled policy (IR) and what the kernel offers ([`KernelInfo`]).
+//! Out: per hook, its mechanism, `vigil_hook_cfg`, value-set entries and event metadata.
+//!
 //! Lowering: one compiled policy (IR) → for each hook, the mechanism that serves it on this
 //! kernel, the `vigil_hook_cfg` the generic programs read, the value-set entries its selectors
 //! look up, and the metadata that turns its records into events.
@@ -16,7 +19,7 @@ use vigil_sensor_bpf::abi::{AddrKey, HookCfg, IntKey, op};
 
 use super::meta::HookMeta;
 use super::tracefs::Format;
-use crate::pods::{self, WorkloadScope};
+use crate::k8s::pods::{self, WorkloadScope};
 
 mod hook;
 mod selector;
