@@ -8,7 +8,7 @@
 //! Pure: everything it needs to know about the kernel comes through [`KernelInfo`], so the
 //! rules (fallback ladder, limits, what is refused and why) are unit-tested without BPF.
 //!
-//! [`hook`] places one hook and reads its arguments; [`selector`] lowers its selectors.
+//! `hook.rs` places one hook and reads its arguments; `selector.rs` lowers its selectors.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
