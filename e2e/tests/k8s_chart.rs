@@ -950,7 +950,9 @@ fn images_ports_and_paths_agree_with_the_binaries() {
         );
     }
     // The sensor serves /healthz on its metrics address: its metrics server is the shared one.
-    assert!(read(root().join("sensor/src/metrics.rs")).contains("vigil_host::metrics_http::"));
+    assert!(
+        read(root().join("sensor/src/output/metrics.rs")).contains("vigil_host::metrics_http::")
+    );
     assert!(read(root().join("host/src/metrics_http.rs")).contains(r#".route("/healthz""#));
     let annotations =
         &find(&objs, "DaemonSet", "vigil")["spec"]["template"]["metadata"]["annotations"];

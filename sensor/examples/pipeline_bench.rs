@@ -1,6 +1,6 @@
 //! The user-space pipeline benchmark: replays synthetic ring-buffer records (the file-open mix)
 //! through the event path in-process, stage by stage and whole, and prints events/s and
-//! ns/event for each (see `vigil_sensor::replay`). Prints figures; asserts nothing about time.
+//! ns/event for each (see `vigil_sensor::process::replay`). Prints figures; asserts nothing about time.
 //!
 //! Usage: `pipeline_bench [N]` (default 1 000 000 records). Environment: `PROCESSES` (64),
 //! `DISTINCT` distinct hook records (4096), `PIN_CPU` (the CPU the whole path runs on, `none`
@@ -10,7 +10,7 @@
 
 use std::path::PathBuf;
 
-use vigil_sensor::replay::{self, Figure, Stage, Workload};
+use vigil_sensor::process::replay::{self, Figure, Stage, Workload};
 
 /// The export files rotate at the sensor's default size (10 MB), so a run takes little disk.
 const FILE_SIZE: u64 = 10 << 20;

@@ -15,7 +15,7 @@ fn main() {
 fn real_main(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Some(Command::Probe) => {
-            let f = vigil_sensor::features::probe();
+            let f = vigil_sensor::kernel::features::probe();
             println!(
                 "{}",
                 serde_json::to_string(&f).context("encoding features")?
@@ -23,7 +23,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             return Ok(());
         }
         Some(Command::CheckPrograms { budget, output }) => {
-            let report = vigil_sensor::program_check::run(*budget)?;
+            let report = vigil_sensor::kernel::program_check::run(*budget)?;
             if output == "json" {
                 println!(
                     "{}",
@@ -44,7 +44,8 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                         .unwrap_or(vigil_sensor::config::DEFAULT_INSTANCE),
                 )
             };
-            let removed = vigil_sensor::handoff::cleanup(instance).map_err(anyhow::Error::msg)?;
+            let removed =
+                vigil_sensor::kernel::handoff::cleanup(instance).map_err(anyhow::Error::msg)?;
             if removed.is_empty() {
                 println!("nothing pinned");
             }

@@ -8,27 +8,28 @@ use std::time::Duration;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
-use crate::bpf;
-use crate::builder::EventBuilder;
-use crate::clock::BootClock;
 use crate::config::Config;
 use crate::error::SensorError;
-use crate::export::{self, RotatingFile, Sinks};
-use crate::features;
-use crate::grpc::{self, Broadcaster, Service, ServiceInfo};
-use crate::handoff;
-use crate::heal::TaskIter;
+use crate::grpc::server::{self, Broadcaster, Service, ServiceInfo};
 use crate::hooks::kernel::PinDir;
 use crate::hooks::meta::HookRegistry;
 use crate::hooks::policy_metrics::PolicyMetrics;
-use crate::metrics::{self, FeatureLabel, MapLabel, Metrics};
-use crate::pipeline::{Pipeline, PodWait};
-use crate::pods::PodInventory;
-use crate::policy_control::{PolicyControl, PolicyOrigin};
-use crate::policy_dir::{self, PolicyDir, SyncReport};
-use crate::policy_sync::{self, Applier, SyncOptions, SyncTarget};
-use crate::procfs_scan;
-use crate::ring::{self, KernelPoller};
+use crate::k8s::pods::PodInventory;
+use crate::kernel::bpf;
+use crate::kernel::clock::BootClock;
+use crate::kernel::features;
+use crate::kernel::handoff;
+use crate::kernel::ring::{self, KernelPoller};
+use crate::output::export::{self, RotatingFile, Sinks};
+use crate::output::metrics::{self, FeatureLabel, MapLabel, Metrics};
+use crate::policy;
+use crate::policy::control::{PolicyControl, PolicyOrigin};
+use crate::policy::dir::{PolicyDir, SyncReport};
+use crate::policy::sync::{Applier, SyncOptions, SyncTarget};
+use crate::process::builder::EventBuilder;
+use crate::process::heal::TaskIter;
+use crate::process::pipeline::{Pipeline, PodWait};
+use crate::process::procfs_scan;
 
 /// How long each step of the start took, for the log line that says the sensor is ready.
 struct Phases {
@@ -98,7 +99,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let root = PinDir::instance_root(&config.instance)?;
     // A protected sensor of this instance refuses every writable open of its maps: say so,
     // rather than fail on the first map.
-    if let Some(pid) = crate::protect::running_protected_sensor(&root) {
+    if let Some(pid) = crate::kernel::protect::running_protected_sensor(&root) {
         return Err(SensorError::Config {
             option: "instance".into(),
             message: format!(
@@ -181,7 +182,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     } else {
         "load"
     });
-    let pods = Arc::new(PodInventory::new(crate::container::cgroup2_root()));
+    let pods = Arc::new(PodInventory::new(crate::process::container::cgroup2_root()));
     engine.follow_pods(pods.clone());
     // Containers already running, before any policy can select host processes.
     pods.rescan_containers();
@@ -213,7 +214,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let mut policy_dir = config
         .policy_dir
         .clone()
-        .map(|d| PolicyDir::new(d, policy_dir::Engine(engine.clone())));
+        .map(|d| PolicyDir::new(d, policy::dir::Engine(engine.clone())));
     if let Some(pd) = policy_dir.as_mut() {
         report_policy_dir(pd.sync(), &policy_metrics);
     }
@@ -225,10 +226,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     // Self-protection comes after the policies, so that their links are protected from the
     // start; links added later are protected by the refresh on the one-second tick.
     let (mut protection, protect_state) = start_protection(&config, &feats, &pins, &root, &btf);
-    for label in crate::protect::State::LABELS {
+    for label in crate::kernel::protect::State::LABELS {
         metrics
             .self_protection
-            .get_or_create(&crate::metrics::StateLabel {
+            .get_or_create(&crate::output::metrics::StateLabel {
                 state: label.into(),
             })
             .set((label == protect_state.label()) as i64);
@@ -285,7 +286,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 process.extend(protection.iter().flat_map(|p| p.programs.clone()));
                 process.extend(task_iter.as_ref().map(|t| t.stats.clone()));
                 let engine = engine.clone();
-                grpc::ProgramSource::new(move || {
+                server::ProgramSource::new(move || {
                     let mut all = process.clone();
                     all.extend(engine.program_stats());
                     all
@@ -296,7 +297,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     };
     policy_metrics.register(&mut registry);
     let registry = Arc::new(registry);
-    let grpc = grpc::start(
+    let grpc = server::start(
         service,
         Some(engine.clone() as Arc<dyn PolicyControl>),
         config.grpc_socket.as_deref(),
@@ -356,7 +357,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 .collect(),
         };
         let applier = Applier::new(engine.clone() as Arc<dyn SyncTarget>);
-        tokio::spawn(policy_sync::run(
+        tokio::spawn(policy::sync::run(
             opts,
             applier,
             Some(pods.clone()),
@@ -498,7 +499,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 /// Records the generation's pins for the next sensor to check (`pin_manifest.rs`); a failure
 /// is logged: the next sensor then finds a difference and loads a new generation.
 fn write_manifest(generation: &Path) {
-    if let Err(e) = crate::pin_manifest::write(generation) {
+    if let Err(e) = crate::kernel::pin_manifest::write(generation) {
         tracing::warn!("writing the manifest of {}: {e}", generation.display());
     }
 }
@@ -512,8 +513,11 @@ fn start_protection(
     pins: &PinDir,
     root: &Path,
     btf: &aya::Btf,
-) -> (Option<crate::protect::Protection>, crate::protect::State) {
-    use crate::protect::{Protection, State};
+) -> (
+    Option<crate::kernel::protect::Protection>,
+    crate::kernel::protect::State,
+) {
+    use crate::kernel::protect::{Protection, State};
     if !config.self_protection {
         return (None, State::Off);
     }
@@ -540,7 +544,7 @@ fn report_policy_dir(r: SyncReport, metrics: &PolicyMetrics) {
 /// Polls the policy directory until the task is aborted.
 async fn watch_policy_dir(pd: PolicyDir, metrics: Arc<PolicyMetrics>) {
     let pd = Arc::new(std::sync::Mutex::new(pd));
-    let mut tick = tokio::time::interval(Duration::from_millis(policy_dir::POLL_INTERVAL_MS));
+    let mut tick = tokio::time::interval(Duration::from_millis(policy::dir::POLL_INTERVAL_MS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;

@@ -15,14 +15,14 @@ use prost::Message;
 use serde_json::Value;
 use vigil_api::policy::compile_yaml;
 use vigil_api::policy::ir::{PolicyIr, ir_to_json};
-use vigil_sensor::builder::EventBuilder;
-use vigil_sensor::clock::BootClock;
-use vigil_sensor::export::{self, Sinks};
 use vigil_sensor::hooks::lower::{self, KernelInfo, SetIds};
 use vigil_sensor::hooks::meta::HookRegistry;
 use vigil_sensor::hooks::tracefs::{self, Format};
-use vigil_sensor::metrics::Metrics;
-use vigil_sensor::pipeline::Pipeline;
+use vigil_sensor::kernel::clock::BootClock;
+use vigil_sensor::output::export::{self, Sinks};
+use vigil_sensor::output::metrics::Metrics;
+use vigil_sensor::process::builder::EventBuilder;
+use vigil_sensor::process::pipeline::Pipeline;
 use vigil_sensor_bpf::abi;
 
 const SEEDS: [&str; 9] = [
@@ -279,7 +279,7 @@ fn records_never_panic_the_pipeline() {
         .unwrap();
     p.borrow_mut().release(std::time::Instant::now());
     // The corruption leaves enough intact that every path was taken, not only the errors.
-    let text = vigil_sensor::metrics::render(&metrics.registry());
+    let text = vigil_sensor::output::metrics::render(&metrics.registry());
     for series in [
         "vigil_events_total{type=\"process_exec\"}",
         "vigil_events_total{type=\"process_exit\"}",

@@ -15,9 +15,9 @@ use super::lower::KernelInfo;
 use super::programs::HookPrograms;
 use super::tracefs::{self, Format};
 use crate::error::SensorError;
-use crate::features::Features;
+use crate::kernel::features::Features;
 
-pub use crate::pins::PinDir;
+pub use crate::kernel::pins::PinDir;
 
 /// LPM key data of `vigil_strs` (the part after the prefix length).
 #[repr(C)]

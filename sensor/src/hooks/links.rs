@@ -50,7 +50,7 @@ impl Link {
             Handle::Uprobe(l) if perf_links => FdLink::try_from(l)
                 .map_err(|_| unreachable_handle("a uprobe link that is not a bpf_link")),
             Handle::Perf(l) => {
-                return match crate::bpf_syscall::pin(l.link_fd(), &path) {
+                return match crate::kernel::bpf_syscall::pin(l.link_fd(), &path) {
                     Ok(()) => Link {
                         handle: Handle::Perf(l),
                         pin: Some(path),

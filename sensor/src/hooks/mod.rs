@@ -1,3 +1,6 @@
+//! In: policies (IR) through [`crate::policy::control::PolicyControl`], the pod inventory.
+//! Out: map entries and attached generic programs; hook records turned back into events.
+//!
 //! The policy engine: TracingPolicies lowered to map entries for the generic hook programs of
 //! `sensor-bpf/bpf/hook.bpf.c`, attached by the best mechanism this kernel offers, and their
 //! records turned back into events. See docs/bpf.md.

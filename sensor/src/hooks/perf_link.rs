@@ -143,8 +143,9 @@ fn link(prog: BorrowedFd<'_>, event: OwnedFd, cookie: u64, what: &str) -> io::Re
         ..Default::default()
     };
     let mut attr = attr;
-    let link = crate::bpf_syscall::call_fd(crate::bpf_syscall::BPF_LINK_CREATE, &mut attr)
-        .map_err(|e| io::Error::new(e.kind(), format!("linking the program to {what}: {e}")))?;
+    let link =
+        crate::kernel::bpf_syscall::call_fd(crate::kernel::bpf_syscall::BPF_LINK_CREATE, &mut attr)
+            .map_err(|e| io::Error::new(e.kind(), format!("linking the program to {what}: {e}")))?;
     Ok(PerfLink {
         link,
         _event: event,

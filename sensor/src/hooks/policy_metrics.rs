@@ -10,7 +10,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::policy_control::{PolicyInfo, PolicyStats};
+use crate::policy::control::{PolicyInfo, PolicyStats};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PolicyLabel {
@@ -171,7 +171,7 @@ impl PolicyMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy_control::{HookStatus, PolicyMode, PolicyOrigin, PolicyState};
+    use crate::policy::control::{HookStatus, PolicyMode, PolicyOrigin, PolicyState};
 
     fn info(name: &str, matched: u64) -> PolicyInfo {
         PolicyInfo {

@@ -180,7 +180,7 @@ impl HookPrograms {
         let base = self.base()?;
         let insns = match name {
             names::SYS_ENTER_PROG | names::SYS_EXIT_PROG => {
-                let btf = crate::bpf::kernel_btf().map_err(|e| e.to_string())?;
+                let btf = crate::kernel::bpf::kernel_btf().map_err(|e| e.to_string())?;
                 let tp = if name == names::SYS_ENTER_PROG {
                     "sys_enter"
                 } else {
@@ -274,7 +274,7 @@ impl HookPrograms {
     /// The hook programs' object, loaded (relocated) on first use with the pinned maps.
     fn base(&mut self) -> Result<&mut Ebpf, String> {
         if self.base.is_none() {
-            let btf = crate::bpf::kernel_btf().map_err(|e| e.to_string())?;
+            let btf = crate::kernel::bpf::kernel_btf().map_err(|e| e.to_string())?;
             let ebpf = self
                 .pins
                 .loader(&btf)
@@ -440,7 +440,7 @@ impl HookPrograms {
         attach: u32,
         lsm_hook: Option<&str>,
     ) -> Result<(Instance, Vec<LoadTiming>), String> {
-        let btf = crate::bpf::kernel_btf().map_err(|e| e.to_string())?;
+        let btf = crate::kernel::bpf::kernel_btf().map_err(|e| e.to_string())?;
         let btf = &btf;
         let mut loader = pins.loader(btf);
         loader.override_global(names::ATTACH_ID_GLOBAL, &attach, true);

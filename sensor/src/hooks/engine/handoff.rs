@@ -17,7 +17,7 @@ use crate::hooks::meta::HookRegistry;
 use crate::hooks::snapshot::{
     self, FORMAT, FailedSnap, HookSnap, OriginSnap, PolicySnap, ScopeSnap, Snapshot,
 };
-use crate::policy_control::{HookStatus, PolicyControl, PolicyKey, PolicyMode, PolicyOrigin};
+use crate::policy::control::{HookStatus, PolicyControl, PolicyKey, PolicyMode, PolicyOrigin};
 
 impl Inner {
     /// The state the next sensor of the instance needs.
@@ -89,12 +89,12 @@ impl Inner {
         let result = serde_json::to_vec(&self.snapshot())
             .map_err(|e| e.to_string())
             .and_then(|json| {
-                crate::bpf_syscall::write_blob(path, "vigil_state", &json)
+                crate::kernel::bpf_syscall::write_blob(path, "vigil_state", &json)
                     .map_err(|e| e.to_string())
             })
             // The pins changed with the state: the next sensor checks them against this.
             .and_then(|()| match path.parent() {
-                Some(generation) => crate::pin_manifest::write(generation),
+                Some(generation) => crate::kernel::pin_manifest::write(generation),
                 None => Ok(()),
             });
         if let Err(e) = result {
