@@ -32,6 +32,7 @@ mod event;
 mod flags;
 mod format;
 mod loss;
+pub mod names;
 mod process;
 
 pub use args::{

@@ -17,7 +17,7 @@ pub mod limits;
 mod parse;
 mod schema;
 mod types;
-mod values;
+pub(crate) mod values;
 
 use std::fmt;
 

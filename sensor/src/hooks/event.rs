@@ -7,6 +7,9 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use vigil_api::events::names::{
+    bpf_cmd_name, family_name, protocol_name, sock_type_name, tcp_state_name,
+};
 use vigil_api::events::{
     ArgValue, Capabilities, GetEventsResponse, KprobeAction, KprobeArgument, KprobeCapability,
     KprobeFile, KprobeLinuxBinprm, KprobePath, KprobeSock, KprobeSockaddr, KprobeTruncatedBytes,
@@ -172,9 +175,7 @@ pub fn protect_event(
         ],
         h::BPF => vec![
             KprobeArgument::new(ArgValue::BpfCmd(
-                BPF_CMDS
-                    .get(r.arg as usize)
-                    .map_or_else(|| r.arg.to_string(), |c| (*c).to_string()),
+                bpf_cmd_name(u64::from(r.arg)).map_or_else(|| r.arg.to_string(), str::to_string),
             ))
             .with_label("cmd"),
             uint(r.id as u32, "link_id"),
@@ -301,8 +302,8 @@ fn integer(v: u64, ty: ArgType) -> ArgValue {
         ArgType::CapInheritable => ArgValue::CapInheritable(format!("{v:016x}")),
         ArgType::CapPermitted => ArgValue::CapPermitted(format!("{v:016x}")),
         ArgType::CapEffective => ArgValue::CapEffective(format!("{v:016x}")),
-        ArgType::BpfCmd => match usize::try_from(v).ok().and_then(|i| BPF_CMDS.get(i)) {
-            Some(name) => ArgValue::BpfCmd((*name).to_string()),
+        ArgType::BpfCmd => match bpf_cmd_name(v) {
+            Some(name) => ArgValue::BpfCmd(name.to_string()),
             None => ArgValue::Uint(v as u32),
         },
         _ => ArgValue::Long(v as i64),
@@ -332,47 +333,6 @@ const COMPAT_ABI: &str = "arm32";
 const NATIVE_ABI: &str = "x64";
 #[cfg(not(target_arch = "aarch64"))]
 const COMPAT_ABI: &str = "i386";
-
-/// `enum bpf_cmd` names by number.
-const BPF_CMDS: [&str; 37] = [
-    "BPF_MAP_CREATE",
-    "BPF_MAP_LOOKUP_ELEM",
-    "BPF_MAP_UPDATE_ELEM",
-    "BPF_MAP_DELETE_ELEM",
-    "BPF_MAP_GET_NEXT_KEY",
-    "BPF_PROG_LOAD",
-    "BPF_OBJ_PIN",
-    "BPF_OBJ_GET",
-    "BPF_PROG_ATTACH",
-    "BPF_PROG_DETACH",
-    "BPF_PROG_TEST_RUN",
-    "BPF_PROG_GET_NEXT_ID",
-    "BPF_MAP_GET_NEXT_ID",
-    "BPF_PROG_GET_FD_BY_ID",
-    "BPF_MAP_GET_FD_BY_ID",
-    "BPF_OBJ_GET_INFO_BY_FD",
-    "BPF_PROG_QUERY",
-    "BPF_RAW_TRACEPOINT_OPEN",
-    "BPF_BTF_LOAD",
-    "BPF_BTF_GET_FD_BY_ID",
-    "BPF_TASK_FD_QUERY",
-    "BPF_MAP_LOOKUP_AND_DELETE_ELEM",
-    "BPF_MAP_FREEZE",
-    "BPF_BTF_GET_NEXT_ID",
-    "BPF_MAP_LOOKUP_BATCH",
-    "BPF_MAP_LOOKUP_AND_DELETE_BATCH",
-    "BPF_MAP_UPDATE_BATCH",
-    "BPF_MAP_DELETE_BATCH",
-    "BPF_LINK_CREATE",
-    "BPF_LINK_UPDATE",
-    "BPF_LINK_GET_FD_BY_ID",
-    "BPF_LINK_GET_NEXT_ID",
-    "BPF_ENABLE_STATS",
-    "BPF_ITER_CREATE",
-    "BPF_LINK_DETACH",
-    "BPF_PROG_BIND_MAP",
-    "BPF_TOKEN_CREATE",
-];
 
 /// A resolved path: `file_arg` for files and fds, `path_arg` for paths and dentries,
 /// `linux_binprm_arg` for binprms — unless the policy declared another of these types.
@@ -410,128 +370,6 @@ fn path_like(path: String, kind: u8, ty: ArgType) -> ArgValue {
 
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
-
-/// `AF_*` name of an address family (empty when unknown).
-pub fn family_name(f: u16) -> &'static str {
-    const NAMES: [&str; 46] = [
-        "AF_UNSPEC",
-        "AF_UNIX",
-        "AF_INET",
-        "AF_AX25",
-        "AF_IPX",
-        "AF_APPLETALK",
-        "AF_NETROM",
-        "AF_BRIDGE",
-        "AF_ATMPVC",
-        "AF_X25",
-        "AF_INET6",
-        "AF_ROSE",
-        "AF_DECnet",
-        "AF_NETBEUI",
-        "AF_SECURITY",
-        "AF_KEY",
-        "AF_NETLINK",
-        "AF_PACKET",
-        "AF_ASH",
-        "AF_ECONET",
-        "AF_ATMSVC",
-        "AF_RDS",
-        "AF_SNA",
-        "AF_IRDA",
-        "AF_PPPOX",
-        "AF_WANPIPE",
-        "AF_LLC",
-        "AF_IB",
-        "AF_MPLS",
-        "AF_CAN",
-        "AF_TIPC",
-        "AF_BLUETOOTH",
-        "AF_IUCV",
-        "AF_RXRPC",
-        "AF_ISDN",
-        "AF_PHONET",
-        "AF_IEEE802154",
-        "AF_CAIF",
-        "AF_ALG",
-        "AF_NFC",
-        "AF_VSOCK",
-        "AF_KCM",
-        "AF_QIPCRTR",
-        "AF_SMC",
-        "AF_XDP",
-        "AF_MCTP",
-    ];
-    NAMES.get(usize::from(f)).copied().unwrap_or("")
-}
-
-/// `SOCK_*` name of a socket type (empty when unknown).
-pub fn sock_type_name(t: u16) -> &'static str {
-    match t {
-        1 => "SOCK_STREAM",
-        2 => "SOCK_DGRAM",
-        3 => "SOCK_RAW",
-        4 => "SOCK_RDM",
-        5 => "SOCK_SEQPACKET",
-        6 => "SOCK_DCCP",
-        10 => "SOCK_PACKET",
-        _ => "",
-    }
-}
-
-/// `IPPROTO_*` name of an IP protocol (empty when unknown).
-pub fn protocol_name(p: u16) -> &'static str {
-    match p {
-        0 => "IPPROTO_IP",
-        1 => "IPPROTO_ICMP",
-        2 => "IPPROTO_IGMP",
-        4 => "IPPROTO_IPIP",
-        6 => "IPPROTO_TCP",
-        8 => "IPPROTO_EGP",
-        12 => "IPPROTO_PUP",
-        17 => "IPPROTO_UDP",
-        22 => "IPPROTO_IDP",
-        29 => "IPPROTO_TP",
-        33 => "IPPROTO_DCCP",
-        41 => "IPPROTO_IPV6",
-        46 => "IPPROTO_RSVP",
-        47 => "IPPROTO_GRE",
-        50 => "IPPROTO_ESP",
-        51 => "IPPROTO_AH",
-        58 => "IPPROTO_ICMPV6",
-        92 => "IPPROTO_MTP",
-        94 => "IPPROTO_BEETPH",
-        98 => "IPPROTO_ENCAP",
-        103 => "IPPROTO_PIM",
-        108 => "IPPROTO_COMP",
-        115 => "IPPROTO_L2TP",
-        132 => "IPPROTO_SCTP",
-        136 => "IPPROTO_UDPLITE",
-        137 => "IPPROTO_MPLS",
-        143 => "IPPROTO_ETHERNET",
-        255 => "IPPROTO_RAW",
-        262 => "IPPROTO_MPTCP",
-        _ => "",
-    }
-}
-
-/// `TCP_*` name of a socket state (empty when unknown).
-pub fn tcp_state_name(s: u16) -> &'static str {
-    match s {
-        1 => "TCP_ESTABLISHED",
-        2 => "TCP_SYN_SENT",
-        3 => "TCP_SYN_RECV",
-        4 => "TCP_FIN_WAIT1",
-        5 => "TCP_FIN_WAIT2",
-        6 => "TCP_TIME_WAIT",
-        7 => "TCP_CLOSE",
-        8 => "TCP_CLOSE_WAIT",
-        9 => "TCP_LAST_ACK",
-        10 => "TCP_LISTEN",
-        11 => "TCP_CLOSING",
-        12 => "TCP_NEW_SYN_RECV",
-        _ => "",
-    }
-}
 
 /// An address as text: dotted IPv4, standard IPv6; empty for other families.
 fn addr_text(family: u16, a: &[u8; 16]) -> String {

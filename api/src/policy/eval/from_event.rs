@@ -9,10 +9,10 @@
 
 use std::net::IpAddr;
 
-use super::names;
 use super::view::{
     ArgView, CapSets, EventView, HookPoint, Ns, NsSet, PodView, ProcView, SockView, SockaddrView,
 };
+use crate::events::names;
 use crate::events::{
     ArgValue, Capabilities, GetEventsResponse, KprobeArgument, Namespace, Namespaces, Process,
     capability_bit, parse_time_ns,

@@ -21,7 +21,6 @@ mod actions;
 mod args;
 mod from_event;
 mod hooks;
-mod names;
 mod process;
 mod ratelimit;
 mod scope;

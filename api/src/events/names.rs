@@ -1,6 +1,7 @@
 //! Names events use for numbers the kernel compares: address families, protocols, socket
-//! types and states, BPF commands, file types. Events are written with these names (see the
-//! sensor's `hooks/event.rs` and Tetragon's event reference); the evaluator needs the numbers.
+//! types and states, BPF commands, file types. The sensor writes events with the names
+//! (`*_name`: number → name, empty or `None` when unknown); the policy evaluator reads events
+//! back into numbers (name → number). One table per kind serves both directions.
 
 use crate::policy::values::TCP_STATES;
 
@@ -138,34 +139,34 @@ const BPF_CMDS: [&str; 37] = [
 ];
 
 /// The number of an address family name (`AF_INET` → 2; `AF_LOCAL` is `AF_UNIX`).
-pub(crate) fn family(name: &str) -> Option<u16> {
+pub fn family(name: &str) -> Option<u16> {
     if name == "AF_LOCAL" {
         return Some(1);
     }
     FAMILIES.iter().position(|n| *n == name).map(|i| i as u16)
 }
 
-pub(crate) fn protocol(name: &str) -> Option<u16> {
+pub fn protocol(name: &str) -> Option<u16> {
     PROTOCOLS.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
 }
 
-pub(crate) fn sock_type(name: &str) -> Option<u16> {
+pub fn sock_type(name: &str) -> Option<u16> {
     SOCK_TYPES.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
 }
 
-pub(crate) fn tcp_state(name: &str) -> Option<u16> {
+pub fn tcp_state(name: &str) -> Option<u16> {
     TCP_STATES
         .iter()
         .find(|(n, _)| *n == name)
         .map(|(_, v)| *v as u16)
 }
 
-pub(crate) fn bpf_cmd(name: &str) -> Option<u64> {
+pub fn bpf_cmd(name: &str) -> Option<u64> {
     BPF_CMDS.iter().position(|n| *n == name).map(|i| i as u64)
 }
 
 /// The `S_IFMT` bits of an `ls -l` mode string (`-rw-r--r--` → regular file).
-pub(crate) fn file_type(permission: &str) -> Option<u32> {
+pub fn file_type(permission: &str) -> Option<u32> {
     Some(match permission.chars().next()? {
         '-' => 0o100000,
         'd' => 0o040000,
@@ -176,6 +177,43 @@ pub(crate) fn file_type(permission: &str) -> Option<u32> {
         'p' => 0o010000,
         _ => return None,
     })
+}
+
+/// `AF_*` name of an address family (empty when unknown).
+pub fn family_name(f: u16) -> &'static str {
+    FAMILIES.get(usize::from(f)).copied().unwrap_or("")
+}
+
+/// `IPPROTO_*` name of an IP protocol (empty when unknown).
+pub fn protocol_name(p: u16) -> &'static str {
+    PROTOCOLS
+        .iter()
+        .find(|(_, v)| *v == p)
+        .map_or("", |(n, _)| n)
+}
+
+/// `SOCK_*` name of a socket type (empty when unknown).
+pub fn sock_type_name(t: u16) -> &'static str {
+    SOCK_TYPES
+        .iter()
+        .find(|(_, v)| *v == t)
+        .map_or("", |(n, _)| n)
+}
+
+/// `TCP_*` name of a socket state (empty when unknown).
+pub fn tcp_state_name(s: u16) -> &'static str {
+    TCP_STATES
+        .iter()
+        .find(|(_, v)| u32::from(s) == *v)
+        .map_or("", |(n, _)| n)
+}
+
+/// `BPF_*` name of an `enum bpf_cmd` value (`None` when unknown).
+pub fn bpf_cmd_name(cmd: u64) -> Option<&'static str> {
+    usize::try_from(cmd)
+        .ok()
+        .and_then(|i| BPF_CMDS.get(i))
+        .copied()
 }
 
 #[cfg(test)]
@@ -200,6 +238,29 @@ mod tests {
         assert_eq!(file_type("drwxr-xr-x"), Some(0o040000));
         assert_eq!(file_type(""), None);
         assert_eq!(file_type("?"), None);
+    }
+
+    #[test]
+    fn numbers_and_names_round_trip() {
+        for f in 0..46u16 {
+            assert_eq!(family(family_name(f)), Some(f));
+        }
+        assert_eq!(family_name(46), "");
+        for (name, n) in PROTOCOLS {
+            assert_eq!(protocol_name(n), name);
+        }
+        assert_eq!(protocol_name(7), "");
+        for (name, n) in SOCK_TYPES {
+            assert_eq!(sock_type_name(n), name);
+        }
+        assert_eq!(sock_type_name(7), "");
+        for s in 1..=12u16 {
+            assert_eq!(tcp_state(tcp_state_name(s)), Some(s));
+        }
+        assert_eq!(tcp_state_name(0), "");
+        assert_eq!(bpf_cmd_name(5), Some("BPF_PROG_LOAD"));
+        assert_eq!(bpf_cmd_name(36), Some("BPF_TOKEN_CREATE"));
+        assert_eq!(bpf_cmd_name(37), None);
     }
 
     #[test]
