@@ -134,6 +134,22 @@ fn string_equal_needs_the_exact_bytes_and_full_length() {
 }
 
 #[test]
+fn net_device_compares_the_device_name_as_a_string() {
+    let ir = arg_filter("net_device", "Equal", &["lo", "eth0"]);
+    assert!(hit(&ir, text("lo")));
+    assert!(hit(&ir, text("eth0")));
+    assert!(!hit(&ir, text("eth01")));
+    assert!(!hit(&ir, ArgView::Unreadable));
+    let ir = arg_filter("net_device", "NotEqual", &["lo"]);
+    assert!(hit(&ir, text("eth0")));
+    assert!(hit(&ir, ArgView::Unreadable), "negated operators hold");
+    assert!(!hit(&ir, text("lo")));
+    let ir = arg_filter("net_device", "Prefix", &["veth"]);
+    assert!(hit(&ir, text("veth1a2b")));
+    assert!(!hit(&ir, text("eth0")));
+}
+
+#[test]
 fn prefix_and_not_prefix() {
     let ir = arg_filter("file", "Prefix", &["/etc/", "/root/"]);
     assert!(hit(&ir, text("/etc/shadow")));

@@ -83,6 +83,8 @@ fn cases() -> Vec<(&'static str, String, String, &'static str)> {
         ("Prefix on int", filter("int", "Prefix", "[\"1\"]"), format!("{ARG0}.operator"), "Equal, NotEqual, GreaterThan"),
         ("DAddr on string", filter("string", "DAddr", "[\"10.0.0.0/8\"]"), format!("{ARG0}.operator"), "Prefix"),
         ("filter on opaque type", filter("cred", "Equal", "[\"1\"]"), format!("{ARG0}.operator"), "cannot be filtered"),
+        ("SubString on net_device", filter("net_device", "SubString", "[\"eth\"]"), format!("{ARG0}.operator"), "Equal, NotEqual, Prefix, NotPrefix, Postfix, NotPostfix"),
+        ("net_device name too long", filter("net_device", "Equal", "[\"sixteen-bytes-xx\"]"), format!("{ARG0}.values[0]"), "a network device name has at most 15 bytes"),
         ("filter on auto type", kp(&["args: [{index: 0}]", "selectors: [{matchArgs: [{index: 0, operator: Equal, values: [\"1\"]}]}]"]), format!("{ARG0}.index"), "declare the argument's type"),
         ("not an integer", filter("int", "Equal", "[\"abc\"]"), format!("{ARG0}.values[0]"), "an integer from -2147483648 to 2147483647"),
         ("uint8 out of range", filter("uint8", "Equal", "[\"300\"]"), format!("{ARG0}.values[0]"), "an integer from 0 to 255"),

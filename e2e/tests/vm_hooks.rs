@@ -273,3 +273,84 @@ spec:
         vigil_api::events::KprobeAction::Override
     );
 }
+
+/// A `net_device` argument is read as the device's name and compared as a string: the same
+/// call posts through the policy whose filter matches the name, and not through the one whose
+/// filter does not.
+#[test]
+fn vm_net_device_arguments_filter_on_the_device_name() {
+    let policy = |name: &str, op: &str| {
+        format!(
+            r#"
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata: {{name: {name}}}
+spec:
+  kprobes:
+  - call: dev_set_mtu
+    syscall: false
+    args:
+    - {{index: 0, type: net_device}}
+    - {{index: 1, type: int}}
+    selectors:
+    - matchArgs:
+      - {{index: 0, operator: {op}, values: ["lo"]}}
+"#
+        )
+    };
+    let work = tempfile::tempdir().unwrap();
+    let (is_lo, not_lo) = (work.path().join("is.yaml"), work.path().join("not.yaml"));
+    std::fs::write(&is_lo, policy("mtu-lo", "Equal")).unwrap();
+    std::fs::write(&not_lo, policy("mtu-not-lo", "NotEqual")).unwrap();
+    let sensor = Sensor::start(&[
+        "--policy",
+        is_lo.to_str().unwrap(),
+        "--policy",
+        not_lo.to_str().unwrap(),
+    ]);
+    let list = policy_list(&sensor.socket);
+    assert!(
+        list.len() == 2 && list.iter().all(|p| p["state"] == "enabled"),
+        "both load: {list:?}\nsensor:\n{}",
+        sensor.stderr()
+    );
+    let set_mtu = || {
+        let child = Command::new(bin_path("vigil-e2e-workload"))
+            .args(["set-mtu", "lo"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "set-mtu lo: {out:?}");
+        let mtu: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        (pid, mtu)
+    };
+    let by = |k: &ProcessKprobe, pid: u32, policy: &str| {
+        k.function_name == "dev_set_mtu"
+            && k.policy_name == policy
+            && k.process.as_ref().and_then(|p| p.pid) == Some(pid)
+    };
+    let (first, mtu) = set_mtu();
+    let k = kprobe_where(&sensor, "dev_set_mtu on lo", |k| by(k, first, "mtu-lo"));
+    assert_eq!(
+        k.args[0].arg,
+        Some(ArgValue::NetDev(vigil_api::events::KprobeNetDev {
+            name: "lo".into()
+        }))
+    );
+    assert_eq!(k.args[1].arg, Some(ArgValue::Int(mtu)));
+    // Records leave the kernel in order: once a later call's event is out, the first call's
+    // event through the NotEqual policy would be out too, had it posted one.
+    let (second, _) = set_mtu();
+    kprobe_where(&sensor, "the second dev_set_mtu on lo", |k| {
+        by(k, second, "mtu-lo")
+    });
+    let wrong: Vec<_> = sensor
+        .events()
+        .into_iter()
+        .filter_map(|e| e.process_kprobe)
+        .filter(|k| by(k, first, "mtu-not-lo"))
+        .collect();
+    assert!(wrong.is_empty(), "NotEqual lo posted lo: {wrong:?}");
+}

@@ -12,6 +12,7 @@
 #define AF_INET6 10
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
+#define IFNAMSIZ 16
 
 #define READ_PEEK 0 /* before the selectors decide */
 #define READ_FULL 1 /* for the record */
@@ -314,6 +315,30 @@ static __always_inline int read_path(struct hook_scratch *s, __u32 i, __u32 kind
 	return 0;
 }
 
+/*
+ * A net_device argument i as its name: an IFNAMSIZ array inside the device, found by a CO-RE
+ * offset so every kernel's layout fits. The record holds it like a string, so the string
+ * filters compare it; a NULL or unreadable device is an unreadable argument.
+ */
+static __always_inline int read_netdev(struct hook_scratch *s, __u32 i)
+{
+	struct net_device *dev;
+	__u32 off, len = 0, aux = VIGIL_AUX_ERR;
+	long n;
+
+	if (i >= VIGIL_HOOK_ARGS)
+		return 0;
+	dev = (struct net_device *)raw_at(s, i);
+	off = arg_start(s);
+	n = dev ? bpf_core_read_str(&s->data[off], IFNAMSIZ, &dev->name) : -1;
+	if (n > 0) {
+		len = (n - 1) & (IFNAMSIZ - 1);
+		aux = len;
+	}
+	arg_done(s, i, VIGIL_ARGK_NETDEV, off, len, aux);
+	return 0;
+}
+
 /* Socket (struct sock *, or a socket's fd), sockaddr and cred arguments. */
 __noinline int vigil_read_struct(__u32 i, __u32 kind, __u32 user)
 {
@@ -412,6 +437,8 @@ __noinline int vigil_read_arg(__u32 slot, __u32 i, __u32 mode)
 	case VIGIL_ARGK_DENTRY:
 	case VIGIL_ARGK_BINPRM:
 		return read_path(s, i, kind);
+	case VIGIL_ARGK_NETDEV:
+		return read_netdev(s, i);
 	default:
 		return vigil_read_struct(i, kind, user);
 	}

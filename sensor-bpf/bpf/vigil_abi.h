@@ -201,6 +201,7 @@ struct vigil_proc {
 #define VIGIL_ARGK_FD_SOCK 10  /* file descriptor of a socket: vigil_sock_arg */
 #define VIGIL_ARGK_SOCKADDR 11 /* struct sockaddr *: vigil_sockaddr_arg */
 #define VIGIL_ARGK_CRED 12     /* struct cred *: vigil_creds */
+#define VIGIL_ARGK_NETDEV 13   /* struct net_device *: its name (IFNAMSIZ), as a string */
 
 /* vigil_arg_cfg.flags */
 #define VIGIL_ARGF_SIGNED (1u << 0)

@@ -35,6 +35,8 @@ pub const MAX_STRING_EQUAL_LEN: usize = 4096;
 pub const MAX_STRING_AFFIX_LEN: usize = 256;
 /// Byte length of a SubString/SubStringIgnCase value (Tetragon: 100).
 pub const MAX_SUBSTRING_LEN: usize = 128;
+/// Byte length of a network device name (`net_device` arguments): IFNAMSIZ less its NUL.
+pub const MAX_DEVICE_NAME_LEN: usize = 15;
 /// Length classes strings are grouped into (see StringSet in the IR).
 pub const STRING_BUCKETS: [u32; 8] = [32, 64, 128, 256, 512, 1024, 2048, 4096];
 /// Characters in `message`.

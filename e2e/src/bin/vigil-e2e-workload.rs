@@ -27,6 +27,8 @@ fn main() {
         "drop-cap-open" => drop_cap_open(arg(1)),
         "open-storm" => open_storm(arg(1).parse().unwrap_or_else(|_| usage()), arg(2)),
         "getppid-storm" => getppid_storm(arg(1).parse().unwrap_or_else(|_| usage())),
+        "set-mtu" => set_mtu(arg(1)),
+        "open-list" => open_list(arg(1)),
         "exit" => std::process::exit(arg(1).parse().unwrap_or_else(|_| usage())),
         _ => usage(),
     }
@@ -45,6 +47,37 @@ fn files(dir: &str) {
     assert_eq!(n, 11);
     drop(f);
     println!("{}", std::process::id());
+}
+
+/// Sets the MTU of network device `name` to the value it has (SIOCGIFMTU, then SIOCSIFMTU):
+/// the kernel calls dev_set_mtu(dev, mtu) and nothing changes. Prints the MTU.
+fn set_mtu(name: &str) {
+    assert!(name.len() < libc::IFNAMSIZ, "device name too long");
+    // SAFETY: ifreq is plain data; zeroed is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *d = s as libc::c_char;
+    }
+    // SAFETY: a datagram socket for the ioctls, closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0) };
+    assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+    // SAFETY: SIOCGIFMTU/SIOCSIFMTU read and write the ifreq we own.
+    unsafe {
+        assert_eq!(
+            libc::ioctl(fd, libc::SIOCGIFMTU, &mut req),
+            0,
+            "SIOCGIFMTU {name}: {}",
+            std::io::Error::last_os_error()
+        );
+        assert_eq!(
+            libc::ioctl(fd, libc::SIOCSIFMTU, &mut req),
+            0,
+            "SIOCSIFMTU {name}: {}",
+            std::io::Error::last_os_error()
+        );
+        libc::close(fd);
+        println!("{}", req.ifr_ifru.ifru_mtu);
+    }
 }
 
 /// Connects to 127.0.0.1:`port`, sends 6 bytes, closes. Prints the local port.
@@ -140,6 +173,24 @@ fn open_storm(n: u64, path: &str) {
     println!("{}", t0.elapsed().as_nanos());
 }
 
+/// Each line of `list` is `FLAGS PATH` (FLAGS in hex): openat(AT_FDCWD, PATH, FLAGS), in order,
+/// closing what opens. The paths need not exist: the call is what the tests watch.
+fn open_list(list: &str) {
+    let text = std::fs::read_to_string(list).expect("open list");
+    for line in text.lines() {
+        let (flags, path) = line.split_once(' ').expect("FLAGS PATH");
+        let flags = i32::from_str_radix(flags, 16).expect("hex flags");
+        let c = std::ffi::CString::new(path).expect("path");
+        // SAFETY: a valid NUL-terminated path; a descriptor that opens is closed right away.
+        unsafe {
+            let fd = libc::openat(libc::AT_FDCWD, c.as_ptr(), flags);
+            if fd >= 0 {
+                libc::close(fd);
+            }
+        }
+    }
+}
+
 /// `n` getppid(2) calls, a syscall no test policy watches. Prints the nanoseconds taken.
 fn getppid_storm(n: u64) {
     let t0 = std::time::Instant::now();
@@ -159,7 +210,7 @@ pub extern "C" fn vigil_e2e_probe_me(n: u64) -> u64 {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: vigil-e2e-workload fork-exit CODE | threads N | exec-storm N PROGRAM [ARGS…] | files DIR | connect PORT | open PATH | fork-open PATH | probe-me N | open-storm N PATH | getppid-storm N | drop-cap-open PATH | exit CODE"
+        "usage: vigil-e2e-workload fork-exit CODE | threads N | exec-storm N PROGRAM [ARGS…] | files DIR | connect PORT | open PATH | fork-open PATH | probe-me N | open-storm N PATH | getppid-storm N | drop-cap-open PATH | set-mtu DEVICE | open-list FILE | exit CODE"
     );
     std::process::exit(2)
 }

@@ -225,6 +225,8 @@ pub mod argk {
     pub const FD_SOCK: u8 = 10;
     pub const SOCKADDR: u8 = 11;
     pub const CRED: u8 = 12;
+    /// `struct net_device *`: the device name, laid out like a string.
+    pub const NETDEV: u8 = 13;
 }
 
 /// `vigil_arg_cfg.flags`

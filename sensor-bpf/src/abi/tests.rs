@@ -270,6 +270,7 @@ fn constants_match_c_header() {
         ("VIGIL_ARGK_FD_SOCK", argk::FD_SOCK as usize),
         ("VIGIL_ARGK_SOCKADDR", argk::SOCKADDR as usize),
         ("VIGIL_ARGK_CRED", argk::CRED as usize),
+        ("VIGIL_ARGK_NETDEV", argk::NETDEV as usize),
         ("VIGIL_OP_EQUAL", op::EQUAL as usize),
         ("VIGIL_OP_NOT_EQUAL", op::NOT_EQUAL as usize),
         ("VIGIL_OP_PREFIX", op::PREFIX as usize),

@@ -12,9 +12,10 @@ use vigil_api::events::names::{
 };
 use vigil_api::events::{
     ArgValue, Capabilities, GetEventsResponse, KprobeAction, KprobeArgument, KprobeCapability,
-    KprobeFile, KprobeLinuxBinprm, KprobePath, KprobeSock, KprobeSockaddr, KprobeTruncatedBytes,
-    Process, ProcessCredentials, ProcessKprobe, ProcessLsm, ProcessTracepoint, ProcessUprobe,
-    SyscallId, capability_event_name, format_time_ns, securebits_names,
+    KprobeFile, KprobeLinuxBinprm, KprobeNetDev, KprobePath, KprobeSock, KprobeSockaddr,
+    KprobeTruncatedBytes, Process, ProcessCredentials, ProcessKprobe, ProcessLsm,
+    ProcessTracepoint, ProcessUprobe, SyscallId, capability_event_name, format_time_ns,
+    securebits_names,
 };
 use vigil_api::policy::ir::ArgType;
 use vigil_sensor_bpf::abi::{self, argk, read_record};
@@ -252,6 +253,7 @@ pub fn argument(a: &HookArg, meta: Option<&ArgMeta>) -> KprobeArgument {
         argk::SOCK | argk::FD_SOCK => ArgValue::Sock(sock(data)),
         argk::SOCKADDR => ArgValue::Sockaddr(sockaddr(data)),
         argk::CRED => ArgValue::ProcessCredentials(creds(data)),
+        argk::NETDEV => ArgValue::NetDev(KprobeNetDev { name: text(data) }),
         _ => bytes(data, a),
     };
     KprobeArgument {

@@ -434,6 +434,10 @@ fn socket_and_cred_arguments() {
                 "caps": {"permitted": ["CAP_SYS_ADMIN"],
                          "effective": ["CAP_CHOWN", "CAP_SYS_ADMIN"]}}})
     );
+    assert_eq!(
+        one(ArgType::NetDevice, raw(argk::NETDEV, b"eth0")),
+        json!({"net_dev_arg": {"name": "eth0"}})
+    );
 }
 
 #[test]

@@ -78,10 +78,14 @@ pub(super) enum Group {
     CapMask,
     Syscall,
     Str,
-    File { file_type: bool },
+    File {
+        file_type: bool,
+    },
     Sock,
     Sockaddr,
     SockaddrUn,
+    /// A network device, compared by its name.
+    DevName,
     Opaque,
     Auto,
 }
@@ -111,8 +115,8 @@ pub(super) fn group(t: ArgTypeName) -> Group {
         A::Sockaddr => Group::Sockaddr,
         A::SockaddrUn => Group::SockaddrUn,
         A::Auto => Group::Auto,
-        A::NetDevice
-        | A::Cred
+        A::NetDevice => Group::DevName,
+        A::Cred
         | A::UserNamespace
         | A::BpfAttr
         | A::BpfMap
@@ -165,7 +169,7 @@ pub(super) fn ops_for(g: Group) -> Vec<ArgOperatorName> {
             }
             v
         }
-        Group::SockaddrUn => strs.to_vec(),
+        Group::SockaddrUn | Group::DevName => strs.to_vec(),
         Group::Sock => vec![
             O::SAddr,
             O::NotSAddr,

@@ -197,7 +197,9 @@ impl Cx<'_> {
                 self.numeric_value(cx, vp, v, acc)
             }
             Group::Syscall => self.syscall_value(cx, vp, v, acc),
-            Group::Str | Group::File { .. } | Group::SockaddrUn => self.text_value(cx, vp, v, acc),
+            Group::Str | Group::File { .. } | Group::SockaddrUn | Group::DevName => {
+                self.text_value(cx, vp, v, acc)
+            }
             Group::Sock | Group::Sockaddr => self.socket_value(cx, vp, v, acc),
             Group::Opaque | Group::Auto => self.wrong_operator(cx),
         }
@@ -333,8 +335,10 @@ impl Cx<'_> {
                     )),
                 }
             }
-            (Group::Str | Group::File { .. } | Group::SockaddrUn, op) => {
+            (Group::Str | Group::File { .. } | Group::SockaddrUn | Group::DevName, op) => {
                 let max = match op {
+                    // A device name is an IFNAMSIZ array: 15 bytes and its NUL.
+                    _ if cx.g == Group::DevName => MAX_DEVICE_NAME_LEN,
                     O::Equal | O::NotEqual => MAX_STRING_EQUAL_LEN,
                     O::SubString | O::SubStringIgnCase => MAX_SUBSTRING_LEN,
                     _ => MAX_STRING_AFFIX_LEN,
@@ -350,7 +354,11 @@ impl Cx<'_> {
                     self.err(PolicyError::over_limit(
                         vp,
                         format!("{} ({} bytes)", quote(v), v.len()),
-                        format!("{} values have at most {max} bytes", op_name(op)),
+                        if cx.g == Group::DevName {
+                            format!("a network device name has at most {max} bytes")
+                        } else {
+                            format!("{} values have at most {max} bytes", op_name(op))
+                        },
                     ));
                 } else if op == O::SubStringIgnCase {
                     acc.strings.insert(v.to_lowercase());

@@ -61,7 +61,8 @@ fn kind(t: ArgType) -> Kind {
         | T::Path
         | T::Dentry
         | T::LinuxBinprm
-        | T::SockaddrUn => Kind::Text,
+        | T::SockaddrUn
+        | T::NetDevice => Kind::Text,
         T::Sock | T::Socket | T::Skb => Kind::Sock,
         T::Sockaddr => Kind::Sockaddr,
         T::Cred => Kind::Cred,

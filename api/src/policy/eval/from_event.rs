@@ -299,6 +299,9 @@ pub fn arg_view(a: &KprobeArgument) -> ArgView {
                 cookie: 0,
             })
         }
+        // An unreadable device renders with no name.
+        ArgValue::NetDev(d) if d.name.is_empty() => ArgView::Unreadable,
+        ArgValue::NetDev(d) => text(d.name.as_bytes(), 0, ""),
         ArgValue::Sockaddr(s) => {
             if s.family.is_empty() {
                 return ArgView::Unreadable;
@@ -393,6 +396,8 @@ mod tests {
         assert_eq!(a(r#"{"long_arg":"-2"}"#), ArgView::Int(-2i64 as u64));
         assert_eq!(a(r#"{"file_arg":{}}"#), ArgView::Unreadable);
         assert_eq!(a(r#"{"sock_arg":{}}"#), ArgView::Unreadable);
+        assert_eq!(a(r#"{"net_dev_arg":{}}"#), ArgView::Unreadable);
+        assert_eq!(a(r#"{"net_dev_arg":{"name":"lo"}}"#), ArgView::text("lo"));
         assert_eq!(a(r#"{"error_arg":{"Message":"x"}}"#), ArgView::Unreadable);
         assert_eq!(a("{}"), ArgView::Unreadable);
         assert_eq!(

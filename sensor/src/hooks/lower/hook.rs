@@ -478,6 +478,7 @@ fn lower_arg(
         ArgType::Sock => (argk::SOCK, 0, 0),
         ArgType::Sockaddr => (argk::SOCKADDR, 0, 0),
         ArgType::Cred => (argk::CRED, 0, 0),
+        ArgType::NetDevice => (argk::NETDEV, 0, 0),
         other => {
             return Err(format!(
                 "argument type {} is not supported yet",

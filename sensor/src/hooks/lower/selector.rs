@@ -441,7 +441,8 @@ fn lower_filter(
         | argk::FILE
         | argk::PATH
         | argk::DENTRY
-        | argk::BINPRM => {
+        | argk::BINPRM
+        | argk::NETDEV => {
             let values = strings(&f.strings)?;
             let reversed = match o {
                 ArgOperator::Equal

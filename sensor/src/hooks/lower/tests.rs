@@ -529,3 +529,39 @@ fn a_security_function_maps_to_its_lsm_hook_even_when_the_names_differ() {
     assert_eq!(lsm_hook_name("file_open", &VM), "file_open");
     assert_eq!(lsm_hook_name("bprm_check", &VM), "bprm_check_security");
 }
+
+#[test]
+fn net_device_arguments_are_read_as_their_name_and_compared_as_strings() {
+    let y = r#"
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata: {name: mtu}
+spec:
+  kprobes:
+  - call: dev_set_mtu
+    syscall: false
+    args:
+    - {index: 0, type: net_device}
+    - {index: 1, type: int}
+    selectors:
+    - matchArgs:
+      - {index: 0, operator: Equal, values: ["lo"]}
+"#;
+    let l = lower_yaml(y, &VM).unwrap();
+    let h = l.hooks[0].as_ref().unwrap();
+    assert_eq!(h.cfg.args[0].kind, argk::NETDEV);
+    let s = &h.cfg.sel[0];
+    assert_eq!(s.args[0].op, op::EQUAL);
+    let set: Vec<&[u8]> = h
+        .sets
+        .strs
+        .iter()
+        .filter(|(set, _)| *set == s.args[0].set)
+        .map(|(_, b)| b.as_slice())
+        .collect();
+    assert_eq!(set, vec![b"lo".as_slice()]);
+    assert_eq!(
+        h.meta.args[0].ir_type,
+        vigil_api::policy::ir::ArgType::NetDevice
+    );
+}
