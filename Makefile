@@ -74,11 +74,20 @@ deb: build-release
 ## fuzz: property tests of the policy parser (api/tests/fuzz_policy.rs), the record decoder and
 ## the IR decoder (sensor/tests/fuzz_decoders.rs): 200 000 generated cases for each of the six
 ## targets, 1 200 000 in all, with the fixed seed (VIGIL_FUZZ_SEED=N for another). `make test`
-## runs the same targets with 2 000 cases each.
+## runs the same targets with 2 000 cases each. Then the kernel-vs-evaluator differential test
+## (e2e/tests/differential.rs, root) with DIFF_RUNS random seeds of 7 policies x DIFF_CALLS calls;
+## `make test` runs it once with the fixed seed and 500 calls (3 500 cases).
 FUZZ_CASES ?= 200000
-fuzz: deps
+DIFF_RUNS ?= 5
+DIFF_CALLS ?= 1500
+fuzz: build-release
 	VIGIL_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test --release -p vigil-api --test fuzz_policy -- --nocapture
 	VIGIL_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test --release -p vigil-sensor --test fuzz_decoders -- --nocapture
+	for i in $$(seq $(DIFF_RUNS)); do \
+		VIGIL_DIFF_SEED=$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ') VIGIL_DIFF_CALLS=$(DIFF_CALLS) \
+		VIGIL_BIN_DIR=$(RELEASE_DIR) $(CARGO) test --release -p vigil-e2e --test differential -- --nocapture \
+			|| exit 1; \
+	done
 
 clean:
 	$(CARGO) clean
