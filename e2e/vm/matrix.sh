@@ -33,9 +33,8 @@ USERSPACE=(grpc:: grpc_tls:: operator:: operator_tls:: kube_mode:: policy_api:: 
     faults_grpc::)
 # Known on 5.10, reported as skipped (docs/testing.md, "Known gaps on 5.10"): kprobe, tracepoint
 # and uprobe attachments have no bpf_link there, so they cannot be pinned and enforcement does
-# not outlive the sensor (the hand-over suite); the per-point program instances of kernels
-# without cookies are counted differently by the policy churn test.
-KNOWN_5_10=(handoff:: hooks::five_policies_loaded_and_unloaded)
+# not outlive the sensor (the hand-over suite).
+KNOWN_5_10=(handoff::)
 # The smoke subset: what differs between kernels (probe, budget, golden JSON,
 # every mechanism of the hook engine, BPF-LSM) rather than what depends only on
 # user space (chart, operator, gRPC).

@@ -75,6 +75,15 @@ spec:
       - {operator: In, values: ["/usr/bin/cat"]}
 "#;
 
+/// The strings of string set `set`, in the order they were added.
+fn strings_of(sets: &SetEntries, set: u32) -> Vec<&[u8]> {
+    sets.strs
+        .iter()
+        .filter(|(s, _)| *s == set)
+        .map(|(_, b)| b.as_slice())
+        .collect()
+}
+
 #[test]
 fn syscall_ladder_kprobe_then_its_own_tracepoint_then_the_raw_route() {
     let l = lower_yaml(OPEN, &HOST).unwrap();
@@ -119,14 +128,10 @@ fn selectors_become_sets() {
         s.args[0].arg, 0,
         "position of index 1 among the declared args"
     );
-    let arg_set: Vec<&[u8]> = h
-        .sets
-        .strs
-        .iter()
-        .filter(|(set, _)| *set == s.args[0].set)
-        .map(|(_, b)| b.as_slice())
-        .collect();
-    assert_eq!(arg_set, vec![b"/etc/".as_slice(), b"/tmp/x".as_slice()]);
+    assert_eq!(
+        strings_of(&h.sets, s.args[0].set),
+        vec![b"/etc/".as_slice(), b"/tmp/x".as_slice()]
+    );
     assert_eq!(s.bins[0].op, binop::IN);
     assert_ne!(s.bins[0].set, s.args[0].set);
     assert_eq!(h.cfg.args[0].kind, argk::STR);
@@ -552,14 +557,7 @@ spec:
     assert_eq!(h.cfg.args[0].kind, argk::NETDEV);
     let s = &h.cfg.sel[0];
     assert_eq!(s.args[0].op, op::EQUAL);
-    let set: Vec<&[u8]> = h
-        .sets
-        .strs
-        .iter()
-        .filter(|(set, _)| *set == s.args[0].set)
-        .map(|(_, b)| b.as_slice())
-        .collect();
-    assert_eq!(set, vec![b"lo".as_slice()]);
+    assert_eq!(strings_of(&h.sets, s.args[0].set), vec![b"lo".as_slice()]);
     assert_eq!(
         h.meta.args[0].ir_type,
         vigil_api::policy::ir::ArgType::NetDevice
