@@ -355,3 +355,114 @@ fn kernel_and_evaluator_agree_on_generated_policies_and_calls() {
         cases.len()
     );
 }
+
+/// Which recorded paths a replayed filter selects.
+type Selects = Box<dyn Fn(&str) -> bool>;
+
+/// `vigil policy test` over what a real sensor recorded: a broad policy records every `openat`
+/// of the workload into the export file; narrower policies replayed over that file match
+/// exactly the recorded calls their filters select (decided here from the recorded paths), and
+/// `--expect` with that number succeeds.
+#[test]
+fn vigil_policy_test_over_a_sensor_recording_matches_what_the_filters_select() {
+    let workload = bin_path("vigil-e2e-workload");
+    let binary = workload.to_str().unwrap().to_string();
+    let root = format!("{ROOT}/replay-{}", std::process::id());
+    let names = [
+        "a.conf",
+        "b.log",
+        "etc/passwd",
+        "etc/shadow.conf",
+        "x/y/z",
+        "etc.conf",
+    ];
+    let mut calls: Vec<String> = names.iter().map(|n| format!("{root}/{n}")).collect();
+    calls.push(format!("{root}/{}", "L".repeat(300)));
+    let marker = format!("{root}/marker");
+    let only_workload = format!("    - matchBinaries: [{{operator: In, values: [{binary:?}]}}]\n");
+    let work = tempfile::tempdir().unwrap();
+    let record = work.path().join("record.yaml");
+    std::fs::write(&record, policy_yaml("record", &[hook_yaml(&only_workload)])).unwrap();
+    let list = work.path().join("opens.txt");
+    let text: String = calls
+        .iter()
+        .chain([&marker])
+        .map(|p| format!("0 {p}\n"))
+        .collect();
+    std::fs::write(&list, text).unwrap();
+
+    let sensor = Sensor::start(&["--policy", record.to_str().unwrap()]);
+    let out = Command::new(&workload)
+        .arg("open-list")
+        .arg(&list)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "workload: {out:?}");
+    let path_of = |e: &GetEventsResponse| {
+        let k = e.process_kprobe.as_deref()?;
+        match k.args.first()?.arg.as_ref()? {
+            ArgValue::String(s) if k.policy_name == "record" => Some(s.clone()),
+            _ => None,
+        }
+    };
+    sensor.wait_event("the marker call", |e| {
+        path_of(e).as_deref() == Some(marker.as_str())
+    });
+    let events = sensor.events();
+    assert!(losses(&events).is_empty(), "nothing lost while recording");
+    let recorded: Vec<String> = events.iter().filter_map(path_of).collect();
+    for c in &calls {
+        assert!(recorded.contains(c), "{c} was recorded: {recorded:?}");
+    }
+
+    let narrow: [(&str, &str, String, Selects); 4] = [
+        ("under-etc", "Prefix", format!("{root}/etc/"), {
+            let p = format!("{root}/etc/");
+            Box::new(move |s: &str| s.starts_with(&p))
+        }),
+        (
+            "conf-files",
+            "Postfix",
+            ".conf".into(),
+            Box::new(|s: &str| s.ends_with(".conf")),
+        ),
+        ("not-a-conf", "NotEqual", calls[0].clone(), {
+            let p = calls[0].clone();
+            Box::new(move |s: &str| s != p)
+        }),
+        ("long-name", "Equal", calls[calls.len() - 1].clone(), {
+            let p = calls[calls.len() - 1].clone();
+            Box::new(move |s: &str| s == p)
+        }),
+    ];
+    for (name, op, value, selects) in &narrow {
+        let want = recorded.iter().filter(|p| selects(p)).count();
+        let yaml = policy_yaml(
+            name,
+            &[hook_yaml(&format!(
+                "{only_workload}      matchArgs:\n      - {{index: 1, operator: {op}, values: [{value:?}]}}\n"
+            ))],
+        );
+        let file = work.path().join(format!("{name}.yaml"));
+        std::fs::write(&file, yaml).unwrap();
+        let o = Command::new(bin_path("vigil"))
+            .args(["policy", "test"])
+            .arg(&file)
+            .arg("--events")
+            .arg(&sensor.export)
+            .args(["-o", "json", "--expect", &want.to_string()])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{name}: expected {want} of {} recorded calls\n{stdout}\n{}",
+            recorded.len(),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(v["policies"][0]["matched"], want, "{name}: {stdout}");
+        assert_eq!(v["policies"][0]["unknown"], 0, "{name}: {stdout}");
+    }
+}
