@@ -460,7 +460,29 @@ current-context: vigil-e2e
         for s in sets {
             args.extend(["--set", s]);
         }
-        self.helm_ok(&args)
+        let out = self.helm_ok(&args);
+        self.wait_for_crds();
+        out
+    }
+
+    /// Every CRD of the cluster is served: right after `helm install` the API server may not
+    /// list a new CRD's kind yet, and a `kubectl apply` of it then fails with "no matches for
+    /// kind". A `kubectl get` of each that succeeds also refreshes kubectl's discovery cache.
+    pub fn wait_for_crds(&self) {
+        let crds = self.kubectl_ok(&["get", "crd", "-o", "name"]);
+        for crd in crds.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            let name = crd.rsplit('/').next().unwrap_or(crd);
+            crate::wait_for(
+                Duration::from_secs(60),
+                &format!("CRD {name} served"),
+                || {
+                    self.kubectl(&["get", name, "-A", "-o", "name"])
+                        .status
+                        .success()
+                        .then_some(())
+                },
+            );
+        }
     }
 
     /// The arguments of `vigil-operator run` in the chart's operator Deployment (`NAMESPACE/
