@@ -158,6 +158,7 @@ fn cases() -> Vec<(&'static str, String, String, &'static str)> {
         ("bad name", "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata: {name: Bad_Name}\nspec: {kprobes: [{call: fn_x}]}\n".into(), "metadata.name".into(), "DNS-1123 subdomain"),
         ("namespace on cluster policy", "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata: {name: t, namespace: x}\nspec: {kprobes: [{call: fn_x}]}\n".into(), "metadata.namespace".into(), "TracingPolicyNamespaced"),
         ("unknown metadata field", "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata: {name: t, label: {}}\nspec: {kprobes: [{call: fn_x}]}\n".into(), "metadata".into(), "labels"),
+        ("bad rollout annotation", "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata: {name: t, annotations: {vigil.dev/rollout: \"canary=150%\"}}\nspec: {kprobes: [{call: fn_x}]}\n".into(), "metadata.annotations[\"vigil.dev/rollout\"]".into(), "canary=N% (1 to 99)"),
         ("missing spec", HEAD.to_string(), "spec".into(), "at least one hook"),
         ("empty spec", spec("  {}\n"), "spec".into(), "at least one hook"),
         ("invalid YAML", format!("{HEAD}spec: [unclosed\n"), "input".into(), "YAML documents"),

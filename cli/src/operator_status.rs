@@ -63,6 +63,11 @@ pub fn to_json(s: &pb::GetStatusResponse) -> Value {
                 "partial": p.partial,
                 "failed": p.failed,
                 "pending": p.pending,
+                "rollout": p.rollout.as_ref().map(|r| json!({
+                    "stage": r.stage,
+                    "canary_nodes": r.canary_nodes,
+                    "message": r.message,
+                })),
                 "nodes": p.nodes.iter().map(|n| json!({
                     "node": n.node,
                     "state": state_name(n.state()),
@@ -101,7 +106,11 @@ pub fn render_table(s: &pb::GetStatusResponse) -> String {
             "*".into(),
             overall.into(),
             format!("{}/{}", p.ready, p.targeted),
-            String::new(),
+            // A staged rollout says where it stands on the policy's line.
+            p.rollout
+                .as_ref()
+                .map(|r| r.message.clone())
+                .unwrap_or_default(),
         ]);
         for n in &p.nodes {
             rows.push([
@@ -239,6 +248,21 @@ mod tests {
         assert_eq!(j["policies"][0]["nodes"][1]["state"], "partial");
         assert_eq!(j["nodes"][0]["labels"]["zone"], "a");
         assert_eq!(j["nodes"][0]["pods"], 3);
+        assert!(j["policies"][0]["rollout"].is_null());
+        let mut staged = sample();
+        staged.policies[0].rollout = Some(pb::RolloutStatus {
+            stage: "canary".into(),
+            canary_nodes: vec!["n2".into()],
+            message: "rollout canary=10%,pause=60s: waiting for the canaries to load it: n2".into(),
+        });
+        let t = render_table(&staged);
+        assert!(
+            t.contains("1/2    rollout canary=10%,pause=60s: waiting for the canaries"),
+            "{t}"
+        );
+        let j = to_json(&staged);
+        assert_eq!(j["policies"][0]["rollout"]["stage"], "canary");
+        assert_eq!(j["policies"][0]["rollout"]["canary_nodes"][0], "n2");
         assert_eq!(operator_url("h:1"), "http://h:1");
         assert_eq!(operator_url("http://h:1"), "http://h:1");
     }

@@ -341,6 +341,66 @@ fn policies_applied_with_kubectl_reach_the_sensors_and_kubectl_reads_their_statu
             .to_vec();
         assert!(rows.contains(&row), "{t:?}");
     }
+    // A staged rollout (vigil.dev/rollout): one canary of two, a one-second pause, then both;
+    // kubectl get -o wide shows the stage, the status names the canary and says RolledOut.
+    let staged = as_vigil_dev(&example("kill-signals.yaml")).replace(
+        "  name: kill-signals\n",
+        "  name: kill-signals-staged\n  annotations:\n    vigil.dev/rollout: \"canary=50%,pause=1s\"\n",
+    );
+    assert_eq!(
+        env.c.apply(&staged).trim(),
+        "tracingpolicy.vigil.dev/kill-signals-staged created"
+    );
+    let out = wait_ready(&env, "tracingpolicy.vigil.dev/kill-signals-staged", None);
+    assert_eq!(
+        out.trim(),
+        "tracingpolicy.vigil.dev/kill-signals-staged condition met"
+    );
+    let status = wait_for(start_timeout(), "the staged rollout complete", || {
+        env.c
+            .get_json(&["tracingpolicy.vigil.dev", "kill-signals-staged"])
+            .map(|v| v["status"].clone())
+            .filter(|s| s["rollout"]["stage"] == "complete")
+    });
+    let canaries = status["rollout"]["canaryNodes"].as_array().unwrap();
+    assert_eq!(canaries.len(), 1, "{status}");
+    assert!(
+        ["node-a", "node-b"].contains(&canaries[0].as_str().unwrap()),
+        "{status}"
+    );
+    let rolled_out = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "RolledOut")
+        .unwrap_or_else(|| panic!("no RolledOut condition: {status}"));
+    assert_eq!(
+        (&rolled_out["status"], &rolled_out["reason"]),
+        (&json!("True"), &json!("Complete")),
+        "{status}"
+    );
+    let t = table(&env.c.kubectl_ok(&[
+        "get",
+        "tracingpolicies.vigil.dev",
+        "kill-signals-staged",
+        "-o",
+        "wide",
+    ]));
+    assert_eq!(
+        t[0],
+        ["NAME", "READY", "NODES", "MODE", "AGE", "ROLLOUT"],
+        "{t:?}"
+    );
+    assert_eq!(
+        t[1][..4],
+        ["kill-signals-staged", "True", "2/2", "enforce"],
+        "{t:?}"
+    );
+    assert_eq!(t[1][5], "complete", "{t:?}");
+    for s in [&sa, &sb] {
+        assert!(policies_on(s).contains_key("kill-signals-staged"));
+    }
+
     // One sensor goes away: the roll-up says so.
     let mut sb = sb;
     sb.stop();

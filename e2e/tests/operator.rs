@@ -369,3 +369,189 @@ spec:
     });
     assert!(listed(&n1, "e2e-op-partial").is_none());
 }
+
+/// The policy's staged rollout as the operator's status shows it (`null` without a plan).
+fn rollout_stage(p: &Value) -> &str {
+    p["rollout"]["stage"].as_str().unwrap_or("")
+}
+
+fn canary_nodes(p: &Value) -> Vec<String> {
+    p["rollout"]["canary_nodes"]
+        .as_array()
+        .map(|a| a.iter().map(|n| n.as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn staged_rollouts_stop_at_a_refusing_canary_and_complete_when_every_canary_loads() {
+    let work = tempfile::tempdir().unwrap();
+    let d = watched(work.path(), "staged");
+    let op = Operator::start();
+    let sensors: Vec<Sensor> = ["n1", "n2", "n3", "n4", "n5"]
+        .iter()
+        .map(|n| sensor(&op, n, "zone=a"))
+        .collect();
+    wait_for(sync_timeout(), "5 sensors connected", || {
+        (op.status()["nodes"].as_array().map_or(0, Vec::len) == 5).then_some(())
+    });
+    let by_name = |n: &str| {
+        let i: usize = n[1..].parse().unwrap();
+        &sensors[i - 1]
+    };
+
+    // 1. Every node would refuse this policy (Override on a plain syscall): the one canary
+    //    (20 % of 5) does, and the rollout stops there.
+    op.write_policy(
+        "refused.yaml",
+        "apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: e2e-op-canary-refused
+  annotations:
+    vigil.dev/rollout: \"canary=20%\"
+spec:
+  kprobes:
+  - call: sys_openat
+    syscall: true
+    args:
+    - index: 1
+      type: string
+    selectors:
+    - matchArgs:
+      - index: 1
+        operator: Prefix
+        values: [\"/nonexistent/e2e-op-canary\"]
+      matchActions:
+      - action: Override
+        argError: -1
+",
+    );
+    let p = wait_status(&op, "e2e-op-canary-refused", "rollout halted", |p| {
+        rollout_stage(p) == "halted"
+    });
+    let canaries = canary_nodes(&p);
+    assert_eq!(canaries.len(), 1, "{p}");
+    let canary = &canaries[0];
+    assert_eq!(node(&p, canary)["state"], "failed", "{p}");
+    let message = p["rollout"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("canary {canary} failed")) && message.contains("Override"),
+        "{message}"
+    );
+    assert_eq!(
+        (p["targeted"].as_u64(), p["pending"].as_u64()),
+        (Some(5), Some(4)),
+        "{p}"
+    );
+    // Halted is final for this version: the other four were never sent it.
+    for n in ["n1", "n2", "n3", "n4", "n5"] {
+        if n != canary {
+            assert!(listed(by_name(n), "e2e-op-canary-refused").is_none(), "{n}");
+            assert_eq!(node(&p, n)["state"], "pending", "{p}");
+        }
+    }
+    let m = op.metrics();
+    assert_eq!(
+        metric_value(&m, "vigil_operator_rollouts_halted_total"),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric_value(
+            &m,
+            "vigil_operator_policy_rollout_stage{policy=\"e2e-op-canary-refused\",stage=\"halted\"}"
+        ),
+        1.0,
+        "{m}"
+    );
+    let table = op.status_text();
+    assert!(
+        table.contains(&format!("halted: canary {canary} failed")),
+        "{table}"
+    );
+
+    // 2. A policy every node loads: two canaries (40 %) first, the others only once both
+    //    loaded it and the pause elapsed.
+    op.write_policy(
+        "ok.yaml",
+        &format!(
+            "apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: e2e-op-canary-ok
+  annotations:
+    vigil.dev/rollout: \"canary=40%,pause=4s\"
+spec:
+  kprobes:
+  - call: sys_openat
+    syscall: true
+    args:
+    - index: 1
+      type: string
+    selectors:
+    - matchArgs:
+      - index: 1
+        operator: Prefix
+        values: [\"{d}/\"]
+"
+        ),
+    );
+    // Until the status says complete, no other node has it. An observation counts only when
+    // the status still says canary/pause after the nodes were listed (the push to the others
+    // happens at the transition to complete, which the status shows first).
+    let mut observed = 0;
+    let mut seen_pause = false;
+    let mut canaries = Vec::new();
+    wait_for(
+        sync_timeout(),
+        "rollout of e2e-op-canary-ok complete",
+        || {
+            let before = status_of(&op, "e2e-op-canary-ok")?;
+            if rollout_stage(&before) == "complete" {
+                return Some(());
+            }
+            canaries = canary_nodes(&before);
+            if canaries.len() != 2 {
+                return None;
+            }
+            let others: Vec<bool> = ["n1", "n2", "n3", "n4", "n5"]
+                .iter()
+                .filter(|n| !canaries.iter().any(|c| c == *n))
+                .map(|n| listed(by_name(n), "e2e-op-canary-ok").is_some())
+                .collect();
+            let after = status_of(&op, "e2e-op-canary-ok")?;
+            if matches!(rollout_stage(&after), "canary" | "pause") {
+                assert!(
+                    others.iter().all(|l| !l),
+                    "a non-canary node has it before the rollout completed: {after}"
+                );
+                observed += 1;
+                if rollout_stage(&after) == "pause" {
+                    seen_pause = true;
+                    // Pause means every canary loaded it with every hook.
+                    for c in &canaries {
+                        assert_eq!(node(&after, c)["state"], "ready", "{after}");
+                    }
+                }
+            }
+            None
+        },
+    );
+    assert!(
+        observed > 0 && seen_pause,
+        "observations {observed}, pause seen {seen_pause}"
+    );
+    for s in &sensors {
+        wait_listed(s, "e2e-op-canary-ok", "enabled");
+    }
+    let p = wait_status(&op, "e2e-op-canary-ok", "ready on 5 nodes", |p| {
+        p["ready"] == 5
+    });
+    assert_eq!(canary_nodes(&p), canaries);
+    let refs: Vec<&Sensor> = sensors.iter().collect();
+    wait_open_everywhere(&refs, "e2e-op-canary-ok", &format!("{d}/after-rollout"));
+    assert_eq!(
+        metric_value(&op.metrics(), "vigil_operator_rollouts_completed_total"),
+        1.0
+    );
+}

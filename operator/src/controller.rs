@@ -293,8 +293,15 @@ async fn apply<K: PolicyResource>(obj: Arc<K>, ctx: &Context, api: &Api<K>) -> R
                 compiled
             }
             _ => {
-                let (compiled, desired) = match policy::compile(&obj.doc()) {
-                    Ok(ir) => {
+                let doc = obj.doc();
+                let compiled_plan = policy::compile(&doc).and_then(|ir| {
+                    // compile checked the annotation already; this cannot fail after it.
+                    policy::rollout_plan(&doc.metadata.annotations)
+                        .map(|plan| (ir, plan))
+                        .map_err(policy::PolicyErrors::from)
+                });
+                let (compiled, desired) = match compiled_plan {
+                    Ok((ir, rollout)) => {
                         let compiled = Compiled::Accepted {
                             mode: mode_name(ir.mode),
                             hooks: ir.hooks.len(),
@@ -305,6 +312,7 @@ async fn apply<K: PolicyResource>(obj: Arc<K>, ctx: &Context, api: &Api<K>) -> R
                             generation,
                             ir,
                             node_selector,
+                            rollout,
                         };
                         tracing::info!(kind = K::LABEL, policy = %key, generation, "policy accepted; distributing");
                         ctx.fleet.upsert(desired.clone());

@@ -154,6 +154,7 @@ async fn valid_policy_gets_finalizer_then_is_pushed_and_status_rolled_up() {
     fleet.set_rollup(
         key.clone(),
         Rollup {
+            rollout: None,
             generation: 2,
             targeted: 3,
             ready: 2,
@@ -476,6 +477,7 @@ async fn fleet_changes_re_patch_status_only_when_it_changed() {
     fleet.set_rollup(
         key.clone(),
         Rollup {
+            rollout: None,
             generation: 1,
             targeted: 3,
             ready: 3,
@@ -519,6 +521,7 @@ async fn fleet_changes_re_patch_status_only_when_it_changed() {
     fleet.set_rollup(
         key.clone(),
         Rollup {
+            rollout: None,
             generation: 1,
             targeted: 3,
             ready: 2,

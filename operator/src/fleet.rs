@@ -6,8 +6,8 @@
 //! reports the roll-up per policy ([`Fleet::rollup`]). Sources learn that roll-ups changed
 //! through [`Fleet::changes`], so they can update status without polling.
 
-use vigil_api::policy::PolicyIr;
 use vigil_api::policy::ir::LabelSelector;
+use vigil_api::policy::{PolicyIr, RolloutPlan};
 
 /// Identifies a policy: name plus namespace (empty for cluster-scoped).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -46,6 +46,9 @@ pub struct DesiredPolicy {
     pub ir: PolicyIr,
     /// `spec.nodeSelector`: only nodes whose labels match receive it (`None`: every node).
     pub node_selector: Option<LabelSelector>,
+    /// The `vigil.dev/rollout` annotation: a new version goes to canary nodes first (`None`:
+    /// to every targeted node at once).
+    pub rollout: Option<RolloutPlan>,
 }
 
 /// One node's answer for one policy revision.
@@ -74,6 +77,87 @@ pub struct Rollup {
     pub failed: Vec<(String, String)>,
     /// Nodes that have not answered for the current revision.
     pub pending: u32,
+    /// Where the staged rollout of the current revision stands (`None`: no plan).
+    pub rollout: Option<RolloutView>,
+}
+
+/// The stages of a staged rollout, in order; `Halted` ends it early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RolloutStage {
+    /// Sent to the canaries only; waiting for each to load it.
+    Canary,
+    /// Every canary loaded it with every hook; the rest follow when the pause has elapsed.
+    Pause,
+    /// A canary failed to load it (or loaded it partially): the other nodes keep the version
+    /// they ran until the policy changes again.
+    Halted,
+    /// Sent to every targeted node.
+    Complete,
+}
+
+impl RolloutStage {
+    pub const ALL: [RolloutStage; 4] = [
+        RolloutStage::Canary,
+        RolloutStage::Pause,
+        RolloutStage::Halted,
+        RolloutStage::Complete,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RolloutStage::Canary => "canary",
+            RolloutStage::Pause => "pause",
+            RolloutStage::Halted => "halted",
+            RolloutStage::Complete => "complete",
+        }
+    }
+}
+
+/// A staged rollout as status and `vigil status --operator` show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolloutView {
+    pub plan: RolloutPlan,
+    pub stage: RolloutStage,
+    /// The canary nodes, sorted.
+    pub canaries: Vec<String>,
+    /// The canaries that failed, with their reasons (when halted), sorted by node.
+    pub failed: Vec<(String, String)>,
+}
+
+impl RolloutView {
+    /// The stage in words.
+    pub fn message(&self) -> String {
+        let canaries = if self.canaries.is_empty() {
+            "none yet (no targeted node is connected)".to_string()
+        } else {
+            self.canaries.join(", ")
+        };
+        match self.stage {
+            RolloutStage::Canary => format!(
+                "rollout {}: waiting for the canaries to load it: {canaries}",
+                self.plan
+            ),
+            RolloutStage::Pause => format!(
+                "rollout {}: every canary loaded it ({canaries}); the other nodes get it once \
+                 the pause of {}s has elapsed",
+                self.plan,
+                self.plan.pause.as_secs()
+            ),
+            RolloutStage::Halted => format!(
+                "rollout {} halted: {}; the other nodes keep the version they ran",
+                self.plan,
+                self.failed
+                    .iter()
+                    .map(|(node, why)| format!("canary {node} failed: {why}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            RolloutStage::Complete => format!(
+                "rollout {} complete: every targeted node got it after the canaries ({canaries})",
+                self.plan
+            ),
+        }
+    }
 }
 
 /// Policy distribution, as the sources see it.

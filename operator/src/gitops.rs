@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use vigil_api::policy::compile_each;
+use vigil_api::policy::{compile_each, rollout_plan};
 use vigil_host::policy_files::{Changed, PolicyFiles, PolicyTarget};
 
 use crate::fleet::{DesiredPolicy, Fleet, PolicyKey};
@@ -44,10 +44,15 @@ impl PolicyTarget<PolicyKey> for FleetTarget {
                         docs.len()
                     ));
                 }
-                docs.remove(0).map(|(_, ir)| ir).map_err(|e| e.to_string())
+                docs.remove(0).map_err(|e| e.to_string())
+            })
+            .and_then(|(doc, ir)| {
+                rollout_plan(&doc.metadata.annotations)
+                    .map(|plan| (ir, plan))
+                    .map_err(|e| e.to_string())
             });
-        let ir = match result {
-            Ok(ir) => ir,
+        let (ir, rollout) = match result {
+            Ok(r) => r,
             Err(msg) => {
                 let kept = old
                     .as_ref()
@@ -81,6 +86,7 @@ impl PolicyTarget<PolicyKey> for FleetTarget {
             generation: (file.hash >> 1) as i64,
             ir,
             node_selector,
+            rollout,
         });
         report.loaded.push(key.to_string());
         Some(key)
@@ -153,6 +159,43 @@ spec:
         std::fs::remove_file(dir.path().join("p.yaml")).unwrap();
         assert_eq!(pd.sync().removed, ["p"]);
         assert!(dist.rollup(&key).is_none());
+    }
+
+    #[test]
+    fn the_rollout_annotation_reaches_the_fleet_and_a_bad_one_keeps_the_previous_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let dist = Arc::new(Distribution::new(Arc::new(OperatorMetrics::default())));
+        let mut pd = PolicyDir::new(dir.path().to_path_buf(), FleetTarget(dist.clone()));
+        let key = PolicyKey::new("p", "");
+        let annotated = |prefix: &str, plan: &str| {
+            policy("p", prefix).replace(
+                "  name: p\n",
+                &format!("  name: p\n  annotations:\n    vigil.dev/rollout: \"{plan}\"\n"),
+            )
+        };
+        std::fs::write(
+            dir.path().join("p.yaml"),
+            annotated("/a/", "canary=10%,pause=1m"),
+        )
+        .unwrap();
+        assert_eq!(pd.sync().loaded, ["p"]);
+        let r = dist.rollup(&key).unwrap().rollout.unwrap();
+        assert_eq!(r.plan.to_string(), "canary=10%,pause=60s");
+        let generation = dist.rollup(&key).unwrap().generation;
+
+        std::fs::write(
+            dir.path().join("p.yaml"),
+            annotated("/b/", "canary=10%,pause=1w"),
+        )
+        .unwrap();
+        let r = pd.sync();
+        let [error] = r.errors.as_slice() else {
+            panic!("one error: {r:?}")
+        };
+        assert!(error.contains("vigil.dev/rollout"), "{error}");
+        assert!(error.contains("unknown unit"), "{error}");
+        assert!(error.contains("keeps its previous version"), "{error}");
+        assert_eq!(dist.rollup(&key).unwrap().generation, generation);
     }
 
     #[test]

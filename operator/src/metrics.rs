@@ -15,6 +15,13 @@ pub struct PolicyStateLabel {
     pub state: String,
 }
 
+/// `policy` as above; `stage` is `canary`, `pause`, `halted` or `complete`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyStageLabel {
+    pub policy: String,
+    pub stage: String,
+}
+
 /// Every metric of the operator. Cloning a metric shares it.
 #[derive(Debug)]
 pub struct OperatorMetrics {
@@ -26,6 +33,10 @@ pub struct OperatorMetrics {
     pub push_latency: Histogram,
     pub policy_dir_errors: Counter,
     pub pod_pushes: Counter,
+    /// 1 for the stage of each staged rollout (policies with `vigil.dev/rollout`).
+    pub policy_rollout: Family<PolicyStageLabel, Gauge>,
+    pub rollouts_halted: Counter,
+    pub rollouts_completed: Counter,
 }
 
 impl Default for OperatorMetrics {
@@ -42,6 +53,9 @@ impl Default for OperatorMetrics {
             ),
             policy_dir_errors: Counter::default(),
             pod_pushes: Counter::default(),
+            policy_rollout: Family::default(),
+            rollouts_halted: Counter::default(),
+            rollouts_completed: Counter::default(),
         }
     }
 }
@@ -91,6 +105,21 @@ impl OperatorMetrics {
             "pod_pushes",
             "Pod sets sent to sensors",
             self.pod_pushes.clone(),
+        );
+        r.register(
+            "policy_rollout_stage",
+            "1 for the stage (canary, pause, halted, complete) of each policy's staged rollout",
+            self.policy_rollout.clone(),
+        );
+        r.register(
+            "rollouts_halted",
+            "Staged rollouts stopped because a canary node did not load the policy",
+            self.rollouts_halted.clone(),
+        );
+        r.register(
+            "rollouts_completed",
+            "Staged rollouts that reached every targeted node",
+            self.rollouts_completed.clone(),
         );
     }
 }

@@ -137,6 +137,18 @@ pub struct Distributor {
     tasks: Vec<tokio::task::JoinHandle<Result<(), OperatorError>>>,
 }
 
+/// How often staged rollouts are checked for an elapsed pause (answers move them at once).
+const ROLLOUT_TICK: Duration = Duration::from_millis(500);
+
+/// The clock of staged rollouts' pauses; never ends.
+async fn advance_rollouts_forever(dist: Arc<Distribution>) -> Result<(), OperatorError> {
+    let mut every = tokio::time::interval(ROLLOUT_TICK);
+    loop {
+        every.tick().await;
+        dist.advance_rollouts();
+    }
+}
+
 impl Distributor {
     /// Binds the gRPC and metrics listeners.
     pub async fn bind(opts: &RunOptions) -> Result<Distributor, OperatorError> {
@@ -176,6 +188,8 @@ impl Distributor {
                 accepting: self.accepting.clone(),
             },
         )));
+        self.tasks
+            .push(tokio::spawn(advance_rollouts_forever(self.dist.clone())));
         if let Some(l) = metrics_listener {
             // Each side names its metrics under its own prefix: distribution's under
             // `vigil_operator`, the Kubernetes side's (`operator_…`) under `vigil`.

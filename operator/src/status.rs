@@ -3,13 +3,17 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
-use vigil_api::policy::{PolicyModeName, PolicyNodeCounts, TracingPolicyStatus};
+use vigil_api::policy::{
+    PolicyModeName, PolicyNodeCounts, PolicyRolloutStatus, TracingPolicyStatus,
+};
 
-use crate::fleet::Rollup;
+use crate::fleet::{RolloutStage, Rollup};
 
 pub const ACCEPTED: &str = "Accepted";
 pub const READY: &str = "Ready";
 pub const DEGRADED: &str = "Degraded";
+/// Only on policies with a staged rollout (`vigil.dev/rollout`).
+pub const ROLLED_OUT: &str = "RolledOut";
 
 /// Condition messages are cut to this many bytes (the API allows 32768).
 pub const MAX_MESSAGE: usize = 4096;
@@ -210,15 +214,35 @@ pub fn build(
         Compiled::Rejected { mode, .. } => *mode,
     };
 
+    let staged = rollup.and_then(|r| r.rollout.as_ref());
+    let mut conditions = vec![
+        condition(ACCEPTED, accepted),
+        condition(READY, ready),
+        condition(DEGRADED, degraded),
+    ];
+    if let Some(v) = staged {
+        let reason = match v.stage {
+            RolloutStage::Canary => "Canary",
+            RolloutStage::Pause => "Pause",
+            RolloutStage::Halted => "CanaryFailed",
+            RolloutStage::Complete => "Complete",
+        };
+        conditions.push(condition(
+            ROLLED_OUT,
+            (v.stage == RolloutStage::Complete, reason, v.message()),
+        ));
+    }
+
     TracingPolicyStatus {
         observed_generation: Some(generation),
-        conditions: vec![
-            condition(ACCEPTED, accepted),
-            condition(READY, ready),
-            condition(DEGRADED, degraded),
-        ],
+        conditions,
         nodes: Some(nodes),
         mode,
+        rollout: staged.map(|v| PolicyRolloutStatus {
+            stage: v.stage.as_str().to_string(),
+            canary_nodes: v.canaries.clone(),
+            message: truncate(v.message(), MAX_MESSAGE),
+        }),
     }
 }
 
@@ -257,6 +281,7 @@ mod tests {
     #[test]
     fn one_failed_node_is_degraded_and_not_ready() {
         let r = Rollup {
+            rollout: None,
             generation: 3,
             targeted: 3,
             ready: 2,
@@ -286,8 +311,87 @@ mod tests {
     }
 
     #[test]
+    fn a_staged_rollout_shows_its_stage_canaries_and_failed_canaries() {
+        use crate::fleet::RolloutView;
+        use vigil_api::policy::RolloutPlan;
+        let view = |stage, failed: Vec<(String, String)>| RolloutView {
+            plan: RolloutPlan {
+                canary_percent: 20,
+                pause: std::time::Duration::from_secs(300),
+            },
+            stage,
+            canaries: vec!["node-b".into()],
+            failed,
+        };
+        let halted = Rollup {
+            rollout: Some(view(
+                RolloutStage::Halted,
+                vec![("node-b".into(), "Override needs BPF-LSM".into())],
+            )),
+            generation: 4,
+            targeted: 5,
+            ready: 0,
+            failed: vec![("node-b".into(), "Override needs BPF-LSM".into())],
+            pending: 4,
+        };
+        let s = build(4, &OK, Some(&halted), None, ts("2025-01-01T00:00:00Z"));
+        let c = cond(&s, ROLLED_OUT);
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "CanaryFailed")
+        );
+        assert!(
+            c.message
+                .contains("halted: canary node-b failed: Override needs BPF-LSM"),
+            "{}",
+            c.message
+        );
+        let r = s.rollout.as_ref().unwrap();
+        assert_eq!(r.stage, "halted");
+        assert_eq!(r.canary_nodes, ["node-b"]);
+        assert_eq!(state_of(&s), PolicyState::Degraded);
+
+        let pausing = Rollup {
+            rollout: Some(view(RolloutStage::Pause, vec![])),
+            failed: vec![],
+            ready: 1,
+            ..halted.clone()
+        };
+        let s = build(4, &OK, Some(&pausing), None, ts("2025-01-01T00:00:00Z"));
+        assert_eq!(cond(&s, ROLLED_OUT).reason, "Pause");
+        assert_eq!(cond(&s, READY).status, "False");
+        assert_eq!(s.rollout.unwrap().stage, "pause");
+
+        let done = Rollup {
+            rollout: Some(view(RolloutStage::Complete, vec![])),
+            failed: vec![],
+            ready: 5,
+            pending: 0,
+            ..halted
+        };
+        let s = build(4, &OK, Some(&done), None, ts("2025-01-01T00:00:00Z"));
+        assert_eq!(cond(&s, ROLLED_OUT).status, "True");
+        assert_eq!(cond(&s, READY).status, "True");
+        assert_eq!(s.rollout.unwrap().stage, "complete");
+
+        // Without a plan there is no rollout condition or field.
+        let plain = Rollup {
+            rollout: None,
+            generation: 4,
+            targeted: 5,
+            ready: 5,
+            failed: vec![],
+            pending: 0,
+        };
+        let s = build(4, &OK, Some(&plain), None, ts("2025-01-01T00:00:00Z"));
+        assert!(s.conditions.iter().all(|c| c.type_ != ROLLED_OUT));
+        assert!(s.rollout.is_none());
+    }
+
+    #[test]
     fn all_ready_and_unchanged_status_keeps_transition_times() {
         let r = Rollup {
+            rollout: None,
             generation: 1,
             targeted: 2,
             ready: 2,
@@ -334,6 +438,7 @@ mod tests {
         let s = build(2, &OK, Some(&none), None, Timestamp::UNIX_EPOCH);
         assert_eq!(cond(&s, READY).reason, "NoTargetedNodes");
         let waiting = Rollup {
+            rollout: None,
             generation: 2,
             targeted: 3,
             ready: 1,

@@ -15,6 +15,7 @@ pub mod eval;
 pub mod ir;
 pub mod limits;
 mod parse;
+pub mod rollout;
 mod schema;
 mod types;
 pub(crate) mod values;
@@ -25,6 +26,7 @@ pub use ir::{IR_VERSION, PolicyIr, ir_to_json};
 pub use parse::{
     PolicyKind, PolicyMetadata, TracingPolicyDoc, parse_documents, parse_each, parse_value,
 };
+pub use rollout::{ROLLOUT_ANNOTATION, RolloutPlan, rollout_plan};
 pub use types::*;
 
 /// Group and version of Vigil's own CRDs.

@@ -64,7 +64,15 @@ macro_rules! policy_crd_spec {
                 json_path = ".status.mode",
                 description = "enforce or monitor"
             ),
-            printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+            printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+            // `kubectl get -o wide` only.
+            printcolumn(
+                name = "Rollout",
+                type_ = "string",
+                json_path = ".status.rollout.stage",
+                description = "Stage of the staged rollout of the current generation",
+                priority = 1
+            )
         )]
         pub struct $spec { $( $(#[$fm])* pub $f: $t, )* }
     };
@@ -202,6 +210,25 @@ pub struct TracingPolicyStatus {
     /// Whether enforcing actions run (`enforce`) or are only reported (`monitor`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<PolicyModeName>,
+    /// Where the staged rollout of the current version stands (policies with a rollout
+    /// annotation only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<PolicyRolloutStatus>,
+}
+
+/// A staged rollout's stage, canary nodes and why it stands where it does.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyRolloutStatus {
+    /// `canary` (waiting for the canaries to load it), `pause` (every canary loaded it; the
+    /// pause runs), `halted` (a canary failed: the rest keep what they ran) or `complete`.
+    pub stage: String,
+    /// The nodes that received the version first, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub canary_nodes: Vec<String>,
+    /// In words, with the failed canaries and their reasons when halted.
+    #[serde(default)]
+    pub message: String,
 }
 
 /// How many nodes a policy targets and how many loaded it.

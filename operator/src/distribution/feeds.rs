@@ -9,10 +9,18 @@ impl Fleet for Distribution {
         let mut state = self.lock();
         let key = policy.key.clone();
         match state.policies.get_mut(&key) {
-            // Same compiled policy: only the source's revision (and maybe the selector) moved.
-            Some(e) if e.version == version => e.desired = policy,
-            _ => {
-                tracing::info!(policy = %key, version = %version, generation = policy.generation, "policy upserted");
+            // Same compiled policy: only the source's revision (and maybe the selector or the
+            // rollout plan) moved.
+            Some(e) if e.version == version => {
+                let plan = policy.rollout;
+                e.desired = policy;
+                e.replan(plan);
+            }
+            old => {
+                tracing::info!(policy = %key, version = %version, generation = policy.generation, rollout = ?policy.rollout.map(|p| p.to_string()), "policy upserted");
+                let rollout = policy.rollout.map(rollout::Rollout::new);
+                // Nodes outside the canaries keep what last reached every node.
+                let previous = old.and_then(|e| e.stable()).filter(|_| rollout.is_some());
                 state.policies.insert(
                     key,
                     Entry {
@@ -20,10 +28,13 @@ impl Fleet for Distribution {
                         version,
                         since: Instant::now(),
                         settled: false,
+                        rollout,
+                        previous,
                     },
                 );
             }
         }
+        state.advance_rollouts(&self.metrics);
         state.push_all(&self.metrics);
         self.tick(&state);
     }

@@ -17,6 +17,9 @@
 //! sensor must not take a partial list for the truth, and in GitOps mode there are no pods.
 
 mod feeds;
+mod rollout;
+#[cfg(test)]
+mod rollout_tests;
 mod sensors;
 mod state;
 #[cfg(test)]
@@ -36,7 +39,7 @@ use crate::error::OperatorError;
 use crate::fleet::{
     DesiredPolicy, Fleet, NodeLabelFeed, NodePod, NodeResult, PodFeed, PolicyKey, Rollup,
 };
-use crate::metrics::{OperatorMetrics, PolicyStateLabel};
+use crate::metrics::{OperatorMetrics, PolicyStageLabel, PolicyStateLabel};
 use crate::selector::selects;
 
 /// The version of a compiled policy: FNV-1a (64 bit) of its protobuf encoding, in hex. The IR
@@ -63,6 +66,10 @@ struct Entry {
     since: Instant,
     /// The push latency of this version was observed (every targeted node answered).
     settled: bool,
+    /// A staged rollout of this version (`vigil.dev/rollout`).
+    rollout: Option<rollout::Rollout>,
+    /// During a staged rollout: what the nodes outside its current stage keep.
+    previous: Option<rollout::Previous>,
 }
 
 struct Node {

@@ -42,6 +42,8 @@ impl Distribution {
             },
         );
         state.relabel(&name);
+        // A rollout waiting for its first targeted node picks its canaries now.
+        state.advance_rollouts(&self.metrics);
         state.push(&name, &self.metrics);
         state.push_pods(&name, &self.metrics);
         let runs_current = state
@@ -84,6 +86,7 @@ impl Distribution {
             _ => return,
         }
         let state = &mut *state;
+        state.advance_rollouts(&self.metrics);
         if let Some(entry) = state.policies.get(&key)
             && !entry.settled
         {
@@ -113,6 +116,7 @@ impl Distribution {
         if state.nodes.get(node).is_some_and(|n| n.conn == conn) {
             state.nodes.remove(node);
             tracing::info!(node = %node, "sensor disconnected");
+            state.advance_rollouts(&self.metrics);
             self.tick(&state);
         }
     }
@@ -150,6 +154,14 @@ impl Distribution {
                     pending: count(|r| matches!(r, NodeResult::Pending)),
                     failed: count(|r| matches!(r, NodeResult::Failed(_))),
                     partial: count(|r| matches!(r, NodeResult::Partial(_))),
+                    rollout: e.rollout.as_ref().map(|r| {
+                        let view = r.view();
+                        pb::RolloutStatus {
+                            stage: view.stage.as_str().to_string(),
+                            canary_nodes: view.canaries.clone(),
+                            message: view.message(),
+                        }
+                    }),
                     nodes: results
                         .iter()
                         .map(|(node, r)| {
@@ -170,6 +182,14 @@ impl Distribution {
             })
             .collect();
         pb::GetStatusResponse { nodes, policies }
+    }
+
+    /// Moves staged rollouts whose pause has elapsed on (called periodically).
+    pub fn advance_rollouts(&self) {
+        let mut state = self.lock();
+        if state.advance_rollouts(&self.metrics) {
+            self.tick(&state);
+        }
     }
 
     /// Names of the connected nodes.

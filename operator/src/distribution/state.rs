@@ -1,6 +1,7 @@
 //! The per-node view of the desired policies: which policies target a node, what was last
 //! sent to it, pushing new policy and pod sets, and the roll-ups and metrics from its answers.
 
+use super::rollout::Sent;
 use super::*;
 
 impl State {
@@ -13,14 +14,22 @@ impl State {
         let Some(node) = self.nodes.get(name) else {
             return;
         };
-        let targeted: Vec<(&PolicyKey, &Entry)> = self
-            .policies
-            .iter()
-            .filter(|(_, e)| self.targets(e, node))
-            .collect();
+        // Per policy, the version this node is sent (staged rollouts send some nodes the
+        // previous one, or none yet).
+        let mut targeted: Vec<(&PolicyKey, &str, &DesiredPolicy)> = Vec::new();
+        let mut keep: Vec<&PolicyKey> = Vec::new();
+        for (k, e) in &self.policies {
+            match self.version_for(e, name, node) {
+                Some(Sent::Version(v, d)) => targeted.push((k, v, d)),
+                Some(Sent::Keep) => keep.push(k),
+                None => {}
+            }
+        }
+        // Kept policies are in the content with an empty version (real ones are never empty).
         let content: Vec<(PolicyKey, String)> = targeted
             .iter()
-            .map(|(k, e)| ((*k).clone(), e.version.clone()))
+            .map(|(k, v, _)| ((*k).clone(), v.to_string()))
+            .chain(keep.iter().map(|k| ((*k).clone(), String::new())))
             .collect();
         let labels = node.labels.clone();
         let set = pb::PolicySet {
@@ -28,10 +37,17 @@ impl State {
             node_labels: labels.clone().into_iter().collect(),
             policies: targeted
                 .iter()
-                .map(|(_, e)| pb::VersionedPolicy {
-                    version: e.version.clone(),
-                    generation: e.desired.generation,
-                    ir: Some(e.desired.ir.clone()),
+                .map(|(_, v, d)| pb::VersionedPolicy {
+                    version: v.to_string(),
+                    generation: d.generation,
+                    ir: Some(d.ir.clone()),
+                })
+                .collect(),
+            keep: keep
+                .iter()
+                .map(|k| pb::PolicyRef {
+                    name: k.name.clone(),
+                    namespace: k.namespace.clone(),
                 })
                 .collect(),
         };
@@ -119,11 +135,14 @@ impl State {
     }
 
     pub(super) fn rollup(&self, entry: &Entry) -> Rollup {
-        rollup_of(entry.desired.generation, &self.node_results(entry))
+        let mut r = rollup_of(entry.desired.generation, &self.node_results(entry));
+        r.rollout = entry.rollout.as_ref().map(|r| r.view());
+        r
     }
 
     pub(super) fn update_metrics(&self, metrics: &OperatorMetrics) {
         metrics.policy_nodes.clear();
+        metrics.policy_rollout.clear();
         metrics.policies.set(self.policies.len() as i64);
         metrics.sensors_connected.set(self.nodes.len() as i64);
         for (key, entry) in &self.policies {
@@ -140,6 +159,15 @@ impl State {
                         state: state.into(),
                     })
                     .set(n);
+            }
+            if let Some(r) = &entry.rollout {
+                metrics
+                    .policy_rollout
+                    .get_or_create(&PolicyStageLabel {
+                        policy: key.to_string(),
+                        stage: r.stage.as_str().into(),
+                    })
+                    .set(1);
             }
         }
     }

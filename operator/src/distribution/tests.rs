@@ -1,7 +1,7 @@
 use super::*;
 use vigil_api::policy::ir::{LabelOperator, LabelRequirement, LabelSelector, PolicyIdentity};
 
-fn ir(name: &str, tag: &str) -> PolicyIr {
+pub(super) fn ir(name: &str, tag: &str) -> PolicyIr {
     PolicyIr {
         ir_version: 1,
         identity: Some(PolicyIdentity {
@@ -13,8 +13,9 @@ fn ir(name: &str, tag: &str) -> PolicyIr {
     }
 }
 
-fn desired(name: &str, tag: &str, zone: Option<&str>) -> DesiredPolicy {
+pub(super) fn desired(name: &str, tag: &str, zone: Option<&str>) -> DesiredPolicy {
     DesiredPolicy {
+        rollout: None,
         key: PolicyKey::new(name, ""),
         generation: 1,
         ir: ir(name, tag),
@@ -28,7 +29,7 @@ fn desired(name: &str, tag: &str, zone: Option<&str>) -> DesiredPolicy {
     }
 }
 
-fn hello(node: &str, zone: &str) -> pb::Hello {
+pub(super) fn hello(node: &str, zone: &str) -> pb::Hello {
     pb::Hello {
         node_name: node.into(),
         labels: [("zone".to_string(), zone.to_string())].into(),
@@ -36,7 +37,12 @@ fn hello(node: &str, zone: &str) -> pb::Hello {
     }
 }
 
-fn report(name: &str, version: &str, state: pb::PolicyState, reason: &str) -> pb::Report {
+pub(super) fn report(
+    name: &str,
+    version: &str,
+    state: pb::PolicyState,
+    reason: &str,
+) -> pb::Report {
     pb::Report {
         name: name.into(),
         version: version.into(),
@@ -46,7 +52,7 @@ fn report(name: &str, version: &str, state: pb::PolicyState, reason: &str) -> pb
     }
 }
 
-fn names(set: &pb::PolicySet) -> Vec<String> {
+pub(super) fn names(set: &pb::PolicySet) -> Vec<String> {
     set.policies
         .iter()
         .map(|p| {
@@ -61,7 +67,7 @@ fn names(set: &pb::PolicySet) -> Vec<String> {
         .collect()
 }
 
-fn dist() -> Distribution {
+pub(super) fn dist() -> Distribution {
     Distribution::new(Arc::new(OperatorMetrics::default()))
 }
 
@@ -80,6 +86,7 @@ fn rollup_math() {
     assert_eq!(
         r,
         Rollup {
+            rollout: None,
             generation: 7,
             targeted: 5,
             ready: 2,

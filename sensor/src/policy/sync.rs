@@ -236,11 +236,17 @@ impl Applier {
             .iter()
             .filter_map(|p| p.ir.as_ref().map(key_of))
             .collect();
+        // Not sent, but not to be removed either (a staged rollout that has not reached us).
+        let kept: BTreeSet<PolicyKey> = set
+            .keep
+            .iter()
+            .map(|r| PolicyKey::new(&r.name, &r.namespace))
+            .collect();
         // Removals first: they free slots for what comes.
         let gone: Vec<PolicyKey> = self
             .applied
             .keys()
-            .filter(|k| !wanted.contains(*k))
+            .filter(|k| !wanted.contains(*k) && !kept.contains(*k))
             .cloned()
             .collect();
         for k in gone {
@@ -252,7 +258,8 @@ impl Applier {
                 Err(e) => tracing::warn!(policy = %k, "removing operator policy: {e}"),
             }
         }
-        self.failed.retain(|k, _| wanted.contains(k));
+        self.failed
+            .retain(|k, _| wanted.contains(k) || kept.contains(k));
         let mut reports = Vec::with_capacity(set.policies.len());
         for p in &set.policies {
             let Some(ir) = &p.ir else {

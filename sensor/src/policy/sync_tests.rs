@@ -118,6 +118,7 @@ fn set(ps: &[pb::VersionedPolicy]) -> pb::PolicySet {
         sequence: 1,
         policies: ps.to_vec(),
         node_labels: Default::default(),
+        keep: Vec::new(),
     }
 }
 
@@ -188,6 +189,30 @@ fn only_changed_policies_are_reloaded_and_missing_ones_removed() {
     a.apply(&set(&[]));
     assert!(fake.list().is_empty());
     assert!(a.running().is_empty());
+}
+
+#[test]
+fn policies_the_set_says_to_keep_stay_at_the_version_they_run() {
+    let (fake, mut a) = setup();
+    a.apply(&set(&[vp("a", "v1"), vp("b", "v1")]));
+    take_calls(&fake);
+    // `b` is not sent but kept (a staged rollout has not reached this node); `c` is kept but
+    // never ran here: nothing to keep, nothing loaded.
+    let mut s = set(&[vp("a", "v1")]);
+    s.keep = ["b", "c"]
+        .map(|n| pb::PolicyRef {
+            name: n.into(),
+            namespace: String::new(),
+        })
+        .to_vec();
+    let r = a.apply(&s);
+    assert!(take_calls(&fake).is_empty());
+    assert_eq!(r.len(), 1, "reports only about what the set carries");
+    let running: Vec<String> = a.running().iter().map(|p| p.version.clone()).collect();
+    assert_eq!(running, ["a-v1", "b-v1"]);
+    // Once no longer kept, it goes.
+    a.apply(&set(&[vp("a", "v1")]));
+    assert_eq!(take_calls(&fake), ["delete b"]);
 }
 
 #[test]

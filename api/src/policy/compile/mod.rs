@@ -140,6 +140,11 @@ pub(crate) fn compile(doc: &TracingPolicyDoc) -> Result<ir::PolicyIr, PolicyErro
         h.id = u32::try_from(i).unwrap_or(u32::MAX);
     }
     let scope = cx.scope(doc);
+    // The rollout plan is the operator's, not the IR's; a bad one rejects the policy all the
+    // same, so that `vigil policy validate` catches it before a cluster does.
+    if let Err(e) = super::rollout::rollout_plan(&doc.metadata.annotations) {
+        cx.err(e);
+    }
     let Cx { errs, .. } = cx;
     errs.into_result(ir::PolicyIr {
         ir_version: ir::IR_VERSION,
