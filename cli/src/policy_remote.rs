@@ -175,6 +175,11 @@ fn counters(p: &TracingPolicyStatus) -> tetragon::VigilPolicyCounters {
     }
 }
 
+/// Mean nanoseconds of one evaluation of the policy's hooks (from the timed sample).
+fn ns_per_evaluation(c: &tetragon::VigilPolicyCounters) -> Option<f64> {
+    (c.cost_samples > 0).then(|| c.cost_ns as f64 / c.cost_samples as f64)
+}
+
 /// One policy as the JSON object of `vigil policy list -o json`.
 pub fn policy_json(p: &TracingPolicyStatus) -> Value {
     let c = counters(p);
@@ -213,6 +218,9 @@ pub fn policy_json(p: &TracingPolicyStatus) -> Value {
             "signal": c.signal,
             "override": c.r#override,
             "monitored": c.monitored,
+            "evaluations": c.evaluations,
+            "ns_per_evaluation": ns_per_evaluation(&c),
+            "cpu_seconds": ns_per_evaluation(&c).map_or(0.0, |ns| ns * c.evaluations as f64 / 1e9),
         },
     })
 }
@@ -239,10 +247,11 @@ pub fn render_table(policies: &[TracingPolicyStatus]) -> String {
         "HOOKS",
         "MATCHED",
         "POSTED",
+        "NS/EVAL",
         "ORIGIN",
         "ERROR",
     ];
-    let rows: Vec<[String; 9]> = policies
+    let rows: Vec<[String; 10]> = policies
         .iter()
         .map(|p| {
             let c = counters(p);
@@ -263,6 +272,7 @@ pub fn render_table(policies: &[TracingPolicyStatus]) -> String {
                 hooks_column(p),
                 matched,
                 c.posted.to_string(),
+                ns_per_evaluation(&c).map_or_else(|| "-".into(), |ns| format!("{ns:.0}")),
                 p.vigil
                     .as_ref()
                     .map(|v| v.origin.clone())
@@ -376,6 +386,9 @@ mod tests {
                         matched: 12,
                         posted: 10,
                         monitored: 3,
+                        evaluations: 640,
+                        cost_samples: 10,
+                        cost_ns: 4_206,
                         ..Default::default()
                     }),
                 }),
@@ -428,6 +441,7 @@ mod tests {
                 "HOOKS",
                 "MATCHED",
                 "POSTED",
+                "NS/EVAL",
                 "ORIGIN",
                 "ERROR"
             ]
@@ -443,12 +457,13 @@ mod tests {
                 "1/1",
                 "12",
                 "10",
+                "421",
                 "api"
             ]
         );
         let row2: Vec<&str> = lines[2].split_whitespace().collect();
         assert_eq!(
-            &row2[..8],
+            &row2[..9],
             [
                 "open-deny",
                 "prod",
@@ -457,6 +472,7 @@ mod tests {
                 "1/2",
                 "0",
                 "0",
+                "-",
                 "file:/etc/vigil/policies/open.yaml"
             ]
         );
@@ -494,6 +510,10 @@ mod tests {
         assert_eq!(a[0]["stats"]["matched"], 12);
         assert_eq!(a[0]["stats"]["posted"], 10);
         assert_eq!(a[0]["stats"]["monitored"], 3);
+        assert_eq!(a[0]["stats"]["evaluations"], 640);
+        assert_eq!(a[0]["stats"]["ns_per_evaluation"], 420.6);
+        assert!((a[0]["stats"]["cpu_seconds"].as_f64().unwrap() - 640.0 * 420.6e-9).abs() < 1e-12);
+        assert!(a[1]["stats"]["ns_per_evaluation"].is_null());
         assert_eq!(
             a[0]["hooks"],
             json!([{
@@ -542,7 +562,7 @@ mod tests {
             .split_whitespace()
             .map(String::from)
             .collect();
-        assert_eq!(row, ["t", "-", "error", "unknown", "-", "-", "4", "-"]);
+        assert_eq!(row, ["t", "-", "error", "unknown", "-", "-", "4", "-", "-"]);
         let v = policy_json(&p);
         assert_eq!(v["stats"]["posted"], 4);
         assert_eq!(v["hooks"], json!([]));

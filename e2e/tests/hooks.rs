@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use vigil_api::events::{ArgValue, GetEventsResponse, KprobeAction, ProcessKprobe};
 use vigil_e2e::{
-    Sensor, bin_path, corpus_policy, event_timeout, open_policy, policy_list, vigil_cli, vigil_ok,
-    wait_for,
+    Sensor, bin_path, corpus_policy, event_timeout, metric_value, open_policy, policy_list,
+    vigil_cli, vigil_ok, wait_for,
 };
 
 fn example(name: &str) -> String {
@@ -805,5 +805,75 @@ fn match_capability_changes_since_exec() {
     assert!(
         events_on(&sensor, &neg).is_empty(),
         "capabilities unchanged since exec"
+    );
+}
+
+#[test]
+fn each_policy_counts_its_evaluations_and_their_sampled_cost() {
+    let (work, d) = dirs();
+    // Never matches the storm's path below: the cost of filtering alone.
+    let costed = write(work.path(), "costed.yaml", &open_policy("costed", &d, ""));
+    // A syscall nothing on the machine makes during the test: never evaluated.
+    let idle = write(
+        work.path(),
+        "idle.yaml",
+        "apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: idle
+spec:
+  kprobes:
+  - call: sys_pivot_root
+    syscall: true
+",
+    );
+    let sensor = Sensor::start_with_metrics(&[
+        "--policy",
+        costed.to_str().unwrap(),
+        "--policy",
+        idle.to_str().unwrap(),
+    ]);
+    let outside = work.path().join("outside");
+    std::fs::write(&outside, b"x").unwrap();
+    let (out, st) = run_workload(&["open-storm", "5000", outside.to_str().unwrap()]);
+    assert!(st.success(), "{out}");
+
+    let stats = |name: &str| {
+        policy_list(&sensor.socket)
+            .into_iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{name} not listed"))["stats"]
+            .clone()
+    };
+    // Every openat of the machine is an evaluation of `costed`: at least the storm's 5000, and
+    // one in 64 per CPU timed, so at least 5000/64 - 1 per CPU samples between them.
+    let s = wait_for(event_timeout(), "5000 evaluations of costed", || {
+        let s = stats("costed");
+        (s["evaluations"].as_u64().unwrap_or(0) >= 5000).then_some(s)
+    });
+    let ns = s["ns_per_evaluation"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no timed sample: {s}"));
+    assert!(ns > 0.0 && ns < 1e7, "{s}");
+    assert!(s["cpu_seconds"].as_f64().unwrap() > 0.0, "{s}");
+    assert_eq!(s["matched"].as_u64(), Some(0), "{s}");
+    let i = stats("idle");
+    assert_eq!(i["evaluations"].as_u64(), Some(0), "{i}");
+    assert!(i["ns_per_evaluation"].is_null(), "{i}");
+
+    // The same in the metrics (mirrored once a second).
+    let m = wait_for(event_timeout(), "policy cost metrics", || {
+        let m = sensor.metrics();
+        (metric_value(&m, "vigil_policy_evaluations_total{policy=\"costed\"}") >= 5000.0)
+            .then_some(m)
+    });
+    assert!(
+        metric_value(&m, "vigil_policy_cpu_seconds_total{policy=\"costed\"}") > 0.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric_value(&m, "vigil_policy_evaluations_total{policy=\"idle\"}"),
+        0.0,
+        "{m}"
     );
 }

@@ -214,13 +214,18 @@ static __always_inline struct vigil_arg_cfg *arg_at(struct vigil_hook_cfg *h, __
 	return &h->args[i];
 }
 
-static __always_inline void stat(__u32 policy, __u32 which)
+static __always_inline void stat_add(__u32 policy, __u32 which, __u64 n)
 {
 	__u32 idx = policy * VIGIL_STAT_NUM + which;
 	__u64 *v = bpf_map_lookup_elem(&vigil_policy_stats, &idx);
 
 	if (v)
-		*v += 1;
+		*v += n;
+}
+
+static __always_inline void stat(__u32 policy, __u32 which)
+{
+	stat_add(policy, which, 1);
 }
 
 static __always_inline bool in_int_set(__u32 set, __u64 value)

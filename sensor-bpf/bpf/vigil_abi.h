@@ -170,7 +170,8 @@ struct vigil_proc {
 #define VIGIL_STR_MAX 248         /* leading bytes of a string compared by filters (LPM keys max 256) */
 #define VIGIL_ARG_SLOT 4096       /* bytes of one argument kept in a record */
 #define VIGIL_ANCESTOR_DEPTH 8    /* followForks / followChildren look this far up */
-#define VIGIL_STAT_NUM 8          /* counters per policy (vigil_policy_stats) */
+#define VIGIL_STAT_NUM 11         /* counters per policy (vigil_policy_stats) */
+#define VIGIL_COST_SAMPLE 64      /* one hook evaluation in this many is timed (power of two) */
 #define VIGIL_MAX_CONTAINERS 8192 /* container cgroups of the node (vigil_containers) */
 
 /* Where a hook program found its arguments (vigil_hook_cfg.source). */
@@ -283,6 +284,12 @@ struct vigil_proc {
 #define VIGIL_STAT_SIGNAL 5
 #define VIGIL_STAT_OVERRIDE 6
 #define VIGIL_STAT_MONITORED 7
+/* Cost: evaluations (hook runs of an enabled policy, entry and return), and of the timed ones
+ * (one in VIGIL_COST_SAMPLE per CPU) how many and their nanoseconds. The sensor estimates the
+ * policy's CPU time as evaluations x ns / samples. */
+#define VIGIL_STAT_EVALS 8
+#define VIGIL_STAT_COST_SAMPLES 9
+#define VIGIL_STAT_COST_NS 10
 
 /* vigil_hook_rec.flags */
 #define VIGIL_HF_RETURN (1u << 0)    /* `ret` holds the return value */

@@ -190,7 +190,9 @@ pub const FILTER_RANGES: usize = 4;
 pub const STR_MAX: usize = 248;
 pub const ARG_SLOT: usize = 4096;
 pub const ANCESTOR_DEPTH: usize = 8;
-pub const STAT_NUM: usize = 8;
+pub const STAT_NUM: usize = 11;
+/// One hook evaluation in this many is timed, per CPU.
+pub const COST_SAMPLE: u64 = 64;
 
 /// `vigil_hook_cfg.source`
 pub mod source {
@@ -323,6 +325,9 @@ pub mod stat {
     pub const SIGNAL: usize = 5;
     pub const OVERRIDE: usize = 6;
     pub const MONITORED: usize = 7;
+    pub const EVALS: usize = 8;
+    pub const COST_SAMPLES: usize = 9;
+    pub const COST_NS: usize = 10;
 }
 
 /// `vigil_hook_rec.flags`

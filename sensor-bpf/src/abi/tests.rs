@@ -250,6 +250,7 @@ fn constants_match_c_header() {
         ("VIGIL_ARG_SLOT", ARG_SLOT),
         ("VIGIL_ANCESTOR_DEPTH", ANCESTOR_DEPTH),
         ("VIGIL_STAT_NUM", STAT_NUM),
+        ("VIGIL_COST_SAMPLE", COST_SAMPLE as usize),
         ("VIGIL_MAX_CONTAINERS", MAX_CONTAINERS),
         ("VIGIL_SRC_REGS", source::REGS as usize),
         (
@@ -325,6 +326,9 @@ fn constants_match_c_header() {
         ("VIGIL_STAT_SIGNAL", stat::SIGNAL),
         ("VIGIL_STAT_OVERRIDE", stat::OVERRIDE),
         ("VIGIL_STAT_MONITORED", stat::MONITORED),
+        ("VIGIL_STAT_EVALS", stat::EVALS),
+        ("VIGIL_STAT_COST_SAMPLES", stat::COST_SAMPLES),
+        ("VIGIL_STAT_COST_NS", stat::COST_NS),
     ] {
         let line = header
             .lines()

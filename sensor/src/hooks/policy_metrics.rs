@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 
 use prometheus_client::encoding::EncodeLabelSet;
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -38,6 +40,8 @@ pub struct PolicyMetrics {
     pub state: Family<PolicyStateLabel, Gauge>,
     pub hooks: Family<PolicyStateLabel, Gauge>,
     pub policy_dir_errors: Counter,
+    pub evaluations: Family<PolicyLabel, Counter>,
+    pub cpu_seconds: Family<PolicyLabel, Counter<f64, AtomicU64>>,
     last: std::sync::Mutex<HashMap<String, (PolicyStats, String)>>,
 }
 
@@ -76,6 +80,16 @@ impl PolicyMetrics {
             self.hooks.clone(),
         );
         r.register(
+            "policy_evaluations",
+            "Hook runs of the enabled policy (entry and return), in or out of its scope",
+            self.evaluations.clone(),
+        );
+        r.register(
+            "policy_cpu_seconds",
+            "Estimated CPU time in the policy's hooks: evaluations times the mean cost of a timed sample (1 in 64)",
+            self.cpu_seconds.clone(),
+        );
+        r.register(
             "policy_dir_errors",
             "Policy files in --policy-dir that could not be loaded",
             self.policy_dir_errors.clone(),
@@ -102,6 +116,13 @@ impl PolicyMetrics {
                 .get_or_create(&label)
                 .inc_by(d(s.matched, prev.matched));
             self.lost.get_or_create(&label).inc_by(d(s.lost, prev.lost));
+            let new_evals = d(s.evaluations, prev.evaluations);
+            self.evaluations.get_or_create(&label).inc_by(new_evals);
+            // The new evaluations at the current mean cost: the counter only grows.
+            self.cpu_seconds.get_or_create(&label).inc_by(
+                s.ns_per_evaluation()
+                    .map_or(0.0, |ns| ns * new_evals as f64 / 1e9),
+            );
             self.rate_limited
                 .get_or_create(&label)
                 .inc_by(d(s.rate_limited, prev.rate_limited));
@@ -151,6 +172,8 @@ impl PolicyMetrics {
         self.matches.remove(&label);
         self.lost.remove(&label);
         self.rate_limited.remove(&label);
+        self.evaluations.remove(&label);
+        self.cpu_seconds.remove(&label);
         for action in ["post", "sigkill", "signal", "override", "monitored"] {
             self.actions.remove(&PolicyActionLabel {
                 policy: name.into(),
@@ -232,5 +255,46 @@ mod tests {
         );
         m.update(&[]);
         assert!(!text(&m).contains("policy=\"p\""));
+    }
+
+    #[test]
+    fn cpu_seconds_are_evaluations_at_the_sampled_mean_cost() {
+        let m = PolicyMetrics::default();
+        let costly = |evaluations, cost_samples, cost_ns| PolicyInfo {
+            stats: PolicyStats {
+                evaluations,
+                cost_samples,
+                cost_ns,
+                ..Default::default()
+            },
+            ..info("p", 0)
+        };
+        // No timed sample yet: evaluations count, no CPU estimate.
+        m.update(&[costly(10, 0, 0)]);
+        let t = text(&m);
+        assert!(
+            t.contains("vigil_policy_evaluations_total{policy=\"p\"} 10"),
+            "{t}"
+        );
+        assert!(
+            t.contains("vigil_policy_cpu_seconds_total{policy=\"p\"} 0.0"),
+            "{t}"
+        );
+        // 2e6 more evaluations at 500 ns each: one more second.
+        m.update(&[costly(2_000_010, 2, 1_000)]);
+        let t = text(&m);
+        assert!(
+            t.contains("vigil_policy_evaluations_total{policy=\"p\"} 2000010"),
+            "{t}"
+        );
+        assert!(
+            t.contains("vigil_policy_cpu_seconds_total{policy=\"p\"} 1.0"),
+            "{t}"
+        );
+        let s = costly(2_000_010, 2, 1_000).stats;
+        assert_eq!(s.ns_per_evaluation(), Some(500.0));
+        assert!((s.cpu_seconds() - 1.000005).abs() < 1e-9);
+        m.update(&[]);
+        assert!(!text(&m).contains("vigil_policy_cpu_seconds_total{policy=\"p\"}"));
     }
 }

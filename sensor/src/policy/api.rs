@@ -125,6 +125,9 @@ pub fn policy_status(p: &PolicyInfo) -> tetragon::TracingPolicyStatus {
                 signal: s.signal,
                 r#override: s.override_,
                 monitored: s.monitored,
+                evaluations: s.evaluations,
+                cost_samples: s.cost_samples,
+                cost_ns: s.cost_ns,
             }),
         }),
     }

@@ -116,6 +116,25 @@ pub struct PolicyStats {
     pub override_: u64,
     /// Enforcing actions not executed because the policy is in monitor mode.
     pub monitored: u64,
+    /// Hook runs of the (enabled) policy, at entry and at return.
+    pub evaluations: u64,
+    /// Of those, the ones timed (one in 64 per CPU), and their nanoseconds.
+    pub cost_samples: u64,
+    pub cost_ns: u64,
+}
+
+impl PolicyStats {
+    /// Mean nanoseconds of one evaluation (filters, argument reads, actions, record), from
+    /// the timed sample; `None` before the first sample.
+    pub fn ns_per_evaluation(&self) -> Option<f64> {
+        (self.cost_samples > 0).then(|| self.cost_ns as f64 / self.cost_samples as f64)
+    }
+
+    /// Estimated CPU seconds spent in the policy's hooks: evaluations × mean cost.
+    pub fn cpu_seconds(&self) -> f64 {
+        self.ns_per_evaluation()
+            .map_or(0.0, |ns| ns * self.evaluations as f64 / 1e9)
+    }
 }
 
 /// Everything `ListTracingPolicies` / `vigil policy list` shows about one policy.

@@ -23,6 +23,9 @@ impl Inner {
             signal: s[abi::stat::SIGNAL],
             override_: s[abi::stat::OVERRIDE],
             monitored: s[abi::stat::MONITORED],
+            evaluations: s[abi::stat::EVALS],
+            cost_samples: s[abi::stat::COST_SAMPLES],
+            cost_ns: s[abi::stat::COST_NS],
         }
     }
 
