@@ -7,7 +7,7 @@ use vigil_api::policy::RolloutPlan;
 
 use super::tests::{desired, dist, hello, ir, names, report};
 use super::*;
-use crate::fleet::RolloutStage;
+use crate::fleet::{RolloutStage, RolloutView};
 
 const NODES: [&str; 5] = ["n1", "n2", "n3", "n4", "n5"];
 
@@ -43,20 +43,20 @@ fn sent(conns: &[Connection]) -> Vec<(String, Option<String>)> {
         .collect()
 }
 
-fn stage(d: &Distribution) -> RolloutStage {
+/// The rollout of policy `p`.
+fn view(d: &Distribution) -> RolloutView {
     d.rollup(&PolicyKey::new("p", ""))
         .unwrap()
         .rollout
-        .unwrap()
-        .stage
+        .expect("a staged rollout")
+}
+
+fn stage(d: &Distribution) -> RolloutStage {
+    view(d).stage
 }
 
 fn canaries(d: &Distribution) -> Vec<String> {
-    d.rollup(&PolicyKey::new("p", ""))
-        .unwrap()
-        .rollout
-        .unwrap()
-        .canaries
+    view(d).canaries
 }
 
 fn answer(d: &Distribution, conns: &[Connection], node: &str, tag: &str, s: pb::PolicyState) {
@@ -159,12 +159,7 @@ fn an_update_reaches_the_canaries_first_and_the_rest_only_after_the_pause() {
     assert_eq!(stage(&d), RolloutStage::Canary);
     answer(&d, &conns, &c[1], "v2", pb::PolicyState::Ready);
     assert_eq!(stage(&d), RolloutStage::Pause);
-    let m = d
-        .rollup(&PolicyKey::new("p", ""))
-        .unwrap()
-        .rollout
-        .unwrap()
-        .message();
+    let m = view(&d).message();
     assert!(m.contains("pause of 3600s"), "{m}");
     // The pause has not elapsed: ticks leave the others on v1.
     d.advance_rollouts();
@@ -232,12 +227,7 @@ fn canaries_are_picked_when_the_first_targeted_node_connects() {
     let d = dist();
     d.upsert(staged("v1", 10, Duration::ZERO));
     assert!(canaries(&d).is_empty());
-    let m = d
-        .rollup(&PolicyKey::new("p", ""))
-        .unwrap()
-        .rollout
-        .unwrap()
-        .message();
+    let m = view(&d).message();
     assert!(m.contains("no targeted node is connected"), "{m}");
     let first = d.connect(hello("n1", "a")).unwrap();
     assert_eq!(canaries(&d), ["n1"]);
