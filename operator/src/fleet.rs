@@ -96,13 +96,6 @@ pub enum RolloutStage {
 }
 
 impl RolloutStage {
-    pub const ALL: [RolloutStage; 4] = [
-        RolloutStage::Canary,
-        RolloutStage::Pause,
-        RolloutStage::Halted,
-        RolloutStage::Complete,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             RolloutStage::Canary => "canary",

@@ -220,7 +220,8 @@ pub fn build(
         condition(READY, ready),
         condition(DEGRADED, degraded),
     ];
-    if let Some(v) = staged {
+    let rollout_message = staged.map(|v| truncate(v.message(), MAX_MESSAGE));
+    if let (Some(v), Some(message)) = (staged, &rollout_message) {
         let reason = match v.stage {
             RolloutStage::Canary => "Canary",
             RolloutStage::Pause => "Pause",
@@ -229,7 +230,7 @@ pub fn build(
         };
         conditions.push(condition(
             ROLLED_OUT,
-            (v.stage == RolloutStage::Complete, reason, v.message()),
+            (v.stage == RolloutStage::Complete, reason, message.clone()),
         ));
     }
 
@@ -238,11 +239,13 @@ pub fn build(
         conditions,
         nodes: Some(nodes),
         mode,
-        rollout: staged.map(|v| PolicyRolloutStatus {
-            stage: v.stage.as_str().to_string(),
-            canary_nodes: v.canaries.clone(),
-            message: truncate(v.message(), MAX_MESSAGE),
-        }),
+        rollout: staged
+            .zip(rollout_message)
+            .map(|(v, message)| PolicyRolloutStatus {
+                stage: v.stage.as_str().to_string(),
+                canary_nodes: v.canaries.clone(),
+                message,
+            }),
     }
 }
 

@@ -126,7 +126,7 @@ impl State {
     }
 
     /// Moves every rollout on as far as its canaries' answers and its pause allow; pushes the
-    /// nodes' sets when a rollout completed. True when any rollout changed.
+    /// nodes' sets when any rollout changed, and says so.
     pub(super) fn advance_rollouts(&mut self, metrics: &OperatorMetrics) -> bool {
         let keys: Vec<PolicyKey> = self
             .policies
@@ -135,7 +135,6 @@ impl State {
             .map(|(k, _)| k.clone())
             .collect();
         let mut changed = false;
-        let mut completed = false;
         for key in keys {
             let (step, picked) = self.rollout_step(&key);
             let Some(entry) = self.policies.get_mut(&key) else {
@@ -174,12 +173,12 @@ impl State {
                     r.stage = RolloutStage::Complete;
                     entry.previous = None;
                     metrics.rollouts_completed.inc();
-                    completed = true;
                 }
             }
         }
-        if completed || changed {
-            // New canaries and completed rollouts change what nodes are sent.
+        if changed {
+            // New canaries and completed rollouts change what nodes are sent (a push sends
+            // only sets whose content changed).
             self.push_all(metrics);
         }
         changed
