@@ -442,6 +442,66 @@ fn other_event_kinds_round_trip() {
     assert_eq!(v["process_uprobe"]["offset"], "1099511627776");
 }
 
+fn demoted(namespace: &str) -> PolicyDemoted {
+    PolicyDemoted {
+        policy_name: "p".into(),
+        policy_namespace: namespace.into(),
+        action: PolicyDemoted::MONITOR.into(),
+        reason: "used 3.2% of a CPU over 10s, budget 1%".into(),
+        cpu_percent: 3.2,
+        budget_percent: 1.0,
+        window_seconds: 10,
+    }
+}
+
+#[test]
+fn policy_demoted_encodes_as_its_own_kind_and_round_trips() {
+    let ev = GetEventsResponse::policy_demoted("n", 1_700_000_000_000_000_001, demoted(""));
+    assert_eq!(ev.kind(), Some(EventKind::PolicyDemoted));
+    assert!(ev.process().is_none() && ev.parent().is_none());
+    assert_eq!(ev.check_one_event(), Ok(()));
+    // The exact line: the namespace is left out when empty, the integral budget is `1` (as
+    // protojson writes a double), the 64-bit window a string.
+    let line = ev.to_json().unwrap();
+    assert_eq!(
+        line,
+        r#"{"vigil_policy_demoted":{"policy_name":"p","action":"monitor","reason":"used 3.2% of a CPU over 10s, budget 1%","cpu_percent":3.2,"budget_percent":1,"window_seconds":"10"},"node_name":"n","time":"2023-11-14T22:13:20.000000001Z"}"#
+    );
+    assert_eq!(GetEventsResponse::from_json(&line).unwrap(), ev);
+    // The same through `new`, with a namespace.
+    let ev = GetEventsResponse::new(demoted("team-a"), "n", "t");
+    assert_eq!(
+        to_value(&ev)["vigil_policy_demoted"]["policy_namespace"],
+        "team-a"
+    );
+    assert_eq!(round_trip(&ev), ev);
+    assert_eq!(
+        ev.vigil_policy_demoted.as_ref().unwrap().policy_ref(),
+        "team-a/p"
+    );
+    // Zero values are left out; the window is read from a number too; unknown keys are errors.
+    let v = to_value(&GetEventsResponse::new(PolicyDemoted::default(), "n", ""));
+    assert_eq!(v, json!({"vigil_policy_demoted": {}, "node_name": "n"}));
+    let ev = GetEventsResponse::from_json(
+        r#"{"vigil_policy_demoted":{"policy_name":"p","cpu_percent":"2.5","budget_percent":2,"window_seconds":60}}"#,
+    )
+    .unwrap();
+    let d = ev.vigil_policy_demoted.unwrap();
+    assert_eq!(
+        (d.cpu_percent, d.budget_percent, d.window_seconds),
+        (2.5, 2.0, 60)
+    );
+    let err =
+        GetEventsResponse::from_json(r#"{"vigil_policy_demoted":{"policy":"p"}}"#).unwrap_err();
+    assert!(err.to_string().contains("unknown field `policy`"), "{err}");
+    // Not a process event; one event per line still holds.
+    assert!(!EventKind::PROCESS.contains(&EventKind::PolicyDemoted));
+    let two = GetEventsResponse::from_json(
+        r#"{"vigil_policy_demoted":{},"rate_limit_info":{"number_of_dropped_process_events":"1"}}"#,
+    );
+    assert!(two.is_err());
+}
+
 #[test]
 fn kind_and_one_event_check_on_built_values() {
     assert_eq!(GetEventsResponse::default().kind(), None);
@@ -471,6 +531,15 @@ fn event_kind_names_parse_in_both_spellings() {
         "Process_Lsm".parse::<EventKind>().unwrap(),
         EventKind::ProcessLsm
     );
+    assert_eq!(
+        "vigil_policy_demoted".parse::<EventKind>().unwrap(),
+        EventKind::PolicyDemoted
+    );
+    assert_eq!(
+        "VIGIL_POLICY_DEMOTED".parse::<EventKind>().unwrap(),
+        EventKind::PolicyDemoted
+    );
+    assert_eq!(EventKind::PolicyDemoted.number(), 41000);
     let err = "process_loader".parse::<EventKind>().unwrap_err();
     assert!(err.to_string().contains("process_loader"), "{err}");
     assert_eq!(EventKind::ProcessLsm.number(), 28);

@@ -35,8 +35,10 @@ impl fmt::Display for RenderError {
 /// Renders one event as a compact line (no trailing newline).
 pub fn render(ev: &GetEventsResponse) -> Result<String, RenderError> {
     let kind = ev.kind().ok_or(RenderError::NoEvent)?;
-    if kind == EventKind::RateLimitInfo {
-        return loss_line(ev);
+    match kind {
+        EventKind::RateLimitInfo => return loss_line(ev),
+        EventKind::PolicyDemoted => return demoted_line(ev),
+        _ => {}
     }
     let process = ev.process().ok_or(RenderError::NoProcess(kind))?;
     let (head, details) = match kind {
@@ -63,6 +65,7 @@ pub fn render(ev: &GetEventsResponse) -> Result<String, RenderError> {
             (head("🔒", "LSM"), vec![l.function_name.clone()])
         }
         EventKind::RateLimitInfo => return loss_line(ev),
+        EventKind::PolicyDemoted => return demoted_line(ev),
     };
     let mut line = head;
     for part in [source(ev, process), process.binary.clone()]
@@ -85,6 +88,33 @@ fn loss_line(ev: &GetEventsResponse) -> Result<String, RenderError> {
         .map_err(|e| RenderError::BadLoss(e.to_string()))?
         .ok_or(RenderError::NoEvent)?;
     Ok(format!("{} {} {loss}", head("⚠️", "lost"), ev.node_name))
+}
+
+/// A policy demotion: `⚠️ demoted <node> policy <namespace/name> → <action>: <reason>` (the
+/// name alone for a cluster-wide policy; no `: <reason>` without a reason). It has no process:
+/// the node name stands where a process's source would.
+fn demoted_line(ev: &GetEventsResponse) -> Result<String, RenderError> {
+    let d = ev
+        .vigil_policy_demoted
+        .as_ref()
+        .ok_or(RenderError::NoEvent)?;
+    let mut line = format!(
+        "{} {} policy {} → {}",
+        head("⚠️", "demoted"),
+        ev.node_name,
+        d.policy_ref(),
+        d.action
+    );
+    if !d.reason.is_empty() {
+        line.push_str(": ");
+        // One event, one line: a reason with control characters is quoted.
+        if d.reason.chars().any(char::is_control) {
+            line.push_str(&go_quote(&d.reason));
+        } else {
+            line.push_str(&d.reason);
+        }
+    }
+    Ok(line)
 }
 
 fn head(emoji: &str, label: &str) -> String {

@@ -40,6 +40,43 @@ fn loss_markers_render_with_their_attribution() {
 }
 
 #[test]
+fn policy_demotions_render_on_one_line() {
+    use vigil_api::events::PolicyDemoted;
+    let d = PolicyDemoted {
+        policy_name: "file-open".into(),
+        policy_namespace: "team-a".into(),
+        action: PolicyDemoted::MONITOR.into(),
+        reason: "3.2% of a CPU over 10s, budget 1%".into(),
+        cpu_percent: 3.2,
+        budget_percent: 1.0,
+        window_seconds: 10,
+    };
+    let ev = GetEventsResponse::policy_demoted("node1", 1, d.clone());
+    assert_eq!(
+        render(&ev).unwrap(),
+        "⚠️ demoted node1 policy team-a/file-open → monitor: 3.2% of a CPU over 10s, budget 1%"
+    );
+    let cluster_wide = PolicyDemoted {
+        policy_namespace: String::new(),
+        action: PolicyDemoted::DISABLED.into(),
+        reason: "over\nbudget".into(),
+        ..d.clone()
+    };
+    assert_eq!(
+        render(&GetEventsResponse::new(cluster_wide, "node1", "t")).unwrap(),
+        "⚠️ demoted node1 policy file-open → disabled: \"over\\nbudget\""
+    );
+    let no_reason = PolicyDemoted {
+        reason: String::new(),
+        ..d
+    };
+    assert_eq!(
+        render(&GetEventsResponse::new(no_reason, "node1", "t")).unwrap(),
+        "⚠️ demoted node1 policy team-a/file-open → monitor"
+    );
+}
+
+#[test]
 fn pod_replaces_node_name() {
     let p = Process {
         binary: "/bin/ls".into(),

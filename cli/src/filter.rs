@@ -25,6 +25,8 @@ impl Filter {
         }
         // A loss marker says events are missing here; what they were cannot be matched against
         // pod or binary filters, so it is always shown (unless --event-types leaves it out).
+        // A policy demotion has no process: like any event without one, it never matches a
+        // namespace, pod or process filter (below).
         if ev.kind() == Some(EventKind::RateLimitInfo) {
             return true;
         }
@@ -101,6 +103,44 @@ mod tests {
             ..Default::default()
         };
         assert!(f.matches(&marker));
+    }
+
+    #[test]
+    fn policy_demotions_pass_their_event_type_but_no_process_filter() {
+        let demoted = GetEventsResponse::policy_demoted(
+            "n",
+            1,
+            vigil_api::events::PolicyDemoted {
+                policy_name: "p".into(),
+                policy_namespace: "prod".into(),
+                action: "monitor".into(),
+                ..Default::default()
+            },
+        );
+        assert!(Filter::default().matches(&demoted));
+        let only = |k: &str| Filter {
+            kinds: vec![k.parse().unwrap()],
+            ..Default::default()
+        };
+        assert!(only("VIGIL_POLICY_DEMOTED").matches(&demoted));
+        assert!(!only("PROCESS_EXEC").matches(&demoted));
+        assert!(!only("VIGIL_POLICY_DEMOTED").matches(&exec("/bin/ls", None)));
+        for f in [
+            Filter {
+                namespaces: vec!["prod".into()],
+                ..Default::default()
+            },
+            Filter {
+                pods: vec![Regex::new(".*").unwrap()],
+                ..Default::default()
+            },
+            Filter {
+                processes: vec![Regex::new(".*").unwrap()],
+                ..Default::default()
+            },
+        ] {
+            assert!(!f.matches(&demoted), "{f:?}");
+        }
     }
 
     #[test]

@@ -66,7 +66,8 @@ pub struct ObserveArgs {
     #[arg(long, value_name = "REGEX", value_parser = parse_regex)]
     process: Vec<Regex>,
     /// Only these event types, comma-separated: process_exec, process_exit, process_kprobe,
-    /// process_tracepoint, process_uprobe, process_lsm (upper case accepted too).
+    /// process_tracepoint, process_uprobe, process_lsm, rate_limit_info, vigil_policy_demoted
+    /// (upper case accepted too).
     #[arg(long = "event-types", value_name = "TYPES", value_delimiter = ',', value_parser = parse_kind)]
     event_types: Vec<EventKind>,
 }

@@ -11,7 +11,7 @@ use std::io::{self, BufRead, BufReader, Write};
 
 use clap::Args;
 use serde_json::{Value, json};
-use vigil_api::events::{EventError, GetEventsResponse};
+use vigil_api::events::{EventError, EventKind, GetEventsResponse};
 use vigil_api::policy::eval::{Evaluator, EventView, Replay, Verdict};
 use vigil_api::policy::ir::{PolicyIr, PolicyMode};
 use vigil_api::policy::{self, PolicyErrors};
@@ -23,13 +23,15 @@ pub const EXIT_NOT_MET: i32 = 1;
 pub const EXIT_INPUT: i32 = 2;
 pub const EXIT_UNDECIDED: i32 = 3;
 
-/// Event kinds Tetragon writes that no hook of a policy produces: skipped, not errors.
-const OTHER_KINDS: [&str; 5] = [
+/// Event kinds Tetragon (or Vigil) writes that no hook of a policy produces: skipped, not
+/// errors.
+const OTHER_KINDS: [&str; 6] = [
     "process_loader",
     "process_throttle",
     "process_usdt",
     "rate_limit_info",
     "test",
+    "vigil_policy_demoted",
 ];
 
 #[derive(Args, Debug, Clone, PartialEq, Eq)]
@@ -260,6 +262,11 @@ fn replay(
                 continue;
             }
         };
+        // Loss markers and policy demotions decode, but no hook produced them.
+        if ev.kind().is_some_and(|k| !EventKind::PROCESS.contains(&k)) {
+            t.skipped += 1;
+            continue;
+        }
         let Some(mut view) = EventView::from_event(&ev) else {
             t.process_events += 1;
             continue;

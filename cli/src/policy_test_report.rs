@@ -61,7 +61,8 @@ pub struct InputTally {
     pub hook_events: usize,
     /// process_exec / process_exit: no hook fired.
     pub process_events: usize,
-    /// Event kinds the evaluator does not look at (process_throttle, rate_limit_info, …).
+    /// Event kinds the evaluator does not look at (process_throttle, rate_limit_info,
+    /// vigil_policy_demoted, …).
     pub skipped: usize,
     pub malformed: usize,
 }

@@ -301,6 +301,36 @@ spec:
 }
 
 #[test]
+fn loss_markers_and_policy_demotions_are_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = file(&dir, "kill.yaml", KILL_CAT);
+    let first = std::fs::read_to_string(samples())
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    let events = format!(
+        "{first}\n\
+         {{\"rate_limit_info\":{{\"number_of_dropped_process_events\":\"3\"}},\"node_name\":\"n\"}}\n\
+         {{\"vigil_policy_demoted\":{{\"policy_name\":\"p\",\"action\":\"monitor\",\"cpu_percent\":3.2,\"budget_percent\":1,\"window_seconds\":\"10\"}},\"node_name\":\"n\"}}\n"
+    );
+    let e = file(&dir, "events.jsonl", &events);
+    let o = vigil(
+        &["policy", "test", &p, "--events", &e, "--expect-none"],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(
+        out(&o).starts_with(
+            "3 line(s): 0 hook event(s), 1 process exec/exit event(s), 2 of other kinds skipped\n"
+        ),
+        "{}",
+        out(&o)
+    );
+}
+
+#[test]
 fn bad_input_is_reported_with_its_place_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let p = file(&dir, "kill.yaml", KILL_CAT);

@@ -64,6 +64,9 @@ impl Observer {
                     .map(|s| s.parse::<u64>().unwrap())
                     .or_else(|| n.as_u64())
                     .unwrap_or(0);
+            } else if v.get("vigil_policy_demoted").is_some() {
+                // No policy here declares a CPU budget; a demotion has no process to compare.
+                continue;
             } else {
                 events.push(GetEventsResponse::from_json(l).expect("event line"));
             }

@@ -2,6 +2,8 @@
 //!
 //! - 64-bit integers are written as JSON strings and read from either a string or a number.
 //! - `bytes` fields are standard base64 (URL-safe accepted on input).
+//! - `double` fields are JSON numbers, integral values without a fraction (`1`, not `1.0`), and
+//!   the non-finite values the strings `"NaN"`, `"Infinity"`, `"-Infinity"`.
 //! - Zero values are skipped on output through the `is_*` predicates.
 
 use base64::Engine as _;
@@ -19,6 +21,74 @@ pub(crate) fn is_zero_u64(v: &u64) -> bool {
 
 pub(crate) fn is_false(v: &bool) -> bool {
     !*v
+}
+
+/// Proto3's presence rule for `double`: only +0.0 is the default (`-0.0` is written).
+pub(crate) fn is_zero_f64(v: &f64) -> bool {
+    v.to_bits() == 0
+}
+
+/// `double` as protojson writes it: a JSON number (`1` for 1.0, `3.2`), or `"NaN"`,
+/// `"Infinity"`, `"-Infinity"`; decoded from a number or any of those strings (and a number in
+/// a string, which protojson also accepts).
+pub(crate) mod f64_json {
+    use super::*;
+
+    /// Integral values below this are written without a fraction (they are exact in an f64).
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+
+    pub(crate) fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        let v = *v;
+        if v.is_nan() {
+            s.serialize_str("NaN")
+        } else if v.is_infinite() {
+            s.serialize_str(if v > 0.0 { "Infinity" } else { "-Infinity" })
+        } else if v.fract() == 0.0 && v.abs() < EXACT && !(v == 0.0 && v.is_sign_negative()) {
+            // Exact: |v| < 2^53 and integral.
+            s.serialize_i64(v as i64)
+        } else {
+            s.serialize_f64(v)
+        }
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        d.deserialize_any(F64Visitor)
+    }
+
+    struct F64Visitor;
+
+    impl Visitor<'_> for F64Visitor {
+        type Value = f64;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a number, or \"NaN\", \"Infinity\" or \"-Infinity\"")
+        }
+
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<f64, E> {
+            Ok(v)
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<f64, E> {
+            Ok(v as f64)
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<f64, E> {
+            Ok(v as f64)
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<f64, E> {
+            match v {
+                "NaN" => Ok(f64::NAN),
+                "Infinity" => Ok(f64::INFINITY),
+                "-Infinity" => Ok(f64::NEG_INFINITY),
+                _ => v
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|x| x.is_finite())
+                    .ok_or_else(|| E::custom(format!("{v:?} is not a number"))),
+            }
+        }
+    }
 }
 
 /// `u64` as a JSON string, decoded from a string or a number.

@@ -2,18 +2,22 @@
 
 use super::EventError;
 use super::args::KprobeArgument;
-use super::codec::{is_zero_u32, is_zero_u64, u64_str};
+use super::codec::{f64_json, is_zero_f64, is_zero_u32, is_zero_u64, u64_str};
+use super::format::format_time_ns;
 use super::process::Process;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-/// One event line: exactly one of the `process_*` fields, or `rate_limit_info`, is set.
+/// One event line: exactly one of the `process_*` fields, `rate_limit_info` or
+/// `vigil_policy_demoted` is set.
 ///
-/// Decoding rejects a line with no event or with more than one. The process events are boxed so
-/// that the envelope stays small to move (the JSON is the same).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Decoding rejects a line with no event or with more than one. The process events (and the
+/// demotion) are boxed so that the envelope stays small to move (the JSON is the same).
+///
+/// `PartialEq` only: [`PolicyDemoted`] carries `f64` percentages, which are not `Eq`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "RawResponse")]
 pub struct GetEventsResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -32,6 +36,9 @@ pub struct GetEventsResponse {
     /// for the attribution Vigil adds in `node_labels`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit_info: Option<RateLimitInfo>,
+    /// Vigil-only: a policy over its CPU budget was demoted (see [`PolicyDemoted`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vigil_policy_demoted: Option<Box<PolicyDemoted>>,
     /// Name of the node that observed the event.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub node_name: String,
@@ -65,6 +72,8 @@ struct RawResponse {
     #[serde(default)]
     rate_limit_info: Option<RateLimitInfo>,
     #[serde(default)]
+    vigil_policy_demoted: Option<Box<PolicyDemoted>>,
+    #[serde(default)]
     node_name: String,
     #[serde(default)]
     time: String,
@@ -88,6 +97,7 @@ impl TryFrom<RawResponse> for GetEventsResponse {
             process_uprobe: r.process_uprobe,
             process_lsm: r.process_lsm,
             rate_limit_info: r.rate_limit_info,
+            vigil_policy_demoted: r.vigil_policy_demoted,
             node_name: r.node_name,
             time: r.time,
             aggregation_info: r.aggregation_info,
@@ -119,8 +129,19 @@ impl GetEventsResponse {
             Event::Uprobe(e) => r.process_uprobe = Some(e),
             Event::Lsm(e) => r.process_lsm = Some(e),
             Event::RateLimitInfo(e) => r.rate_limit_info = Some(e),
+            Event::PolicyDemoted(e) => r.vigil_policy_demoted = Some(Box::new(e)),
         }
         r
+    }
+
+    /// A `vigil_policy_demoted` envelope: `demoted`, seen on `node_name` at `time_ns`
+    /// (nanoseconds since the Unix epoch).
+    pub fn policy_demoted(
+        node_name: impl Into<String>,
+        time_ns: u64,
+        demoted: PolicyDemoted,
+    ) -> Self {
+        Self::new(demoted, node_name, format_time_ns(time_ns))
     }
 
     /// Decodes one JSON line strictly (unknown fields, no event or two events are errors).
@@ -188,6 +209,10 @@ impl GetEventsResponse {
             (self.process_uprobe.is_some(), EventKind::ProcessUprobe),
             (self.process_lsm.is_some(), EventKind::ProcessLsm),
             (self.rate_limit_info.is_some(), EventKind::RateLimitInfo),
+            (
+                self.vigil_policy_demoted.is_some(),
+                EventKind::PolicyDemoted,
+            ),
         ]
         .into_iter()
         .filter_map(|(set, k)| set.then_some(k))
@@ -236,7 +261,7 @@ impl GetEventsResponse {
                 let e = self.process_lsm.as_mut()?;
                 (&mut e.process, &mut e.parent, &mut e.ancestors)
             }
-            EventKind::RateLimitInfo => return None,
+            EventKind::RateLimitInfo | EventKind::PolicyDemoted => return None,
         })
     }
 
@@ -266,15 +291,16 @@ impl GetEventsResponse {
                 let e = self.process_lsm.as_ref()?;
                 (&e.process, &e.parent)
             }
-            EventKind::RateLimitInfo => return None,
+            EventKind::RateLimitInfo | EventKind::PolicyDemoted => return None,
         })
     }
 }
 
 /// One event of any kind, for [`GetEventsResponse::new`]. The process events are boxed, here
 /// and in the envelope: an envelope is moved several times between the ring buffer and the
-/// JSON line, and unboxed it would be 13 KiB to copy each time.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// JSON line, and unboxed it would be 13 KiB to copy each time. (`PartialEq` only, as the
+/// envelope: [`PolicyDemoted`] has `f64` fields.)
+#[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     Exec(Box<ProcessExec>),
     Exit(Box<ProcessExit>),
@@ -283,11 +309,18 @@ pub enum Event {
     Uprobe(Box<ProcessUprobe>),
     Lsm(Box<ProcessLsm>),
     RateLimitInfo(RateLimitInfo),
+    PolicyDemoted(PolicyDemoted),
 }
 
 impl From<RateLimitInfo> for Event {
     fn from(e: RateLimitInfo) -> Self {
         Event::RateLimitInfo(e)
+    }
+}
+
+impl From<PolicyDemoted> for Event {
+    fn from(e: PolicyDemoted) -> Self {
+        Event::PolicyDemoted(e)
     }
 }
 
@@ -328,7 +361,7 @@ impl From<ProcessLsm> for Event {
 }
 
 /// The event kinds Vigil emits, named as in Tetragon's `EventType` enum: the six process
-/// events, and `RATE_LIMIT_INFO`, the loss marker.
+/// events, `RATE_LIMIT_INFO`, the loss marker, and the Vigil-only `VIGIL_POLICY_DEMOTED`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum EventKind {
     ProcessExec,
@@ -338,10 +371,12 @@ pub enum EventKind {
     ProcessUprobe,
     ProcessLsm,
     RateLimitInfo,
+    /// Vigil-only (not in Tetragon's `EventType`): a policy over its CPU budget was demoted.
+    PolicyDemoted,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 7] = [
+    pub const ALL: [EventKind; 8] = [
         EventKind::ProcessExec,
         EventKind::ProcessExit,
         EventKind::ProcessKprobe,
@@ -349,9 +384,11 @@ impl EventKind {
         EventKind::ProcessUprobe,
         EventKind::ProcessLsm,
         EventKind::RateLimitInfo,
+        EventKind::PolicyDemoted,
     ];
 
-    /// The six kinds that describe something a process did (every kind but the loss marker).
+    /// The six kinds that describe something a process did (every kind but the loss marker and
+    /// the policy demotion, which have no process).
     pub const PROCESS: [EventKind; 6] = [
         EventKind::ProcessExec,
         EventKind::ProcessExit,
@@ -371,6 +408,7 @@ impl EventKind {
             EventKind::ProcessUprobe => "PROCESS_UPROBE",
             EventKind::ProcessLsm => "PROCESS_LSM",
             EventKind::RateLimitInfo => "RATE_LIMIT_INFO",
+            EventKind::PolicyDemoted => "VIGIL_POLICY_DEMOTED",
         }
     }
 
@@ -384,6 +422,7 @@ impl EventKind {
             EventKind::ProcessUprobe => "process_uprobe",
             EventKind::ProcessLsm => "process_lsm",
             EventKind::RateLimitInfo => "rate_limit_info",
+            EventKind::PolicyDemoted => "vigil_policy_demoted",
         }
     }
 
@@ -397,6 +436,7 @@ impl EventKind {
             EventKind::ProcessUprobe => 12,
             EventKind::ProcessLsm => 28,
             EventKind::RateLimitInfo => 40001,
+            EventKind::PolicyDemoted => 41000,
         }
     }
 }
@@ -680,6 +720,57 @@ pub struct StackTraceEntry {
 pub struct RateLimitInfo {
     #[serde(default, skip_serializing_if = "is_zero_u64", with = "u64_str")]
     pub number_of_dropped_process_events: u64,
+}
+
+/// `vigil_policy_demoted` (Vigil-only, not a Tetragon message): the sensor demoted a policy
+/// whose hooks used more CPU than its `vigil.dev/cpu-budget` annotation allows, for a whole
+/// window of the annotation. An enforcing policy in enforce mode is switched to monitor
+/// ([`PolicyDemoted::MONITOR`]); any other policy is disabled ([`PolicyDemoted::DISABLED`]).
+/// Only policies that declare the annotation are ever demoted, so Tetragon manifests and
+/// pipelines never see this event.
+///
+/// `PartialEq` only (the percentages are `f64`). They are JSON numbers as protojson writes a
+/// `double` (`1`, `3.2`); `window_seconds` is a 64-bit integer, so a JSON string.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyDemoted {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub policy_name: String,
+    /// Namespace of a TracingPolicyNamespaced; empty (and absent) for a TracingPolicy.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub policy_namespace: String,
+    /// What the policy was switched to: [`PolicyDemoted::MONITOR`] or
+    /// [`PolicyDemoted::DISABLED`].
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub action: String,
+    /// Why, in words (for people).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    /// CPU the policy's hooks used over the window, in percent of one CPU.
+    #[serde(default, skip_serializing_if = "is_zero_f64", with = "f64_json")]
+    pub cpu_percent: f64,
+    /// The budget, in percent of one CPU.
+    #[serde(default, skip_serializing_if = "is_zero_f64", with = "f64_json")]
+    pub budget_percent: f64,
+    /// The window the budget is measured over.
+    #[serde(default, skip_serializing_if = "is_zero_u64", with = "u64_str")]
+    pub window_seconds: u64,
+}
+
+impl PolicyDemoted {
+    /// `action` of an enforcing policy switched to monitor mode.
+    pub const MONITOR: &'static str = "monitor";
+    /// `action` of a policy that was disabled.
+    pub const DISABLED: &'static str = "disabled";
+
+    /// `namespace/name`, or the name alone for a cluster-wide policy.
+    pub fn policy_ref(&self) -> String {
+        if self.policy_namespace.is_empty() {
+            self.policy_name.clone()
+        } else {
+            format!("{}/{}", self.policy_namespace, self.policy_name)
+        }
+    }
 }
 
 /// Set on aggregated responses only.

@@ -125,7 +125,8 @@ vocabulary! {
         /// Hook records / events of a tracing policy (`process_kprobe`, `process_tracepoint`,
         /// `process_uprobe`, `process_lsm`).
         Hook = "hook",
-        /// A record whose kind could not be read.
+        /// A record whose kind could not be read, or an event that is none of the above (a
+        /// Vigil-only `vigil_policy_demoted`).
         Record = "record",
     }
 }

@@ -42,8 +42,9 @@ pub use args::{
     KprobeTruncatedBytes, KprobeUserNamespace, SyscallId,
 };
 pub use event::{
-    AggregationInfo, Event, EventKind, GetEventsResponse, KprobeAction, ProcessExec, ProcessExit,
-    ProcessKprobe, ProcessLsm, ProcessTracepoint, ProcessUprobe, RateLimitInfo, StackTraceEntry,
+    AggregationInfo, Event, EventKind, GetEventsResponse, KprobeAction, PolicyDemoted, ProcessExec,
+    ProcessExit, ProcessKprobe, ProcessLsm, ProcessTracepoint, ProcessUprobe, RateLimitInfo,
+    StackTraceEntry,
 };
 pub use flags::ProcessFlags;
 pub use format::{
@@ -77,15 +78,15 @@ pub enum EventError {
     Encode(String),
     /// The envelope carries no event.
     #[error(
-        "no event set: expected one of process_exec, process_exit, process_kprobe, process_tracepoint, process_uprobe, process_lsm, rate_limit_info"
+        "no event set: expected one of process_exec, process_exit, process_kprobe, process_tracepoint, process_uprobe, process_lsm, rate_limit_info, vigil_policy_demoted"
     )]
     NoEvent,
     /// The envelope carries more than one event.
     #[error("more than one event set: {0}")]
     SeveralEvents(String),
-    /// An event type name that is not one of the seven kinds.
+    /// An event type name that is not one of the eight kinds.
     #[error(
-        "unknown event type `{0}`: expected one of process_exec, process_exit, process_kprobe, process_tracepoint, process_uprobe, process_lsm, rate_limit_info"
+        "unknown event type `{0}`: expected one of process_exec, process_exit, process_kprobe, process_tracepoint, process_uprobe, process_lsm, rate_limit_info, vigil_policy_demoted"
     )]
     UnknownEventKind(String),
     /// A process flag name that is not in the fixed list.

@@ -121,7 +121,8 @@ pub fn proto_to_json(msg: &tetragon::GetEventsResponse) -> Result<String, WireEr
     String::from_utf8(buf).map_err(|e| WireError::FromProto(e.to_string()))
 }
 
-/// The protobuf envelope → the serde event (a process event or a `rate_limit_info` marker).
+/// The protobuf envelope → the serde event (a process event, a `rate_limit_info` marker or a
+/// `vigil_policy_demoted` event).
 pub fn from_proto(msg: &tetragon::GetEventsResponse) -> Result<GetEventsResponse, WireError> {
     let line = proto_to_json(msg)?;
     GetEventsResponse::from_json(&line).map_err(|e| WireError::FromProto(e.to_string()))
@@ -247,6 +248,7 @@ fn proto_message_name(k: EventKind) -> &'static str {
         EventKind::ProcessUprobe => "ProcessUprobe",
         EventKind::ProcessLsm => "ProcessLsm",
         EventKind::RateLimitInfo => "RateLimitInfo",
+        EventKind::PolicyDemoted => "VigilPolicyDemoted",
     }
 }
 
@@ -374,6 +376,7 @@ mod tests {
             Event::ProcessUprobe(_) => 12,
             Event::ProcessLsm(_) => 28,
             Event::RateLimitInfo(_) => 40001,
+            Event::VigilPolicyDemoted(_) => 41000,
         })
     }
 
@@ -386,7 +389,7 @@ mod tests {
             Event::ProcessTracepoint(e) => e.process.as_ref(),
             Event::ProcessUprobe(e) => e.process.as_ref(),
             Event::ProcessLsm(e) => e.process.as_ref(),
-            Event::RateLimitInfo(_) => None,
+            Event::RateLimitInfo(_) | Event::VigilPolicyDemoted(_) => None,
         }
     }
 
@@ -558,5 +561,91 @@ mod tests {
             ev.rate_limit_info.unwrap().number_of_dropped_process_events,
             7
         );
+    }
+
+    fn demoted() -> GetEventsResponse {
+        GetEventsResponse::policy_demoted(
+            "n",
+            1_700_000_000_123_456_789,
+            crate::events::PolicyDemoted {
+                policy_name: "p".into(),
+                policy_namespace: "team-a".into(),
+                action: crate::events::PolicyDemoted::MONITOR.into(),
+                reason: "3.2% of a CPU over 10s, budget 1%".into(),
+                cpu_percent: 3.2,
+                budget_percent: 1.0,
+                window_seconds: 10,
+            },
+        )
+    }
+
+    #[test]
+    fn policy_demoted_round_trips_through_protobuf() {
+        let ev = demoted();
+        let msg = to_proto(&ev).unwrap();
+        assert_eq!(envelope_kind(&msg), Some(41000));
+        assert_eq!(event_type(EventKind::PolicyDemoted), 41000);
+        let Some(tetragon::get_events_response::Event::VigilPolicyDemoted(d)) = &msg.event else {
+            panic!("{msg:?}");
+        };
+        assert_eq!(
+            (
+                d.policy_name.as_str(),
+                d.policy_namespace.as_str(),
+                d.action.as_str()
+            ),
+            ("p", "team-a", "monitor")
+        );
+        assert_eq!(
+            (d.cpu_percent, d.budget_percent, d.window_seconds),
+            (3.2, 1.0, 10)
+        );
+        // Field numbers: vigil_policy_demoted = 41000 is key (41000 << 3 | 2), a 3-byte varint.
+        assert_eq!(&msg.encode_to_vec()[..3], &[0xc2, 0x82, 0x14]);
+        // JSON → protobuf → JSON gives the same event back.
+        let back = from_proto(&msg).unwrap();
+        assert_eq!(back, ev);
+        let text = proto_to_json(&msg).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["vigil_policy_demoted"]["window_seconds"], "10");
+        assert_eq!(v["vigil_policy_demoted"]["cpu_percent"], 3.2);
+        assert_eq!(dropped_events(&msg), None);
+        assert!(proc_of(&msg).is_none());
+    }
+
+    #[test]
+    fn policy_demoted_non_finite_percentages_survive_the_wire() {
+        let mut ev = demoted();
+        let d = ev.vigil_policy_demoted.as_mut().unwrap();
+        d.cpu_percent = f64::INFINITY;
+        d.budget_percent = f64::NAN;
+        let line = ev.to_json().unwrap();
+        assert!(
+            line.contains(r#""cpu_percent":"Infinity","budget_percent":"NaN""#),
+            "{line}"
+        );
+        let back = from_proto(&json_to_proto(&line).unwrap()).unwrap();
+        let b = back.vigil_policy_demoted.unwrap();
+        assert_eq!(b.cpu_percent, f64::INFINITY);
+        assert!(b.budget_percent.is_nan());
+    }
+
+    #[test]
+    fn field_filters_know_the_policy_demoted_message() {
+        let f = FieldFilterSpec::from_proto(&tetragon::FieldFilter {
+            event_set: vec![41000],
+            fields: Some(prost_types::FieldMask {
+                paths: vec!["reason".into()],
+            }),
+            action: 2,
+            invert_event_set: None,
+        })
+        .unwrap();
+        assert_eq!(f.kinds, vec![EventKind::PolicyDemoted]);
+        let msg = to_proto(&demoted()).unwrap();
+        let out = apply_field_filters(&msg, EventKind::PolicyDemoted, &[f]).unwrap();
+        let d = from_proto(&out).unwrap().vigil_policy_demoted.unwrap();
+        assert!(d.reason.is_empty());
+        assert_eq!(d.policy_name, "p");
     }
 }

@@ -13,6 +13,18 @@ use vigil_api::wire::tetragon;
 
 use crate::output::loss::LossKey;
 
+/// The event kinds a `record` loss may have been: any process event, or a policy demotion
+/// (lost after decoding, see `output::loss::kind_of`).
+const RECORD_KINDS: [EventKind; 7] = [
+    EventKind::ProcessExec,
+    EventKind::ProcessExit,
+    EventKind::ProcessKprobe,
+    EventKind::ProcessTracepoint,
+    EventKind::ProcessUprobe,
+    EventKind::ProcessLsm,
+    EventKind::PolicyDemoted,
+];
+
 /// A filter field that cannot be honoured, or a bad value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FilterError {
@@ -230,6 +242,11 @@ impl EventFilter {
         if !self.event_set.is_empty() && !self.event_set.contains(&(kind.number() as i32)) {
             return false;
         }
+        // A policy demotion has no process: a filter on any process field never passes it;
+        // `event_set` (above) and `policy_names` (the demoted policy's name) can.
+        if kind == EventKind::PolicyDemoted {
+            return !self.has_process_fields() && self.passes_policy_names(ev);
+        }
         if !self.pid.is_empty() && !self.pid.contains(&pid) {
             return false;
         }
@@ -279,11 +296,8 @@ impl EventFilter {
         {
             return false;
         }
-        if !self.policy_names.is_empty() {
-            let name = policy_name(ev);
-            if !self.policy_names.iter().any(|n| n == name) {
-                return false;
-            }
+        if !self.passes_policy_names(ev) {
+            return false;
         }
         if let Some(sets) = &self.caps {
             let cap = p.cap.clone().unwrap_or_default();
@@ -324,6 +338,34 @@ impl EventFilter {
 }
 
 impl EventFilter {
+    /// Whether any field that looks at the event's process (or its pod, parent, ancestors) is
+    /// set: every field but `event_set` and `policy_names`.
+    fn has_process_fields(&self) -> bool {
+        !self.binary.is_empty()
+            || !self.namespace.is_empty()
+            || self.health_check.is_some()
+            || !self.pid.is_empty()
+            || self.pid_set.is_some()
+            || !self.pod.is_empty()
+            || !self.arguments.is_empty()
+            || !self.labels.is_empty()
+            || self.caps.is_some()
+            || !self.parent_binary.is_empty()
+            || !self.parent_arguments.is_empty()
+            || !self.container_id.is_empty()
+            || self.in_init_tree.is_some()
+            || !self.ancestor_binary.is_empty()
+            || !self.container_name.is_empty()
+            || !self.namespace_regex.is_empty()
+    }
+
+    fn passes_policy_names(&self, ev: &GetEventsResponse) -> bool {
+        self.policy_names.is_empty() || {
+            let name = policy_name(ev);
+            self.policy_names.iter().any(|n| n == name)
+        }
+    }
+
     /// Whether events of a loss could have passed this filter. A marker tells only the kind and
     /// the policy of what was lost, so only `event_set` and `policy_names` can rule it out;
     /// every other field could have matched. A filter whose `event_set` names
@@ -345,7 +387,8 @@ impl EventFilter {
                     EventKind::ProcessUprobe,
                     EventKind::ProcessLsm,
                 ],
-                LossKind::Record => &EventKind::PROCESS,
+                // A record of unknown kind, or a policy demotion lost after it was made.
+                LossKind::Record => &RECORD_KINDS,
             };
             if !kinds
                 .iter()
@@ -380,6 +423,8 @@ fn policy_name(ev: &GetEventsResponse) -> &str {
     } else if let Some(e) = &ev.process_uprobe {
         &e.policy_name
     } else if let Some(e) = &ev.process_lsm {
+        &e.policy_name
+    } else if let Some(e) = &ev.vigil_policy_demoted {
         &e.policy_name
     } else {
         ""
@@ -742,6 +787,105 @@ mod tests {
             .unwrap()
             .cap = None;
         assert!(!r.matches(&kp));
+    }
+
+    fn demoted(name: &str) -> GetEventsResponse {
+        GetEventsResponse::policy_demoted(
+            "n",
+            1,
+            PolicyDemoted {
+                policy_name: name.into(),
+                policy_namespace: "prod".into(),
+                action: PolicyDemoted::MONITOR.into(),
+                ..Default::default()
+            },
+        )
+    }
+
+    #[test]
+    fn policy_demotions_pass_event_types_and_policy_names_but_no_process_field() {
+        let ev = demoted("p1");
+        assert!(req(vec![], vec![]).matches(&ev));
+        let types = |t: EventKind| tetragon::Filter {
+            event_set: vec![t.number() as i32],
+            ..Default::default()
+        };
+        let mut only_demotions = req(vec![types(EventKind::PolicyDemoted)], vec![]);
+        assert!(only_demotions.matches(&ev));
+        assert!(!only_demotions.matches(&exec(1, 0, "/bin/x")));
+        assert!(!req(vec![types(EventKind::ProcessExec)], vec![]).matches(&ev));
+        // The denial of the kind removes it.
+        assert!(!req(vec![], vec![types(EventKind::PolicyDemoted)]).matches(&ev));
+        let names = |n: &str| tetragon::Filter {
+            policy_names: vec![n.into()],
+            ..Default::default()
+        };
+        assert!(req(vec![names("p1")], vec![]).matches(&ev));
+        assert!(!req(vec![names("p2")], vec![]).matches(&ev));
+        // Process fields never match it, even with patterns that match anything, and so deny
+        // lists on them leave it alone.
+        let process_fields = [
+            tetragon::Filter {
+                binary_regex: vec![".*".into()],
+                ..Default::default()
+            },
+            tetragon::Filter {
+                namespace: vec!["prod".into()],
+                ..Default::default()
+            },
+            tetragon::Filter {
+                namespace: vec![String::new()],
+                ..Default::default()
+            },
+            tetragon::Filter {
+                namespace_regex: vec![".*".into()],
+                ..Default::default()
+            },
+            tetragon::Filter {
+                pod_regex: vec![".*".into()],
+                ..Default::default()
+            },
+            tetragon::Filter {
+                arguments_regex: vec![".*".into()],
+                ..Default::default()
+            },
+            tetragon::Filter {
+                pid: vec![0],
+                ..Default::default()
+            },
+            tetragon::Filter {
+                in_init_tree: Some(false),
+                ..Default::default()
+            },
+            tetragon::Filter {
+                labels: vec!["!app".into()],
+                ..Default::default()
+            },
+        ];
+        for f in process_fields {
+            assert!(!req(vec![f.clone()], vec![]).matches(&ev), "{f:?}");
+            assert!(req(vec![], vec![f.clone()]).matches(&ev), "{f:?}");
+            let with_kind = tetragon::Filter {
+                event_set: vec![EventKind::PolicyDemoted.number() as i32],
+                ..f
+            };
+            assert!(!req(vec![with_kind], vec![]).matches(&ev));
+        }
+    }
+
+    #[test]
+    fn record_losses_may_have_been_demotions() {
+        use vigil_api::events::{LossReason, LossStage};
+        let record = LossKey::new(LossStage::Export, LossReason::QueueFull, LossKind::Record);
+        let hook = LossKey::new(LossStage::Export, LossReason::QueueFull, LossKind::Hook);
+        let r = req(
+            vec![tetragon::Filter {
+                event_set: vec![EventKind::PolicyDemoted.number() as i32],
+                ..Default::default()
+            }],
+            vec![],
+        );
+        assert!(r.wants_loss(&record) && !r.wants_loss(&hook));
     }
 
     #[test]

@@ -171,13 +171,19 @@ impl LossBatch {
     }
 }
 
-/// The loss kind of an event (what a stage after decoding lost).
+/// The loss kind of an event (what a stage after decoding lost). A policy demotion is neither
+/// a process nor a hook event: a `record`.
 pub fn kind_of(kind: Option<EventKind>) -> LossKind {
     match kind {
         Some(EventKind::ProcessExec) => LossKind::Exec,
         Some(EventKind::ProcessExit) => LossKind::Exit,
-        Some(EventKind::RateLimitInfo) | None => LossKind::Record,
-        Some(_) => LossKind::Hook,
+        Some(
+            EventKind::ProcessKprobe
+            | EventKind::ProcessTracepoint
+            | EventKind::ProcessUprobe
+            | EventKind::ProcessLsm,
+        ) => LossKind::Hook,
+        Some(EventKind::RateLimitInfo | EventKind::PolicyDemoted) | None => LossKind::Record,
     }
 }
 
@@ -381,6 +387,28 @@ mod tests {
             .filter(|(k, _)| k.kind == kind && k.policy.as_deref() == policy)
             .map(|(_, s)| s.count)
             .sum()
+    }
+
+    #[test]
+    fn every_event_kind_has_a_loss_kind() {
+        let kinds: Vec<LossKind> = EventKind::ALL
+            .into_iter()
+            .map(|k| kind_of(Some(k)))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                LossKind::Exec,
+                LossKind::Exit,
+                LossKind::Hook,
+                LossKind::Hook,
+                LossKind::Hook,
+                LossKind::Hook,
+                LossKind::Record,
+                LossKind::Record,
+            ]
+        );
+        assert_eq!(kind_of(None), LossKind::Record);
     }
 
     #[test]

@@ -496,9 +496,15 @@ mod tests {
                 record: "exec".into(),
             })
             .inc_by(2);
+        m.event_counter(vigil_api::events::EventKind::PolicyDemoted.field_name())
+            .inc();
         let text = render(&m.registry());
         assert!(
             text.contains("vigil_events_total{type=\"process_exec\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("vigil_events_total{type=\"vigil_policy_demoted\"} 1"),
             "{text}"
         );
         assert!(
