@@ -63,6 +63,7 @@ pub fn to_json(s: &pb::GetStatusResponse) -> Value {
                 "partial": p.partial,
                 "failed": p.failed,
                 "pending": p.pending,
+                "demoted": p.demoted,
                 "rollout": p.rollout.as_ref().map(|r| json!({
                     "stage": r.stage,
                     "canary_nodes": r.canary_nodes,
@@ -72,6 +73,7 @@ pub fn to_json(s: &pb::GetStatusResponse) -> Value {
                     "node": n.node,
                     "state": state_name(n.state()),
                     "reason": n.reason,
+                    "demotion": (!n.demotion.is_empty()).then_some(&n.demotion),
                 })).collect::<Vec<_>>(),
             })
         })
@@ -116,9 +118,17 @@ pub fn render_table(s: &pb::GetStatusResponse) -> String {
             rows.push([
                 String::new(),
                 n.node.clone(),
-                state_name(n.state()).into(),
+                if n.demotion.is_empty() {
+                    state_name(n.state()).into()
+                } else {
+                    "demoted".into()
+                },
                 String::new(),
-                n.reason.clone(),
+                match (n.reason.as_str(), n.demotion.as_str()) {
+                    (r, "") => r.to_string(),
+                    ("", d) => d.to_string(),
+                    (r, d) => format!("{r}; {d}"),
+                },
             ]);
         }
     }
@@ -221,11 +231,13 @@ mod tests {
                         node: "n1".into(),
                         state: pb::PolicyState::Ready as i32,
                         reason: String::new(),
+                        demotion: String::new(),
                     },
                     pb::NodePolicyState {
                         node: "n2".into(),
                         state: pb::PolicyState::Partial as i32,
                         reason: "spec.kprobes[0] (tcp_connect): no kprobes".into(),
+                        demotion: String::new(),
                     },
                 ],
                 ..Default::default()
@@ -263,6 +275,25 @@ mod tests {
         let j = to_json(&staged);
         assert_eq!(j["policies"][0]["rollout"]["stage"], "canary");
         assert_eq!(j["policies"][0]["rollout"]["canary_nodes"][0], "n2");
+        let mut demoted = sample();
+        demoted.policies[0].demoted = 1;
+        demoted.policies[0].nodes[0].demotion =
+            "over its CPU budget: 3.000% of one CPU over 10s, budget 1%; switched to monitor"
+                .into();
+        let t = render_table(&demoted);
+        assert!(
+            t.contains("n1    demoted         over its CPU budget: 3.000%"),
+            "{t}"
+        );
+        let j = to_json(&demoted);
+        assert_eq!(j["policies"][0]["demoted"], 1);
+        assert!(
+            j["policies"][0]["nodes"][0]["demotion"]
+                .as_str()
+                .unwrap()
+                .contains("switched to monitor")
+        );
+        assert!(j["policies"][0]["nodes"][1]["demotion"].is_null());
         assert_eq!(operator_url("h:1"), "http://h:1");
         assert_eq!(operator_url("http://h:1"), "http://h:1");
     }

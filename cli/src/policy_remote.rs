@@ -205,6 +205,7 @@ pub fn policy_json(p: &TracingPolicyStatus) -> Value {
         "mode": mode_word(p.mode),
         "enabled": p.enabled,
         "error": p.error,
+        "demotion": p.vigil.as_ref().map(|v| v.demotion.as_str()).filter(|d| !d.is_empty()),
         "origin": p.vigil.as_ref().map(|v| v.origin.as_str()).unwrap_or(""),
         "sensors": p.sensors,
         "kernel_memory_bytes": p.kernel_memory_bytes,
@@ -230,6 +231,16 @@ pub fn render_json(policies: &[TracingPolicyStatus]) -> String {
     Value::Array(policies.iter().map(policy_json).collect()).to_string()
 }
 
+/// Why the policy is not fully running: its error, or what its CPU budget did to it.
+fn reason_column(p: &TracingPolicyStatus) -> String {
+    let demotion = p.vigil.as_ref().map_or("", |v| v.demotion.as_str());
+    match (first_line(&p.error), demotion) {
+        (e, "") => e.to_string(),
+        ("", d) => format!("demoted: {}", first_line(d)),
+        (e, d) => format!("{e}; demoted: {}", first_line(d)),
+    }
+}
+
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or("").trim()
 }
@@ -249,7 +260,7 @@ pub fn render_table(policies: &[TracingPolicyStatus]) -> String {
         "POSTED",
         "NS/EVAL",
         "ORIGIN",
-        "ERROR",
+        "REASON",
     ];
     let rows: Vec<[String; 10]> = policies
         .iter()
@@ -278,7 +289,7 @@ pub fn render_table(policies: &[TracingPolicyStatus]) -> String {
                     .map(|v| v.origin.clone())
                     .filter(|o| !o.is_empty())
                     .unwrap_or_else(|| "-".into()),
-                first_line(&p.error).to_string(),
+                reason_column(p),
             ]
         })
         .collect();
@@ -391,6 +402,7 @@ mod tests {
                         cost_ns: 4_206,
                         ..Default::default()
                     }),
+                    demotion: String::new(),
                 }),
                 ..Default::default()
             },
@@ -420,6 +432,7 @@ mod tests {
                         },
                     ],
                     counters: None,
+                    demotion: String::new(),
                 }),
                 ..Default::default()
             },
@@ -443,7 +456,7 @@ mod tests {
                 "POSTED",
                 "NS/EVAL",
                 "ORIGIN",
-                "ERROR"
+                "REASON"
             ]
         );
         let row1: Vec<&str> = lines[1].split_whitespace().collect();
@@ -487,6 +500,31 @@ mod tests {
         let col = lines[0].find("STATE").unwrap();
         assert_eq!(&lines[1][col..col + 7], "enabled");
         assert_eq!(&lines[2][col..col + 7], "partial");
+    }
+
+    #[test]
+    fn a_demoted_policy_shows_why_in_the_table_and_the_json() {
+        let mut policies = sample();
+        policies[0].state = TracingPolicyState::TpStateDisabled as i32;
+        if let Some(v) = policies[0].vigil.as_mut() {
+            v.demotion = "over its CPU budget: 3.000% of one CPU over 10s, budget 1%; \
+                          switched to disabled"
+                .into();
+        }
+        let text = render_table(&policies);
+        let row1 = text.lines().nth(1).unwrap();
+        assert!(
+            row1.ends_with("demoted: over its CPU budget: 3.000% of one CPU over 10s, budget 1%; switched to disabled"),
+            "{text}"
+        );
+        let v: Value = serde_json::from_str(&render_json(&policies)).unwrap();
+        assert!(
+            v[0]["demotion"]
+                .as_str()
+                .unwrap()
+                .contains("switched to disabled")
+        );
+        assert!(v[1]["demotion"].is_null());
     }
 
     #[test]

@@ -766,3 +766,69 @@ spec:
 {selector_extra}"
     )
 }
+
+/// A Sigkill policy on `sys_openat` whose Prefix never matches, with a CPU budget
+/// (`vigil.dev/cpu-budget: BUDGET`) and further annotations (`key: "value"` lines): a policy that
+/// only costs, for budget tests.
+pub fn budgeted_policy(name: &str, budget: &str, more_annotations: &str) -> String {
+    format!(
+        "apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: {name}
+  annotations:
+    vigil.dev/cpu-budget: \"{budget}\"
+{more_annotations}spec:
+  kprobes:
+  - call: sys_openat
+    syscall: true
+    args:
+    - index: 1
+      type: string
+    selectors:
+    - matchArgs:
+      - index: 1
+        operator: Prefix
+        values: [\"/nonexistent/vigil-budget/a\", \"/nonexistent/vigil-budget/b\"]
+      matchActions:
+      - action: Sigkill
+"
+    )
+}
+
+/// Opens `path` over and over (the workload's `open-storm`, in rounds) until dropped.
+pub struct OpenStorm {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl OpenStorm {
+    pub fn start(path: &Path) -> OpenStorm {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, path) = (stop.clone(), path.to_path_buf());
+        let thread = std::thread::spawn(move || {
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let st = Command::new(bin_path("vigil-e2e-workload"))
+                    .args(["open-storm", "20000"])
+                    .arg(&path)
+                    .stdout(Stdio::null())
+                    .status()
+                    .expect("run the open storm");
+                assert!(st.success(), "open-storm failed: {st}");
+            }
+        });
+        OpenStorm {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for OpenStorm {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

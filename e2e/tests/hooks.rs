@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use vigil_api::events::{ArgValue, GetEventsResponse, KprobeAction, ProcessKprobe};
 use vigil_e2e::{
-    Sensor, bin_path, corpus_policy, event_timeout, metric_value, open_policy, policy_list,
-    vigil_cli, vigil_ok, wait_for,
+    OpenStorm, Sensor, bin_path, budgeted_policy, corpus_policy, event_timeout, metric_value,
+    open_policy, policy_list, vigil_cli, vigil_ok, wait_for,
 };
 
 fn example(name: &str) -> String {
@@ -874,6 +874,141 @@ spec:
     assert_eq!(
         metric_value(&m, "vigil_policy_evaluations_total{policy=\"idle\"}"),
         0.0,
+        "{m}"
+    );
+}
+
+/// A policy over its CPU budget under an open storm: first switched to monitor (it has a
+/// Sigkill), then, still over budget, disabled — each time with an event, a metric and the
+/// reason in `vigil policy list`; `vigil policy enable` ends the demotion.
+#[test]
+fn a_policy_over_its_cpu_budget_goes_to_monitor_then_off_and_says_so() {
+    let (work, _d) = dirs();
+    // 0.2% of one CPU over 2 s is 4 ms: a few thousand openat evaluations. The storm makes
+    // hundreds of thousands a second; an idle machine a few hundred.
+    let policy = write(
+        work.path(),
+        "budgeted.yaml",
+        &budgeted_policy("budgeted", "0.2%,window=2s", ""),
+    );
+    let sensor = Sensor::start_with_metrics(&["--policy", policy.to_str().unwrap()]);
+    let listed = || {
+        policy_list(&sensor.socket)
+            .into_iter()
+            .find(|p| p["name"] == "budgeted")
+            .expect("budgeted listed")
+    };
+    let p = listed();
+    assert_eq!(
+        (p["state"].as_str(), p["mode"].as_str()),
+        (Some("enabled"), Some("enforce")),
+        "{p}"
+    );
+    assert!(p["demotion"].is_null(), "{p}");
+    let demoted_events = |action: &str| {
+        sensor
+            .events()
+            .into_iter()
+            .filter_map(|e| e.vigil_policy_demoted)
+            .filter(|d| d.policy_name == "budgeted" && d.action == action)
+            .count()
+    };
+
+    let target = work.path().join("storm");
+    std::fs::write(&target, b"x").unwrap();
+    let storm = OpenStorm::start(&target);
+    // 1. Enforcing and in enforce mode: monitor first.
+    let p = wait_for(
+        Duration::from_secs(120),
+        "budgeted demoted to monitor",
+        || Some(listed()).filter(|p| p["mode"] == "monitor"),
+    );
+    let why = p["demotion"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no demotion reason: {p}"));
+    assert!(
+        why.contains("over its CPU budget")
+            && why.contains("budget 0.2%")
+            && why.contains("switched to monitor"),
+        "{why}"
+    );
+    wait_for(
+        event_timeout(),
+        "vigil_policy_demoted event (monitor)",
+        || (demoted_events("monitor") == 1).then_some(()),
+    );
+    let e = sensor
+        .events()
+        .into_iter()
+        .find_map(|e| e.vigil_policy_demoted)
+        .unwrap();
+    assert!(e.cpu_percent > e.budget_percent, "{e:?}");
+    assert_eq!((e.budget_percent, e.window_seconds), (0.2, 2), "{e:?}");
+    assert_eq!(e.reason, why);
+    let table = vigil_ok(&sensor.socket, &["policy", "list"]);
+    assert!(table.contains("demoted: over its CPU budget"), "{table}");
+
+    // 2. Still over budget in monitor mode: disabled.
+    let p = wait_for(Duration::from_secs(120), "budgeted disabled", || {
+        Some(listed()).filter(|p| p["state"] == "disabled")
+    });
+    assert!(
+        p["demotion"]
+            .as_str()
+            .unwrap_or("")
+            .contains("switched to disabled"),
+        "{p}"
+    );
+    wait_for(
+        event_timeout(),
+        "vigil_policy_demoted event (disabled)",
+        || (demoted_events("disabled") == 1).then_some(()),
+    );
+    let m = wait_for(event_timeout(), "demotion metrics", || {
+        let m = sensor.metrics();
+        (metric_value(
+            &m,
+            "vigil_policy_budget_demotions_total{policy=\"budgeted\",action=\"disabled\"}",
+        ) == 1.0)
+            .then_some(m)
+    });
+    assert_eq!(
+        metric_value(
+            &m,
+            "vigil_policy_budget_demotions_total{policy=\"budgeted\",action=\"monitor\"}"
+        ),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric_value(&m, "vigil_policy_demoted{policy=\"budgeted\"}"),
+        1.0,
+        "{m}"
+    );
+    // A disabled policy is not evaluated, so it cannot be demoted again.
+    let evaluations = listed()["stats"]["evaluations"].as_u64().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        listed()["stats"]["evaluations"].as_u64().unwrap(),
+        evaluations
+    );
+    drop(storm);
+
+    // 3. Switching it back ends the demotion.
+    vigil_ok(&sensor.socket, &["policy", "enable", "budgeted"]);
+    let p = listed();
+    assert_eq!(p["state"], "enabled", "{p}");
+    assert!(p["demotion"].is_null(), "{p}");
+    let m = wait_for(event_timeout(), "demoted gauge back to 0", || {
+        let m = sensor.metrics();
+        (metric_value(&m, "vigil_policy_demoted{policy=\"budgeted\"}") == 0.0).then_some(m)
+    });
+    assert_eq!(
+        metric_value(
+            &m,
+            "vigil_policy_budget_demotions_total{policy=\"budgeted\",action=\"disabled\"}"
+        ),
+        1.0,
         "{m}"
     );
 }

@@ -9,7 +9,8 @@ use std::time::Duration;
 use serde_json::Value;
 use vigil_api::events::GetEventsResponse;
 use vigil_e2e::{
-    Operator, Sensor, bin_path, event_timeout, metric_value, open_policy, policy_list, wait_for,
+    OpenStorm, Operator, Sensor, bin_path, budgeted_policy, event_timeout, metric_value,
+    open_policy, policy_list, wait_for,
 };
 
 fn sync_timeout() -> Duration {
@@ -552,6 +553,77 @@ spec:
     wait_open_everywhere(&refs, "e2e-op-canary-ok", &format!("{d}/after-rollout"));
     assert_eq!(
         metric_value(&op.metrics(), "vigil_operator_rollouts_completed_total"),
+        1.0
+    );
+}
+
+/// A canary that demotes a new policy for exceeding its CPU budget stops the staged rollout:
+/// the operator's status names the node and the sensor's reason, and the other node never gets
+/// the policy.
+#[test]
+fn a_canary_over_the_cpu_budget_halts_the_rollout_and_the_status_says_why() {
+    let work = tempfile::tempdir().unwrap();
+    let op = Operator::start();
+    let sensors = [sensor(&op, "b1", "zone=a"), sensor(&op, "b2", "zone=a")];
+    wait_for(sync_timeout(), "2 sensors connected", || {
+        (op.status()["nodes"].as_array().map_or(0, Vec::len) == 2).then_some(())
+    });
+    // One canary (50 % of 2); the pause outlasts the budget window many times over, so the
+    // canary's demotion comes before the rollout could complete.
+    op.write_policy(
+        "budgeted.yaml",
+        &budgeted_policy(
+            "e2e-op-budget",
+            "0.2%,window=2s",
+            "    vigil.dev/rollout: \"canary=50%,pause=10m\"\n",
+        ),
+    );
+    let p = wait_status(&op, "e2e-op-budget", "canary ready", |p| {
+        rollout_stage(p) == "pause"
+    });
+    let canary = canary_nodes(&p).remove(0);
+    let (canary_sensor, other) = if canary == "b1" {
+        (&sensors[0], &sensors[1])
+    } else {
+        (&sensors[1], &sensors[0])
+    };
+    wait_listed(canary_sensor, "e2e-op-budget", "enabled");
+    assert_eq!(p["demoted"].as_u64().unwrap_or(0), 0, "{p}");
+
+    let target = work.path().join("storm");
+    std::fs::write(&target, b"x").unwrap();
+    let storm = OpenStorm::start(&target);
+    let p = wait_status(
+        &op,
+        "e2e-op-budget",
+        "rollout halted by the demotion",
+        |p| rollout_stage(p) == "halted",
+    );
+    drop(storm);
+    let message = p["rollout"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!(
+            "canary {canary} failed: demoted by its CPU budget"
+        )) && message.contains("switched to monitor"),
+        "{message}"
+    );
+    assert_eq!(p["demoted"].as_u64(), Some(1), "{p}");
+    let n = node(&p, &canary);
+    assert!(
+        n["demotion"]
+            .as_str()
+            .unwrap_or("")
+            .contains("over its CPU budget"),
+        "{p}"
+    );
+    // The canary runs it in monitor mode now; the other node never got it.
+    let on_canary = listed(canary_sensor, "e2e-op-budget").unwrap();
+    assert_eq!(on_canary["mode"], "monitor", "{on_canary}");
+    assert!(listed(other, "e2e-op-budget").is_none());
+    let table = op.status_text();
+    assert!(table.contains("demoted"), "{table}");
+    assert_eq!(
+        metric_value(&op.metrics(), "vigil_operator_rollouts_halted_total"),
         1.0
     );
 }

@@ -154,6 +154,8 @@ async fn valid_policy_gets_finalizer_then_is_pushed_and_status_rolled_up() {
     fleet.set_rollup(
         key.clone(),
         Rollup {
+            budgeted: false,
+            demoted: Vec::new(),
             rollout: None,
             generation: 2,
             targeted: 3,
@@ -477,6 +479,8 @@ async fn fleet_changes_re_patch_status_only_when_it_changed() {
     fleet.set_rollup(
         key.clone(),
         Rollup {
+            budgeted: false,
+            demoted: Vec::new(),
             rollout: None,
             generation: 1,
             targeted: 3,
@@ -521,6 +525,8 @@ async fn fleet_changes_re_patch_status_only_when_it_changed() {
     fleet.set_rollup(
         key.clone(),
         Rollup {
+            budgeted: false,
+            demoted: Vec::new(),
             rollout: None,
             generation: 1,
             targeted: 3,

@@ -79,6 +79,11 @@ pub struct Rollup {
     pub pending: u32,
     /// Where the staged rollout of the current revision stands (`None`: no plan).
     pub rollout: Option<RolloutView>,
+    /// The policy declares a CPU budget (`vigil.dev/cpu-budget`).
+    pub budgeted: bool,
+    /// Per node whose sensor demoted the current revision for exceeding its CPU budget,
+    /// sorted by node name: (node, the sensor's reason).
+    pub demoted: Vec<(String, String)>,
 }
 
 /// The stages of a staged rollout, in order; `Halted` ends it early.
@@ -113,7 +118,8 @@ pub struct RolloutView {
     pub stage: RolloutStage,
     /// The canary nodes, sorted.
     pub canaries: Vec<String>,
-    /// The canaries that failed, with their reasons (when halted), sorted by node.
+    /// The canaries that failed or were demoted by their CPU budget, with their reasons
+    /// (when halted), sorted by node.
     pub failed: Vec<(String, String)>,
 }
 

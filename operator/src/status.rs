@@ -14,6 +14,8 @@ pub const READY: &str = "Ready";
 pub const DEGRADED: &str = "Degraded";
 /// Only on policies with a staged rollout (`vigil.dev/rollout`).
 pub const ROLLED_OUT: &str = "RolledOut";
+/// Only on policies with a CPU budget (`vigil.dev/cpu-budget`), or demoted by one.
+pub const WITHIN_BUDGET: &str = "WithinBudget";
 
 /// Condition messages are cut to this many bytes (the API allows 32768).
 pub const MAX_MESSAGE: usize = 4096;
@@ -234,6 +236,32 @@ pub fn build(
         ));
     }
 
+    if let Some(r) = current.filter(|r| r.budgeted || !r.demoted.is_empty()) {
+        let within = if r.demoted.is_empty() {
+            (
+                true,
+                "WithinBudget",
+                "no node demoted the policy for exceeding its CPU budget".to_string(),
+            )
+        } else {
+            (
+                false,
+                "BudgetExceeded",
+                format!(
+                    "{}/{} nodes demoted generation {generation} for exceeding its CPU budget: {}",
+                    r.demoted.len(),
+                    r.targeted,
+                    r.demoted
+                        .iter()
+                        .map(|(node, why)| format!("{node}: {why}"))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+            )
+        };
+        conditions.push(condition(WITHIN_BUDGET, within));
+    }
+
     TracingPolicyStatus {
         observed_generation: Some(generation),
         conditions,
@@ -284,6 +312,8 @@ mod tests {
     #[test]
     fn one_failed_node_is_degraded_and_not_ready() {
         let r = Rollup {
+            budgeted: false,
+            demoted: Vec::new(),
             rollout: None,
             generation: 3,
             targeted: 3,
@@ -314,6 +344,47 @@ mod tests {
     }
 
     #[test]
+    fn a_budgeted_policy_says_whether_a_node_demoted_it() {
+        let mut r = Rollup {
+            budgeted: true,
+            generation: 2,
+            targeted: 2,
+            ready: 2,
+            ..Rollup::default()
+        };
+        let s = build(2, &OK, Some(&r), None, ts("2025-01-01T00:00:00Z"));
+        assert_eq!(cond(&s, WITHIN_BUDGET).status, "True");
+        assert_eq!(cond(&s, WITHIN_BUDGET).reason, "WithinBudget");
+        r.demoted = vec![(
+            "node-a".into(),
+            "over its CPU budget: 4.000% of one CPU over 60s, budget 2%; switched to monitor"
+                .into(),
+        )];
+        let later = build(2, &OK, Some(&r), Some(&s), ts("2025-01-01T00:05:00Z"));
+        let c = cond(&later, WITHIN_BUDGET);
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "BudgetExceeded")
+        );
+        assert_eq!(
+            c.message,
+            "1/2 nodes demoted generation 2 for exceeding its CPU budget: node-a: over its CPU \
+             budget: 4.000% of one CPU over 60s, budget 2%; switched to monitor"
+        );
+        assert_eq!(c.last_transition_time, Time(ts("2025-01-01T00:05:00Z")));
+        // Still ready everywhere: a demoted policy is loaded.
+        assert_eq!(cond(&later, READY).status, "True");
+        // A policy without a budget has no such condition.
+        let plain = Rollup {
+            budgeted: false,
+            demoted: Vec::new(),
+            ..r
+        };
+        let s = build(2, &OK, Some(&plain), None, ts("2025-01-01T00:00:00Z"));
+        assert!(s.conditions.iter().all(|c| c.type_ != WITHIN_BUDGET));
+    }
+
+    #[test]
     fn a_staged_rollout_shows_its_stage_canaries_and_failed_canaries() {
         use crate::fleet::RolloutView;
         use vigil_api::policy::RolloutPlan;
@@ -327,6 +398,8 @@ mod tests {
             failed,
         };
         let halted = Rollup {
+            budgeted: false,
+            demoted: Vec::new(),
             rollout: Some(view(
                 RolloutStage::Halted,
                 vec![("node-b".into(), "Override needs BPF-LSM".into())],
@@ -355,6 +428,9 @@ mod tests {
         assert_eq!(state_of(&s), PolicyState::Degraded);
 
         let pausing = Rollup {
+            budgeted: false,
+
+            demoted: Vec::new(),
             rollout: Some(view(RolloutStage::Pause, vec![])),
             failed: vec![],
             ready: 1,
@@ -366,6 +442,9 @@ mod tests {
         assert_eq!(s.rollout.unwrap().stage, "pause");
 
         let done = Rollup {
+            budgeted: false,
+
+            demoted: Vec::new(),
             rollout: Some(view(RolloutStage::Complete, vec![])),
             failed: vec![],
             ready: 5,
@@ -379,6 +458,8 @@ mod tests {
 
         // Without a plan there is no rollout condition or field.
         let plain = Rollup {
+            budgeted: false,
+            demoted: Vec::new(),
             rollout: None,
             generation: 4,
             targeted: 5,
@@ -394,6 +475,8 @@ mod tests {
     #[test]
     fn all_ready_and_unchanged_status_keeps_transition_times() {
         let r = Rollup {
+            budgeted: false,
+            demoted: Vec::new(),
             rollout: None,
             generation: 1,
             targeted: 2,
@@ -408,6 +491,8 @@ mod tests {
         assert_eq!(first, again);
         // A node fails: Ready and Degraded flip (new time), Accepted keeps its time.
         let r2 = Rollup {
+            budgeted: false,
+            demoted: Vec::new(),
             ready: 1,
             failed: vec![("n2".into(), "boom".into())],
             ..r
@@ -426,6 +511,8 @@ mod tests {
     #[test]
     fn pending_stale_and_untargeted() {
         let stale = Rollup {
+            budgeted: false,
+            demoted: Vec::new(),
             generation: 1,
             targeted: 2,
             ready: 2,
@@ -435,12 +522,16 @@ mod tests {
         assert_eq!(cond(&s, READY).reason, "Pending");
         assert_eq!(state_of(&s), PolicyState::Pending);
         let none = Rollup {
+            budgeted: false,
+            demoted: Vec::new(),
             generation: 2,
             ..Default::default()
         };
         let s = build(2, &OK, Some(&none), None, Timestamp::UNIX_EPOCH);
         assert_eq!(cond(&s, READY).reason, "NoTargetedNodes");
         let waiting = Rollup {
+            budgeted: false,
+            demoted: Vec::new(),
             rollout: None,
             generation: 2,
             targeted: 3,

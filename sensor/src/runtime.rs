@@ -5,12 +5,15 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use vigil_api::events::{GetEventsResponse, PolicyDemoted};
+
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
 use crate::config::Config;
 use crate::error::SensorError;
 use crate::grpc::server::{self, Broadcaster, Service, ServiceInfo};
+use crate::hooks::engine::Demotion;
 use crate::hooks::kernel::PinDir;
 use crate::hooks::meta::HookRegistry;
 use crate::hooks::policy_metrics::PolicyMetrics;
@@ -435,6 +438,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 if let Some(p) = protection.as_mut() {
                     p.maybe_refresh();
                 }
+                for d in engine.check_budgets(std::time::Instant::now()) {
+                    policy_metrics.count_demotion(&d.key, d.action.as_str());
+                    pipeline.emit_notice(demotion_event(&config.node_name, &d));
+                }
                 policy_metrics.update(&engine.list());
                 metrics.set_programs(&engine.program_stats());
                 if ticks.is_multiple_of(5) {
@@ -557,4 +564,21 @@ async fn watch_policy_dir(pd: PolicyDir, metrics: Arc<PolicyMetrics>) {
             report_policy_dir(r, &metrics);
         }
     }
+}
+
+/// The `vigil_policy_demoted` event of a budget demotion.
+fn demotion_event(node_name: &str, d: &Demotion) -> GetEventsResponse {
+    GetEventsResponse::policy_demoted(
+        node_name,
+        crate::output::loss::now_ns(),
+        PolicyDemoted {
+            policy_name: d.key.name.clone(),
+            policy_namespace: d.key.namespace.clone(),
+            action: d.action.as_str().to_string(),
+            reason: d.reason.clone(),
+            cpu_percent: d.cpu_percent,
+            budget_percent: d.budget_percent,
+            window_seconds: d.window_seconds,
+        },
+    )
 }

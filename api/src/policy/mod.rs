@@ -10,6 +10,7 @@
 //! Every function reports *all* errors it finds, each with the field path, the offending
 //! value and what is accepted (see [`PolicyError`]).
 
+pub mod budget;
 mod compile;
 pub mod eval;
 pub mod ir;
@@ -22,6 +23,7 @@ pub(crate) mod values;
 
 use std::fmt;
 
+pub use budget::{CPU_BUDGET_ANNOTATION, budget_percent, cpu_budget};
 pub use ir::{IR_VERSION, PolicyIr, ir_to_json};
 pub use parse::{
     PolicyKind, PolicyMetadata, TracingPolicyDoc, parse_documents, parse_each, parse_value,

@@ -83,7 +83,7 @@ fn parse_plan(text: &str) -> Result<RolloutPlan, String> {
             "canary" if canary.is_some() => return Err("canary is given twice".into()),
             "pause" if pause.is_some() => return Err("pause is given twice".into()),
             "canary" => canary = Some(parse_percent(value)?),
-            "pause" => pause = Some(parse_duration(value)?),
+            "pause" => pause = Some(parse_duration("pause", value, MAX_PAUSE)?),
             other => return Err(format!("unknown key {other:?}")),
         }
     }
@@ -106,23 +106,27 @@ fn parse_percent(value: &str) -> Result<u8, String> {
     }
 }
 
-fn parse_duration(value: &str) -> Result<Duration, String> {
+/// `N` followed by `s`, `m` or `h`, at most `max`; errors name the key (`pause`, `window`).
+pub(super) fn parse_duration(key: &str, value: &str, max: Duration) -> Result<Duration, String> {
     let split = value
         .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("pause {value:?} has no unit (s, m or h)"))?;
+        .ok_or_else(|| format!("{key} {value:?} has no unit (s, m or h)"))?;
     let (digits, unit) = value.split_at(split);
     let n: u64 = digits
         .parse()
-        .map_err(|_| format!("pause {value:?} does not start with a number"))?;
+        .map_err(|_| format!("{key} {value:?} does not start with a number"))?;
     let secs = match unit {
         "s" => Some(n),
         "m" => n.checked_mul(60),
         "h" => n.checked_mul(3600),
-        _ => return Err(format!("pause {value:?} has an unknown unit (s, m or h)")),
+        _ => return Err(format!("{key} {value:?} has an unknown unit (s, m or h)")),
     };
     match secs.map(Duration::from_secs) {
-        Some(d) if d <= MAX_PAUSE => Ok(d),
-        _ => Err(format!("pause {value:?} is longer than 168h")),
+        Some(d) if d <= max => Ok(d),
+        _ => Err(format!(
+            "{key} {value:?} is longer than {}h",
+            max.as_secs() / 3600
+        )),
     }
 }
 

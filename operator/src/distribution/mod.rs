@@ -90,6 +90,8 @@ struct Node {
     sequence: u64,
     /// The node's latest answer per policy, with the version it is about.
     results: HashMap<PolicyKey, (String, NodeResult)>,
+    /// Policies the node's CPU budget check demoted: (version, the sensor's reason).
+    demotions: HashMap<PolicyKey, (String, String)>,
 }
 
 /// What makes a policy set different from another: (policy, version) sorted, and the node's

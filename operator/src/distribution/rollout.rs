@@ -5,7 +5,8 @@
 //! by a hash of policy and node name (so a restarted operator picks the same ones); a node
 //! that connects later is not a canary. Until the rollout completes, every other node keeps
 //! the version that last completed (`previous`), or nothing for a new policy. A canary that
-//! answers Failed or Partial halts the rollout for good: only a new version (or removing the
+//! answers Failed or Partial, or demotes the version for exceeding its CPU budget
+//! (`vigil.dev/cpu-budget`), halts the rollout for good: only a new version (or removing the
 //! annotation) moves it again. The pause runs from the moment the last canary answered Ready.
 
 use std::collections::BTreeSet;
@@ -222,6 +223,13 @@ impl State {
                     failed.push((name.clone(), why.clone()));
                 }
                 _ => {}
+            }
+            // A canary that had to demote the new version for its CPU budget stops the rollout
+            // like one that could not load it.
+            if let Some((v, why)) = node.demotions.get(&entry.desired.key)
+                && *v == entry.version
+            {
+                failed.push((name.clone(), format!("demoted by its CPU budget: {why}")));
             }
         }
         if !failed.is_empty() {

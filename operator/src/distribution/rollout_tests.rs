@@ -294,3 +294,53 @@ fn after_an_operator_restart_the_nodes_outside_the_canaries_keep_what_they_run()
         assert!(kept(conn).is_empty() && names(&conn.sets.borrow()).is_empty());
     }
 }
+
+#[test]
+fn a_canary_that_demotes_the_policy_for_its_cpu_budget_halts_the_rollout() {
+    let d = dist();
+    let conns = fleet(&d);
+    d.upsert(staged("v1", 20, Duration::from_secs(3600)));
+    let canary = canaries(&d).remove(0);
+    answer(&d, &conns, &canary, "v1", pb::PolicyState::Ready);
+    assert_eq!(stage(&d), RolloutStage::Pause);
+    let key = PolicyKey::new("p", "");
+    assert!(d.rollup(&key).unwrap().demoted.is_empty());
+
+    // The sensor reports again, unasked: still loaded, but demoted.
+    let c = conns.iter().find(|c| c.node == canary).unwrap();
+    let v = policy_version(&ir("p", "v1"));
+    let mut r = report("p", &v, pb::PolicyState::Ready, "");
+    r.demotion =
+        "over its CPU budget: 5.000% of one CPU over 60s, budget 2%; switched to monitor".into();
+    d.report(&canary, c.id, &r);
+
+    let view = view(&d);
+    assert_eq!(view.stage, RolloutStage::Halted);
+    assert_eq!(view.failed.len(), 1);
+    assert!(
+        view.failed[0]
+            .1
+            .starts_with("demoted by its CPU budget: over its CPU budget")
+    );
+    assert!(
+        view.message()
+            .contains(&format!("canary {canary} failed: demoted"))
+    );
+    let rollup = d.rollup(&key).unwrap();
+    assert_eq!(rollup.demoted, vec![(canary.clone(), r.demotion.clone())]);
+    // The other four never get it.
+    for (node, version) in sent(&conns) {
+        assert_eq!(version.is_some(), node == canary, "{node}");
+    }
+    let status = d.status();
+    let p = &status.policies[0];
+    assert_eq!(p.demoted, 1);
+    let n = p.nodes.iter().find(|n| n.node == canary).unwrap();
+    assert_eq!(n.demotion, r.demotion);
+
+    // A report without a demotion (a user switched it back) clears it.
+    r.demotion.clear();
+    d.report(&canary, c.id, &r);
+    assert!(d.rollup(&key).unwrap().demoted.is_empty());
+    assert_eq!(stage(&d), RolloutStage::Halted, "halted stays final");
+}

@@ -39,6 +39,7 @@ impl Distribution {
                 sent: None,
                 sequence: 0,
                 results: HashMap::new(),
+                demotions: HashMap::new(),
             },
         );
         state.relabel(&name);
@@ -82,6 +83,20 @@ impl Distribution {
             Some(n) if n.conn == conn && current => {
                 n.results
                     .insert(key.clone(), (report.version.clone(), result));
+                if report.demotion.is_empty() {
+                    n.demotions.remove(&key);
+                } else {
+                    if n.demotions
+                        .get(&key)
+                        .is_none_or(|(_, why)| *why != report.demotion)
+                    {
+                        tracing::warn!(node = %node, policy = %key, "policy demoted by its CPU budget: {}", report.demotion);
+                    }
+                    n.demotions.insert(
+                        key.clone(),
+                        (report.version.clone(), report.demotion.clone()),
+                    );
+                }
             }
             _ => return,
         }
@@ -141,6 +156,7 @@ impl Distribution {
             .iter()
             .map(|(key, e)| {
                 let results = state.node_results(e);
+                let demotions = state.node_demotions(e);
                 let count = |f: fn(&NodeResult) -> bool| {
                     results.iter().filter(|(_, r)| f(r)).count() as u32
                 };
@@ -154,6 +170,7 @@ impl Distribution {
                     pending: count(|r| matches!(r, NodeResult::Pending)),
                     failed: count(|r| matches!(r, NodeResult::Failed(_))),
                     partial: count(|r| matches!(r, NodeResult::Partial(_))),
+                    demoted: demotions.len() as u32,
                     rollout: e.rollout.as_ref().map(|r| {
                         let view = r.view();
                         pb::RolloutStatus {
@@ -175,6 +192,11 @@ impl Distribution {
                                 node: node.to_string(),
                                 state: state as i32,
                                 reason: reason.to_string(),
+                                demotion: demotions
+                                    .iter()
+                                    .find(|(n, _)| n == node)
+                                    .map(|(_, why)| why.clone())
+                                    .unwrap_or_default(),
                             }
                         })
                         .collect(),

@@ -54,6 +54,8 @@ impl State {
         let node = self.nodes.get_mut(name).expect("checked above");
         node.results
             .retain(|k, _| content.iter().any(|(ck, _)| ck == k));
+        node.demotions
+            .retain(|k, _| content.iter().any(|(ck, _)| ck == k));
         let content = (content, labels);
         if node.sent.as_ref() == Some(&content) {
             return;
@@ -134,9 +136,25 @@ impl State {
             .collect()
     }
 
+    /// Per targeted node whose sensor demoted the current version by its CPU budget: (node,
+    /// reason), sorted by node.
+    pub(super) fn node_demotions(&self, entry: &Entry) -> Vec<(String, String)> {
+        let key = &entry.desired.key;
+        self.nodes
+            .iter()
+            .filter(|(_, n)| self.targets(entry, n))
+            .filter_map(|(name, n)| match n.demotions.get(key) {
+                Some((v, why)) if *v == entry.version => Some((name.clone(), why.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
     pub(super) fn rollup(&self, entry: &Entry) -> Rollup {
         let mut r = rollup_of(entry.desired.generation, &self.node_results(entry));
         r.rollout = entry.rollout.as_ref().map(|r| r.view());
+        r.budgeted = entry.desired.ir.cpu_budget.is_some();
+        r.demoted = self.node_demotions(entry);
         r
     }
 

@@ -86,6 +86,8 @@ fn rollup_math() {
     assert_eq!(
         r,
         Rollup {
+            budgeted: false,
+            demoted: Vec::new(),
             rollout: None,
             generation: 7,
             targeted: 5,
@@ -97,6 +99,8 @@ fn rollup_math() {
     assert_eq!(
         rollup_of(1, &[]),
         Rollup {
+            budgeted: false,
+            demoted: Vec::new(),
             generation: 1,
             ..Default::default()
         }

@@ -42,6 +42,8 @@ pub struct PolicyMetrics {
     pub policy_dir_errors: Counter,
     pub evaluations: Family<PolicyLabel, Counter>,
     pub cpu_seconds: Family<PolicyLabel, Counter<f64, AtomicU64>>,
+    pub budget_demotions: Family<PolicyActionLabel, Counter>,
+    pub demoted: Family<PolicyLabel, Gauge>,
     last: std::sync::Mutex<HashMap<String, (PolicyStats, String)>>,
 }
 
@@ -90,10 +92,30 @@ impl PolicyMetrics {
             self.cpu_seconds.clone(),
         );
         r.register(
+            "policy_budget_demotions",
+            "Times the policy's CPU budget (vigil.dev/cpu-budget) demoted it, by what it did (monitor, disabled)",
+            self.budget_demotions.clone(),
+        );
+        r.register(
+            "policy_demoted",
+            "1 while the policy runs demoted by its CPU budget",
+            self.demoted.clone(),
+        );
+        r.register(
             "policy_dir_errors",
             "Policy files in --policy-dir that could not be loaded",
             self.policy_dir_errors.clone(),
         );
+    }
+
+    /// Counts a demotion by the policy's CPU budget.
+    pub fn count_demotion(&self, key: &crate::policy::control::PolicyKey, action: &str) {
+        self.budget_demotions
+            .get_or_create(&PolicyActionLabel {
+                policy: key.to_string(),
+                action: action.into(),
+            })
+            .inc();
     }
 
     /// Brings the series in line with `policies` (current counters from the kernel).
@@ -157,6 +179,9 @@ impl PolicyMetrics {
                     })
                     .set(n as i64);
             }
+            self.demoted
+                .get_or_create(&label)
+                .set(p.demotion.is_some() as i64);
             seen.insert(name, (s, String::new()));
         }
         for gone in last.keys().filter(|k| !seen.contains_key(*k)) {
@@ -174,6 +199,13 @@ impl PolicyMetrics {
         self.rate_limited.remove(&label);
         self.evaluations.remove(&label);
         self.cpu_seconds.remove(&label);
+        self.demoted.remove(&label);
+        for action in ["monitor", "disabled"] {
+            self.budget_demotions.remove(&PolicyActionLabel {
+                policy: name.into(),
+                action: action.into(),
+            });
+        }
         for action in ["post", "sigkill", "signal", "override", "monitored"] {
             self.actions.remove(&PolicyActionLabel {
                 policy: name.into(),
@@ -224,6 +256,7 @@ mod tests {
                 ..Default::default()
             },
             kernel_memory_bytes: 0,
+            demotion: None,
         }
     }
 

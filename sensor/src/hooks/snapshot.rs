@@ -37,6 +37,9 @@ pub struct PolicySnap {
     pub origin: OriginSnap,
     pub monitor: bool,
     pub enabled: bool,
+    /// Why the CPU budget demoted the policy (absent in states of older sensors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub demotion: Option<String>,
     /// The compiled policy, protobuf, hex.
     pub ir: String,
     /// The value-set id lowering started from.
@@ -131,6 +134,7 @@ mod tests {
                 origin: OriginSnap::File("/etc/p.yaml".into()),
                 monitor: false,
                 enabled: true,
+                demotion: Some("over budget".into()),
                 ir: hex(b"ir"),
                 ids_start: 1,
                 scope: Some(ScopeSnap {

@@ -129,6 +129,7 @@ pub fn policy_status(p: &PolicyInfo) -> tetragon::TracingPolicyStatus {
                 cost_samples: s.cost_samples,
                 cost_ns: s.cost_ns,
             }),
+            demotion: p.demotion.clone().unwrap_or_default(),
         }),
     }
 }

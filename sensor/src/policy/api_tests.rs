@@ -79,6 +79,7 @@ impl PolicyControl for FakeEngine {
                 ..Default::default()
             },
             kernel_memory_bytes: 4096,
+            demotion: None,
         };
         map.insert(key, info.clone());
         Ok(info)
@@ -532,6 +533,7 @@ fn partial_and_error_states_and_hook_errors() {
             ..Default::default()
         },
         kernel_memory_bytes: 0,
+        demotion: None,
     };
     let s = policy_status(&info);
     assert_eq!(

@@ -154,6 +154,8 @@ pub struct PolicyInfo {
     pub stats: PolicyStats,
     /// Bytes of kernel memory the policy's map entries and programs take (estimate).
     pub kernel_memory_bytes: u64,
+    /// Why the policy's CPU budget switched it to monitor or off (`None`: it did not).
+    pub demotion: Option<String>,
 }
 
 /// Identifies a policy: name plus namespace (empty for cluster-scoped).

@@ -116,6 +116,7 @@ mod tests {
                 hooks: vec![],
                 stats: PolicyStats::default(),
                 kernel_memory_bytes: 0,
+                demotion: None,
             })
         }
         fn delete(&self, key: &PolicyKey) -> Result<(), SensorError> {

@@ -46,6 +46,10 @@ pub trait SyncTarget: PolicyControl {
     fn add_ir(&self, ir: PolicyIr, origin: PolicyOrigin) -> Result<PolicyInfo, SensorError>;
     /// The node's labels as the operator knows them (hostSelector is matched against them).
     fn set_node_labels(&self, labels: BTreeMap<String, String>);
+    /// Changes whenever a policy's CPU budget demotes it; `None`: never.
+    fn demotion_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
 }
 
 impl SyncTarget for Engine {
@@ -54,6 +58,9 @@ impl SyncTarget for Engine {
     }
     fn set_node_labels(&self, labels: BTreeMap<String, String>) {
         Engine::set_node_labels(self, labels);
+    }
+    fn demotion_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(Engine::demotion_changes(self))
     }
 }
 
@@ -181,6 +188,7 @@ fn report_of(key: &PolicyKey, version: &str, info: &PolicyInfo) -> pb::Report {
         state: state as i32,
         reason: info.error.clone(),
         hooks: info.hooks.iter().map(Into::into).collect(),
+        demotion: info.demotion.clone().unwrap_or_default(),
     }
 }
 
@@ -192,6 +200,7 @@ fn failed_report(key: &PolicyKey, version: &str, reason: &str) -> pb::Report {
         state: pb::PolicyState::Failed as i32,
         reason: reason.to_string(),
         hooks: Vec::new(),
+        demotion: String::new(),
     }
 }
 
@@ -221,6 +230,29 @@ impl Applier {
             .list()
             .into_iter()
             .find(|p| p.name == key.name && p.namespace == key.namespace)
+    }
+
+    /// Where demotions are announced (see [`SyncTarget::demotion_changes`]).
+    pub fn demotion_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.target.demotion_changes()
+    }
+
+    /// A report on every operator policy running now (sent again when one is demoted).
+    pub fn reports(&self) -> Vec<pb::Report> {
+        let infos = self.target.list();
+        self.applied
+            .iter()
+            .filter_map(|(key, a)| {
+                infos
+                    .iter()
+                    .find(|i| {
+                        i.name == key.name
+                            && i.namespace == key.namespace
+                            && i.origin == PolicyOrigin::Operator
+                    })
+                    .map(|info| report_of(key, &a.version, info))
+            })
+            .collect()
     }
 
     /// Applies a complete set; returns one report per policy of the set.
@@ -477,11 +509,33 @@ async fn session(
         .into_inner();
     metrics.operator_connected.set(1);
     tracing::info!(operator = %opts.address, "connected to the operator");
+    let mut demotions = applier
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .demotion_changes();
     loop {
-        let message = match inbound.message().await {
-            Ok(Some(m)) => m.message,
-            Ok(None) => return Ok(()),
-            Err(s) => return Err(format!("stream broke: {}", status_text(&s))),
+        let message = tokio::select! {
+            m = inbound.message() => match m {
+                Ok(Some(m)) => m.message,
+                Ok(None) => return Ok(()),
+                Err(s) => return Err(format!("stream broke: {}", status_text(&s))),
+            },
+            changed = next_change(&mut demotions) => {
+                if !changed {
+                    demotions = None;
+                    continue;
+                }
+                // A policy was demoted: tell the operator unasked.
+                let reports = applier.lock().unwrap_or_else(|e| e.into_inner()).reports();
+                for r in reports {
+                    tx.send(pb::SensorMessage {
+                        message: Some(pb::sensor_message::Message::Report(r)),
+                    })
+                    .await
+                    .map_err(|_| "stream closed while reporting".to_string())?;
+                }
+                continue;
+            }
         };
         let set = match message {
             Some(pb::operator_message::Message::Policies(set)) => set,
@@ -528,6 +582,14 @@ async fn session(
             .await
             .map_err(|_| "stream closed while reporting".to_string())?;
         }
+    }
+}
+
+/// Waits for the next change of `rx`: false when its sender is gone; never returns without one.
+async fn next_change(rx: &mut Option<tokio::sync::watch::Receiver<u64>>) -> bool {
+    match rx {
+        Some(rx) => rx.changed().await.is_ok(),
+        None => std::future::pending().await,
     }
 }
 

@@ -28,6 +28,7 @@ fn info(key: &PolicyKey, origin: PolicyOrigin, state: PolicyState, error: &str) 
         }],
         stats: PolicyStats::default(),
         kernel_memory_bytes: 0,
+        demotion: None,
     }
 }
 

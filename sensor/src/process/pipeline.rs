@@ -701,6 +701,12 @@ impl Pipeline {
         }
     }
 
+    /// Hands out an event the sensor itself raises (not from a ring-buffer record), such as a
+    /// policy's budget demotion.
+    pub fn emit_notice(&mut self, mut ev: GetEventsResponse) {
+        self.emit(&mut ev, None);
+    }
+
     /// Serializes and hands out one event; false when it could not be encoded (then it is
     /// reported lost).
     fn emit(&mut self, ev: &mut GetEventsResponse, policy: Option<&PolicyRef>) -> bool {

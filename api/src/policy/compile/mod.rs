@@ -145,6 +145,10 @@ pub(crate) fn compile(doc: &TracingPolicyDoc) -> Result<ir::PolicyIr, PolicyErro
     if let Err(e) = super::rollout::rollout_plan(&doc.metadata.annotations) {
         cx.err(e);
     }
+    let cpu_budget = super::budget::cpu_budget(&doc.metadata.annotations).unwrap_or_else(|e| {
+        cx.err(e);
+        None
+    });
     let Cx { errs, .. } = cx;
     errs.into_result(ir::PolicyIr {
         ir_version: ir::IR_VERSION,
@@ -162,6 +166,7 @@ pub(crate) fn compile(doc: &TracingPolicyDoc) -> Result<ir::PolicyIr, PolicyErro
         hooks,
         enforcers,
         hints: Some(hints),
+        cpu_budget,
     })
 }
 

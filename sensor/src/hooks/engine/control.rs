@@ -11,22 +11,26 @@ use crate::policy::control::{
     PolicyStats,
 };
 
+/// The kernel's per-policy counters (summed over CPUs) by name.
+pub(super) fn stats_from(s: &[u64; abi::STAT_NUM]) -> PolicyStats {
+    PolicyStats {
+        matched: s[abi::stat::MATCHED],
+        posted: s[abi::stat::POSTED],
+        lost: s[abi::stat::LOST],
+        rate_limited: s[abi::stat::RATE_LIMITED],
+        sigkill: s[abi::stat::SIGKILL],
+        signal: s[abi::stat::SIGNAL],
+        override_: s[abi::stat::OVERRIDE],
+        monitored: s[abi::stat::MONITORED],
+        evaluations: s[abi::stat::EVALS],
+        cost_samples: s[abi::stat::COST_SAMPLES],
+        cost_ns: s[abi::stat::COST_NS],
+    }
+}
+
 impl Inner {
     pub(super) fn stats_of(&self, p: &Policy) -> PolicyStats {
-        let s = self.bpf.policy_stats(p.slot);
-        PolicyStats {
-            matched: s[abi::stat::MATCHED],
-            posted: s[abi::stat::POSTED],
-            lost: s[abi::stat::LOST],
-            rate_limited: s[abi::stat::RATE_LIMITED],
-            sigkill: s[abi::stat::SIGKILL],
-            signal: s[abi::stat::SIGNAL],
-            override_: s[abi::stat::OVERRIDE],
-            monitored: s[abi::stat::MONITORED],
-            evaluations: s[abi::stat::EVALS],
-            cost_samples: s[abi::stat::COST_SAMPLES],
-            cost_ns: s[abi::stat::COST_NS],
-        }
+        stats_from(&self.bpf.policy_stats(p.slot))
     }
 
     pub(super) fn info(&self, key: &PolicyKey, p: &Policy) -> PolicyInfo {
@@ -70,6 +74,17 @@ impl Inner {
             hooks,
             stats: self.stats_of(p),
             kernel_memory_bytes: (p.hooks.len() * size_of::<HookCfg>() + set_bytes) as u64,
+            demotion: p.demotion.clone(),
+        }
+    }
+
+    /// A user switched the policy: a demotion is over, and its budget gets a fresh window.
+    fn user_switched(&mut self, key: &PolicyKey) {
+        if let Some(p) = self.policies.get_mut(key) {
+            p.demotion = None;
+            if let Some(m) = p.meter.as_mut() {
+                m.restart();
+            }
         }
     }
 
@@ -136,6 +151,7 @@ impl PolicyControl for Engine {
             }
             return Err(e);
         }
+        inner.user_switched(key);
         inner.persist();
         let p = &inner.policies[key];
         Ok(inner.info(key, p))
@@ -155,6 +171,7 @@ impl PolicyControl for Engine {
             }
             return Err(e);
         }
+        inner.user_switched(key);
         inner.persist();
         let p = &inner.policies[key];
         Ok(inner.info(key, p))

@@ -43,6 +43,7 @@ impl Inner {
                     },
                     monitor: p.mode == PolicyMode::Monitor,
                     enabled: p.enabled,
+                    demotion: p.demotion.clone(),
                     ir: snapshot::hex(&p.ir),
                     ids_start: p.ids_start,
                     scope: p.scope.as_ref().map(|s| ScopeSnap {
@@ -256,6 +257,8 @@ impl Inner {
             error,
             ir: bytes,
             ids_start: ps.ids_start,
+            meter: super::budget::Meter::of(&ir),
+            demotion: ps.demotion.clone(),
         })
     }
 }

@@ -27,6 +27,7 @@ use super::meta::HookRegistry;
 use super::programs::{HookPrograms, Instance, ProgramStats, StatsHandle};
 use super::slots::Slots;
 
+mod budget;
 mod control;
 mod handoff;
 mod publish;
@@ -36,6 +37,7 @@ use crate::k8s::pods::{PodInventory, WorkloadScope};
 use crate::policy::control::{
     HookStatus, PolicyControl, PolicyInfo, PolicyKey, PolicyMode, PolicyOrigin, PolicyStats,
 };
+pub use budget::{Demotion, DemotionAction};
 use publish::sync_scope;
 
 struct LoadedHook {
@@ -104,6 +106,10 @@ struct Policy {
     /// next sensor needs to lower it again identically.
     ir: Vec<u8>,
     ids_start: u32,
+    /// The CPU budget and its window (`None`: no budget).
+    meter: Option<budget::Meter>,
+    /// Why the budget demoted the policy, until someone switches it back.
+    demotion: Option<String>,
 }
 
 struct Inner {
@@ -140,6 +146,8 @@ pub struct Engine {
     /// One policy add at a time.
     adding: Mutex<()>,
     registry: Arc<HookRegistry>,
+    /// Counts demotions (see `budget.rs`); the operator client watches it.
+    demotions: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -182,6 +190,7 @@ impl Engine {
             program_stats: programs.stats_handle(),
             programs: Mutex::new(programs),
             adding: Mutex::new(()),
+            demotions: tokio::sync::watch::Sender::new(0),
             inner: Mutex::new(Inner {
                 bpf,
                 kernel,

@@ -65,6 +65,8 @@ impl Inner {
             error: String::new(),
             ir: encoded,
             ids_start,
+            meter: super::budget::Meter::of(ir),
+            demotion: None,
         };
         self.next_id += 1;
         self.load_hooks(
