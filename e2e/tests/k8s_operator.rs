@@ -21,8 +21,8 @@ use serde_json::{Value, json};
 use vigil_e2e::cluster::{Cluster, RoundRobin, audit_resource, crate_root, describe, table};
 use vigil_e2e::containers::{FakeContainer, Runtime};
 use vigil_e2e::{
-    Operator, Sensor, corpus_policy, event_timeout, metric_value, policy_list, start_timeout,
-    vigil_ok, wait_for,
+    OpenStorm, Operator, Sensor, budgeted_policy, corpus_policy, event_timeout, metric_value,
+    policy_list, start_timeout, vigil_ok, wait_for,
 };
 
 const NS: &str = "vigil";
@@ -400,6 +400,59 @@ fn policies_applied_with_kubectl_reach_the_sensors_and_kubectl_reads_their_statu
     for s in [&sa, &sb] {
         assert!(policies_on(s).contains_key("kill-signals-staged"));
     }
+
+    // A CPU budget (vigil.dev/cpu-budget): WithinBudget is True until an open storm makes both
+    // nodes demote the policy; then False, with the nodes and the sensors' reasons.
+    let budgeted = budgeted_policy("open-budget", "0.2%,window=2s", "");
+    assert_eq!(
+        env.c.apply(&budgeted).trim(),
+        "tracingpolicy.cilium.io/open-budget created"
+    );
+    wait_ready(&env, "tracingpolicy.cilium.io/open-budget", None);
+    let within = |status: &Value| {
+        status["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == "WithinBudget"))
+            .cloned()
+    };
+    let c = wait_for(start_timeout(), "WithinBudget on open-budget", || {
+        env.c
+            .get_json(&["tracingpolicy.cilium.io", "open-budget"])
+            .and_then(|v| within(&v["status"]))
+    });
+    assert_eq!(c["status"], "True", "{c}");
+    let target = tempfile::tempdir().unwrap();
+    let storm_file = target.path().join("storm");
+    std::fs::write(&storm_file, b"x").unwrap();
+    let storm = OpenStorm::start(&storm_file);
+    let c = wait_for(
+        start_timeout(),
+        "open-budget over budget on both nodes",
+        || {
+            env.c
+                .get_json(&["tracingpolicy.cilium.io", "open-budget"])
+                .and_then(|v| within(&v["status"]))
+                .filter(|c| {
+                    c["status"] == "False"
+                        && c["message"]
+                            .as_str()
+                            .is_some_and(|m| m.starts_with("2/2 nodes"))
+                })
+        },
+    );
+    drop(storm);
+    assert_eq!(c["reason"], "BudgetExceeded", "{c}");
+    let message = c["message"].as_str().unwrap();
+    assert!(
+        message.contains("node-a: over its CPU budget")
+            && message.contains("node-b: over its CPU budget"),
+        "{message}"
+    );
+    env.c
+        .kubectl_ok(&["delete", "tracingpolicy.cilium.io/open-budget"]);
+    wait_policies(&sa, "open-budget withdrawn", |p| {
+        !p.contains_key("open-budget")
+    });
 
     // One sensor goes away: the roll-up says so.
     let mut sb = sb;
