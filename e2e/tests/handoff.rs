@@ -438,3 +438,79 @@ fn pins_changed_while_no_sensor_ran_are_reported_and_not_taken_over() {
         0.0
     );
 }
+
+/// Whether the running kernel is at least `major.minor`.
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut parts = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (major, minor)
+}
+
+/// What a kernel without pinnable perf-event links (before 5.15: kprobes, tracepoints and
+/// uprobes) does at a restart: those attachments end with the sensor, and the next one takes
+/// the policies over, attaches them again and says how many points it had to attach (their
+/// hooks did not run in between). Where every link is pinned nothing stops and nothing is
+/// attached again. The same test on every kernel, with the kernel deciding which half holds.
+#[test]
+fn a_restart_attaches_again_what_the_kernel_could_not_pin_and_says_so() {
+    let inst = Instance::new();
+    let work = tempfile::tempdir().unwrap();
+    let d = work.path().to_str().unwrap().to_string();
+    let policy = write(
+        work.path(),
+        "kill.yaml",
+        &sigkill_policy("kill-reattach", &format!("{d}/forbidden/")),
+    );
+    std::fs::create_dir_all(work.path().join("forbidden")).unwrap();
+    let forbidden = format!("{d}/forbidden/f");
+    let pinnable = kernel_at_least(5, 15);
+    let mut a = Sensor::start(&[
+        "--instance",
+        &inst.0,
+        "--keep-enforcing-on-exit=true",
+        "--policy",
+        &policy,
+    ]);
+    assert!(killed_opening(&forbidden), "the policy enforces");
+    a.kill();
+    assert_eq!(
+        killed_opening(&forbidden),
+        pinnable,
+        "enforced while no sensor ran: only where the links are pinned"
+    );
+
+    // Twice: the state the second sensor leaves must say the same as the first's.
+    for round in 1..=2 {
+        let mut b = Sensor::start_with_metrics(&[
+            "--instance",
+            &inst.0,
+            "--keep-enforcing-on-exit=true",
+            "--policy",
+            &policy,
+        ]);
+        let m = b.metrics();
+        assert_eq!(metric_value(&m, "vigil_handoff_took_over"), 1.0, "{m}");
+        let reattached = metric_value(&m, "vigil_handoff_reattached_points");
+        if pinnable {
+            assert_eq!(reattached, 0.0, "round {round}: {m}");
+        } else {
+            assert!(reattached >= 1.0, "round {round}: {m}");
+            assert!(
+                b.stderr().contains("attached again"),
+                "round {round}: {}",
+                b.stderr()
+            );
+        }
+        let list = policy_list(&b.socket);
+        assert_eq!(list.len(), 1, "{list:?}");
+        assert_eq!(list[0]["state"], "enabled", "{list:?}");
+        assert!(
+            killed_opening(&forbidden),
+            "round {round}: enforced after the take-over"
+        );
+        b.kill();
+    }
+}

@@ -152,6 +152,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         mut bpf,
         engine,
         took_over,
+        reattached,
         retire,
         pins_changed,
     } = handoff::open(
@@ -168,6 +169,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         },
     )?;
     metrics.handoff_took_over.set(took_over.is_some() as i64);
+    metrics.handoff_reattached_points.set(reattached as i64);
     metrics
         .handoff_pins_changed
         .inc_by(pins_changed.len() as u64);

@@ -442,6 +442,11 @@ impl AttachPoints {
                 exit_users: p.exit_users,
                 links: p.links.iter().filter_map(Link::pin_name).collect(),
                 exit_link: p.exit_link.as_ref().and_then(Link::pin_name),
+                unpinned: p
+                    .links
+                    .iter()
+                    .chain(&p.exit_link)
+                    .any(|l| l.pin_name().is_none()),
             })
             .collect();
         points.sort_by_key(|p| p.id);
@@ -451,19 +456,28 @@ impl AttachPoints {
 
     /// Takes over the points the previous sensor left (their links pinned in `links_dir`). A
     /// link that cannot be opened fails the whole take-over: what is adopted must be complete.
+    /// Returns the points whose links could not all be pinned: they are detached now (their
+    /// pinned links too, so that nothing runs twice) and must be attached again
+    /// ([`AttachPoints::reattach`]).
     pub fn restore(
         &mut self,
         points: &[PointSnap],
         raw: &[String],
         links_dir: &std::path::Path,
-    ) -> Result<(), String> {
+    ) -> Result<Vec<AttachKey>, String> {
         let open = |name: &String| Link::adopt(&links_dir.join(name));
+        let mut detached = Vec::new();
         for p in points {
             if !self.ids.reserve(p.id) {
                 return Err(format!("attach id {} taken twice", p.id));
             }
-            let links = p.links.iter().map(open).collect::<Result<Vec<_>, _>>()?;
-            let exit_link = p.exit_link.as_ref().map(open).transpose()?;
+            let mut links = p.links.iter().map(open).collect::<Result<Vec<_>, _>>()?;
+            let mut exit_link = p.exit_link.as_ref().map(open).transpose()?;
+            if p.unpinned {
+                detach_all(std::mem::take(&mut links));
+                detach_all(exit_link.take().into_iter().collect());
+                detached.push(p.key.clone());
+            }
             self.points.insert(
                 p.key.clone(),
                 Point {
@@ -476,6 +490,33 @@ impl AttachPoints {
             );
         }
         self.raw_links = raw.iter().map(open).collect::<Result<Vec<_>, _>>()?;
+        Ok(detached)
+    }
+
+    /// Attaches a restored point again whose links ended with the previous sensor (see
+    /// [`AttachPoints::restore`]): the same id, hooks and routes, new links.
+    pub fn reattach(&mut self, cx: &mut AttachCx<'_>, key: &AttachKey) -> Result<(), String> {
+        let (id, exit_users) = self
+            .points
+            .get(key)
+            .map(|p| (p.id, p.exit_users))
+            .ok_or_else(|| format!("no attach point {key:?}"))?;
+        let links = self.create(cx, key, id, None)?;
+        let exit = if exit_users > 0 {
+            match exit_link(cx, key, id) {
+                Ok(l) => l,
+                Err(e) => {
+                    detach_all(links);
+                    return Err(e);
+                }
+            }
+        } else {
+            None
+        };
+        if let Some(p) = self.points.get_mut(key) {
+            p.links = links;
+            p.exit_link = exit;
+        }
         Ok(())
     }
 

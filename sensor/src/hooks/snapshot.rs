@@ -86,6 +86,10 @@ pub struct PointSnap {
     pub exit_users: usize,
     pub links: Vec<String>,
     pub exit_link: Option<String>,
+    /// Some of the point's links could not be pinned (perf-event attachments have no
+    /// `bpf_link` before 5.15): they ended with the sensor, and the next one attaches again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unpinned: bool,
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -159,10 +163,18 @@ mod tests {
                 exit_users: 0,
                 links: vec!["1-0".into()],
                 exit_link: None,
+                unpinned: false,
             }],
             raw_links: vec![],
         };
         let json = serde_json::to_string(&s).unwrap();
         assert_eq!(serde_json::from_str::<Snapshot>(&json).unwrap(), s);
+        // A state without `unpinned` (an older sensor's) reads as pinned; a set one round-trips.
+        assert!(!json.contains("unpinned"));
+        let mut u = s.clone();
+        u.points[0].unpinned = true;
+        let json = serde_json::to_string(&u).unwrap();
+        assert!(json.contains("\"unpinned\":true"));
+        assert_eq!(serde_json::from_str::<Snapshot>(&json).unwrap(), u);
     }
 }

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use vigil_sensor_bpf::abi;
 
 use crate::error::SensorError;
-use crate::hooks::engine::Engine;
+use crate::hooks::engine::{Engine, TakenOver};
 use crate::hooks::kernel::{HookBpf, LiveKernel};
 use crate::hooks::meta::HookRegistry;
 use crate::hooks::snapshot::Snapshot;
@@ -234,6 +234,9 @@ pub struct Opened {
     pub engine: Arc<Engine>,
     /// Policies taken over from the previous sensor (`None`: a new generation was loaded).
     pub took_over: Option<usize>,
+    /// Attach points taken over whose links the kernel could not pin (perf events before
+    /// 5.15): attached again, their hooks did not run between the two sensors.
+    pub reattached: usize,
     /// Older generations to retire once this one enforces what it is configured with.
     pub retire: Vec<PathBuf>,
     /// What changed in the previous generation's pins while no sensor ran (then not taken
@@ -260,7 +263,22 @@ pub fn open(root: &Path, want: &Stamp, parts: &EngineParts<'_>) -> Result<Opened
         Plan::TakeOver { pins, snapshot } => {
             let pins = Arc::new(pins);
             match take_over(&pins, &snapshot, parts) {
-                Ok((bpf, engine, n)) => {
+                Ok((
+                    bpf,
+                    engine,
+                    TakenOver {
+                        policies: n,
+                        reattached,
+                    },
+                )) => {
+                    if reattached > 0 {
+                        tracing::warn!(
+                            points = reattached,
+                            "attach points of the previous sensor had links this kernel cannot \
+                             pin (perf events have no bpf_link before 5.15): attached again; \
+                             their hooks did not run between the two sensors"
+                        );
+                    }
                     tracing::info!(
                         generation = %pins.path().display(),
                         policies = n,
@@ -271,6 +289,7 @@ pub fn open(root: &Path, want: &Stamp, parts: &EngineParts<'_>) -> Result<Opened
                         bpf,
                         engine,
                         took_over: Some(n),
+                        reattached,
                         retire: Vec::new(),
                         pins_changed: Vec::new(),
                     })
@@ -329,7 +348,7 @@ fn take_over(
     pins: &Arc<PinDir>,
     snapshot: &Snapshot,
     parts: &EngineParts<'_>,
-) -> Result<(ProcessBpf, Arc<Engine>, usize), String> {
+) -> Result<(ProcessBpf, Arc<Engine>, TakenOver), String> {
     let bpf = crate::kernel::bpf::adopt(
         pins,
         parts.btf,
@@ -363,6 +382,7 @@ fn fresh(
         bpf,
         engine,
         took_over: None,
+        reattached: 0,
         retire,
         pins_changed: Vec::new(),
     })

@@ -134,6 +134,8 @@ pub struct Metrics {
     pub bpf_program_loads: Family<ProgramLabel, Gauge>,
     /// 1 when this sensor took over the previous sensor's programs at start.
     pub handoff_took_over: Gauge,
+    /// Attach points taken over that had to be attached again (links the kernel cannot pin).
+    pub handoff_reattached_points: Gauge,
     /// `--self-protection`: 1 for the state it is in (`active`, `off`, `unavailable`), else 0.
     pub self_protection: Family<StateLabel, Gauge>,
     /// Operations self-protection refused, by LSM hook.
@@ -405,6 +407,11 @@ impl Metrics {
             "handoff_took_over",
             "1 when this sensor took over the previous sensor's pinned programs at start (nothing reloaded)",
             self.handoff_took_over.clone(),
+        );
+        r.register(
+            "handoff_reattached_points",
+            "Attach points taken over whose links the kernel could not pin (perf events before 5.15): attached again at start, their hooks did not run between the two sensors",
+            self.handoff_reattached_points.clone(),
         );
         r.register(
             "handoff_retired_generations",

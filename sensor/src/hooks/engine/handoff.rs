@@ -11,7 +11,7 @@ use vigil_api::policy::PolicyIr;
 use vigil_sensor_bpf::abi::{self, HookCfg};
 
 use super::{Engine, Inner, LoadedHook, Policy, Scope, relock};
-use crate::hooks::attach::AttachKey;
+use crate::hooks::attach::{AttachCx, AttachKey};
 use crate::hooks::lower::{self, SetIds};
 use crate::hooks::meta::HookRegistry;
 use crate::hooks::snapshot::{
@@ -110,7 +110,11 @@ impl Inner {
     /// its IR with the same set ids and must yield exactly the hook configurations the pinned
     /// `vigil_hooks` holds; the points' pinned links are opened. Any mismatch is an error and
     /// nothing is kept: the caller then loads a new generation instead.
-    fn restore(&mut self, snap: &Snapshot, registry: &HookRegistry) -> Result<(), String> {
+    fn restore(
+        &mut self,
+        snap: &Snapshot,
+        registry: &HookRegistry,
+    ) -> Result<Vec<AttachKey>, String> {
         if snap.format != FORMAT {
             return Err(format!(
                 "state format {} (this sensor reads {FORMAT})",
@@ -131,11 +135,11 @@ impl Inner {
             .and_then(|p| p.parent())
             .map(|g| g.join("links"))
             .ok_or("no pin directory")?;
-        self.points.restore(&snap.points, &snap.raw_links, &links)?;
+        let detached = self.points.restore(&snap.points, &snap.raw_links, &links)?;
         self.generation = snap.generation;
         self.next_id = snap.next_id;
         self.ids = SetIds::starting_at(snap.set_next);
-        Ok(())
+        Ok(detached)
     }
 
     fn restore_policy(
@@ -263,6 +267,14 @@ impl Inner {
     }
 }
 
+/// What [`Engine::take_over`] took over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TakenOver {
+    pub policies: usize,
+    /// Attach points whose links the kernel could not pin, attached again.
+    pub reattached: usize,
+}
+
 impl Engine {
     /// Writes the hand-over state to `path` from now on (and once now).
     pub fn persist_to(&self, path: PathBuf) {
@@ -271,21 +283,50 @@ impl Engine {
         inner.persist();
     }
 
-    /// Takes the previous sensor's policies over (see [`Inner::restore`]). On error nothing is
-    /// taken over and the engine is as new.
-    pub fn take_over(&self, snap: &Snapshot, state_path: PathBuf) -> Result<usize, String> {
+    /// Takes the previous sensor's policies over (see [`Inner::restore`]) and attaches again
+    /// the points whose links the kernel could not pin. Returns how many policies were taken
+    /// over and how many points were attached again (their hooks did not run between the
+    /// previous sensor's end and now). On error nothing is taken over and the engine is as new.
+    pub fn take_over(&self, snap: &Snapshot, state_path: PathBuf) -> Result<TakenOver, String> {
         let mut inner = self.lock();
         inner.state_path = Some(state_path);
-        if let Err(e) = inner.restore(snap, &self.registry) {
-            // Forget the partial take-over; the pinned objects stay untouched for the caller to
-            // retire once a new generation runs.
-            inner.policies.clear();
-            inner.unclaimed.clear();
-            inner.policy_slots = super::Slots::new(abi::MAX_POLICIES, 0);
-            inner.hook_slots = super::Slots::new(abi::MAX_HOOKS, 0);
-            inner.points = crate::hooks::attach::AttachPoints::new(inner.points.cookies());
-            inner.state_path = None;
-            return Err(e);
+        let restored = inner.restore(snap, &self.registry).and_then(|detached| {
+            let mut programs = relock(&self.programs);
+            let Inner {
+                bpf,
+                kernel,
+                points,
+                ..
+            } = &mut *inner;
+            let mut cx = AttachCx {
+                maps: &mut bpf.maps,
+                kernel,
+                programs: &mut programs,
+            };
+            for key in &detached {
+                points
+                    .reattach(&mut cx, key)
+                    .map_err(|e| format!("attaching {key:?} again: {e}"))?;
+            }
+            Ok(detached.len())
+        });
+        let reattached = match restored {
+            Ok(n) => n,
+            Err(e) => {
+                // Forget the partial take-over; the pinned objects stay untouched for the caller to
+                // retire once a new generation runs.
+                inner.policies.clear();
+                inner.unclaimed.clear();
+                inner.policy_slots = super::Slots::new(abi::MAX_POLICIES, 0);
+                inner.hook_slots = super::Slots::new(abi::MAX_HOOKS, 0);
+                inner.points = crate::hooks::attach::AttachPoints::new(inner.points.cookies());
+                inner.state_path = None;
+                return Err(e);
+            }
+        };
+        if reattached > 0 {
+            // The new links are unpinnable too: the state says so for the next sensor.
+            inner.persist();
         }
         drop(inner);
         // The container set is the kernel's as the previous sensor left it.
@@ -295,7 +336,10 @@ impl Engine {
             c.ids = ids;
         }
         drop(c);
-        Ok(self.lock().policies.len())
+        Ok(TakenOver {
+            policies: self.lock().policies.len(),
+            reattached,
+        })
     }
 
     /// Removes the policies taken over that no source of this sensor claimed, among those

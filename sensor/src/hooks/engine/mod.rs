@@ -38,6 +38,7 @@ use crate::policy::control::{
     HookStatus, PolicyControl, PolicyInfo, PolicyKey, PolicyMode, PolicyOrigin, PolicyStats,
 };
 pub use budget::{Demotion, DemotionAction};
+pub use handoff::TakenOver;
 use publish::sync_scope;
 
 struct LoadedHook {
