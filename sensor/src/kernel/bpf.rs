@@ -1,6 +1,8 @@
 //! Loading and attaching the process-lifecycle programs, and access to their maps.
 
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
+use aya::maps::{HashMap as BpfHashMap, Map, MapData, PerCpuArray};
+
+use crate::kernel::ringbuf::RingReader;
 use aya::programs::BtfTracePoint;
 use aya::{Btf, Ebpf};
 use vigil_sensor_bpf::abi::{self, Proc};
@@ -28,7 +30,7 @@ pub struct ProcessBpf {
     pub procs: BpfHashMap<MapData, u32, Proc>,
     pub counters: PerCpuArray<MapData, u64>,
     /// Taken by the ring-buffer reader.
-    pub events: Option<RingBuf<MapData>>,
+    pub events: Option<RingReader>,
     /// What loading each program cost.
     pub programs: Vec<ProgramStats>,
 }
@@ -140,8 +142,10 @@ fn with_maps(
         ebpf.take_map(name)
             .ok_or_else(|| SensorError::bpf(name, "map missing from the object"))
     };
-    let events = RingBuf::try_from(take(&mut ebpf, names::EVENTS_MAP)?)
-        .map_err(|e| SensorError::bpf(names::EVENTS_MAP, e))?;
+    let events = match take(&mut ebpf, names::EVENTS_MAP)? {
+        Map::RingBuf(data) => RingReader::new(data)?,
+        _ => return Err(SensorError::bpf(names::EVENTS_MAP, "not a ring buffer")),
+    };
     let procs = BpfHashMap::try_from(take(&mut ebpf, names::PROCS_MAP)?)
         .map_err(|e| SensorError::bpf(names::PROCS_MAP, e))?;
     let counters = PerCpuArray::try_from(take(&mut ebpf, names::COUNTERS_MAP)?)

@@ -216,14 +216,11 @@ fn pending_bytes(gen_dir: &Path) -> u64 {
     let Ok(map) = aya::maps::MapData::from_pin(&path) else {
         return 0;
     };
-    let Ok(ring) = aya::maps::RingBuf::try_from(aya::maps::Map::RingBuf(map)) else {
+    let Ok(mut ring) = crate::kernel::ringbuf::RingReader::new(map) else {
         return 0;
     };
-    let mut ring = ring;
     let mut n = 0u64;
-    while let Some(item) = ring.next() {
-        n += item.len() as u64;
-    }
+    ring.drain(|item| n += item.len() as u64);
     n
 }
 

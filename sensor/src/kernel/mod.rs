@@ -17,3 +17,4 @@ pub mod program_check;
 pub mod protect;
 pub mod record_bytes;
 pub mod ring;
+pub mod ringbuf;

@@ -10,6 +10,7 @@ use vigil_sensor_bpf::abi::{self, counters};
 use crate::hooks::engine::Engine;
 use crate::kernel::bpf::ProcessBpf;
 use crate::kernel::clock::BootClock;
+use crate::kernel::ringbuf::RingReader;
 use crate::output::loss::{KernelCounts, KernelLoss, LossBatch, Stage, StageCounters, now_ns};
 use crate::output::metrics::{Metrics, RecordLabel};
 use crate::process::heal::{TaskIter, procfs_tasks};
@@ -17,22 +18,20 @@ use crate::process::pipeline::Pipeline;
 
 /// Reads every record the ring buffer holds; returns how many.
 pub fn drain(
-    ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
+    ring: &mut RingReader,
     pipeline: &mut Pipeline,
     metrics: &Metrics,
     kernel: &StageCounters,
 ) -> u64 {
-    let mut n = 0;
-    while let Some(item) = ring.next() {
-        n += 1;
+    let n = ring.drain(|item| {
         metrics.ringbuf_received.inc();
         kernel.out.inc();
         // A hook record's attempt is known from its arrival (its loss from the counters).
         if item.get(..4) == Some(&abi::MSG_HOOK.to_ne_bytes()[..]) {
             kernel.input.inc();
         }
-        pipeline.handle_bytes(&item);
-    }
+        pipeline.handle_bytes(item);
+    });
     pipeline.release(std::time::Instant::now());
     n
 }
@@ -167,7 +166,7 @@ impl KernelPoller {
 /// hands them to [`Pipeline::heal`]. `VIGIL_TEST_HEAL_SOURCE=procfs` forces the /proc walk
 /// (a test knob for the path of kernels without iterators).
 pub fn heal(
-    ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
+    ring: &mut RingReader,
     pipeline: &mut Pipeline,
     metrics: &Metrics,
     kernel: &StageCounters,
