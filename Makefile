@@ -51,14 +51,16 @@ test-vm: build-release
 	e2e/vm/matrix.sh
 
 ## bench: start time and verifier cost of the programs; overhead of the sensor on a fork+exec
-## storm and an open/close storm (ratios; not pass/fail); policy distribution to 500 simulated
-## sensors; the user-space event path per stage (decode → cache → event → JSON → file) on a
-## replay of recorded-format ring-buffer records, in-process, on one CPU.
+## storm and an open/close storm (ratios; not pass/fail) and where the latter goes (perf call
+## graphs); policy distribution to 500 simulated sensors; the user-space event path per stage
+## (decode → cache → event → JSON → file) on a replay of recorded-format ring-buffer records,
+## in-process, on one CPU.
 bench: build-release
 	@e2e/bench/startup.sh $(RELEASE_DIR)
 	@e2e/bench/handoff.sh $(RELEASE_DIR)
 	@e2e/bench/exec-storm.sh $(RELEASE_DIR)
 	@e2e/bench/open-storm.sh $(RELEASE_DIR)
+	@e2e/bench/open-storm-profile.sh $(RELEASE_DIR)
 	@e2e/bench/policy-sync.sh $(RELEASE_DIR)
 	@CARGO="$(CARGO)" e2e/bench/pipeline.sh $(RELEASE_DIR)
 
