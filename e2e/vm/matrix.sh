@@ -84,8 +84,9 @@ for run in "${RUNS[@]}"; do
     # An int3 trap in kernel text that no patch claims ("Oops: int3", e.g. in
     # syscall_trace_enter) is qemu's multi-threaded TCG racing the kernel's text patching
     # (text_poke_bp, used when tracepoints are switched on and off): the guest dies, and
-    # every test after it has no result. Seen once in many runs; the run is repeated once,
-    # and the summary says so. A second one fails the run like any panic.
+    # every test after it has no result. run.sh runs TCG with one thread, which closes that
+    # race; this stays for VIGIL_VM_TCG_THREAD=multi: the run is repeated once, and the
+    # summary says so. A second one fails the run like any panic.
     if [ "$rc" -ne 0 ] && grep -aq 'Oops: int3' "$log"; then
         mv -f "$log" "${log%.log}-panicked.log"
         echo "==== matrix: $kernel ($set): the guest died of 'Oops: int3' (TCG text-patching race); running it once more"
