@@ -12,28 +12,9 @@ work=$(mktemp -d /tmp/vigil-ab-bench.XXXXXX)
 sensor=
 trap 'kill "$sensor" 2>/dev/null || true; rm -rf "$work"' EXIT
 target=$work/target.txt; echo data >"$target"
-cat >"$work/nomatch.yaml" <<YAML
-apiVersion: cilium.io/v1alpha1
-kind: TracingPolicy
-metadata:
-  name: nomatch
-spec:
-  kprobes:
-  - call: sys_openat
-    syscall: true
-    args:
-    - {index: 1, type: string}
-    selectors:
-    - matchArgs:
-      - {index: 1, operator: Prefix, values: ["/nonexistent/vigil-bench/"]}
-  - call: sys_close
-    syscall: true
-    args:
-    - {index: 0, type: fd}
-    selectors:
-    - matchArgs:
-      - {index: 0, operator: Prefix, values: ["/nonexistent/vigil-bench/"]}
-YAML
+# shellcheck source=storm-policy.sh
+. "$(dirname "$0")/storm-policy.sh"
+storm_policy nomatch /nonexistent/vigil-bench/ >"$work/nomatch.yaml"
 storm() { "$B_BIN/vigil-e2e-workload" open-storm "$N" "$target"; }
 start() {
   "$1/vigil-sensor" --instance "ab-bench-$$" --keep-enforcing-on-exit=false --grpc-socket "" \

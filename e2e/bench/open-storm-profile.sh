@@ -27,28 +27,9 @@ sensor=
 trap '[[ -n $sensor ]] && kill "$sensor" 2>/dev/null; rm -rf "$work"' EXIT
 target=$work/target.txt
 echo data >"$target"
-cat >"$work/nomatch.yaml" <<'YAML'
-apiVersion: cilium.io/v1alpha1
-kind: TracingPolicy
-metadata:
-  name: nomatch
-spec:
-  kprobes:
-  - call: sys_openat
-    syscall: true
-    args:
-    - {index: 1, type: string}
-    selectors:
-    - matchArgs:
-      - {index: 1, operator: Prefix, values: ["/nonexistent/vigil-bench/"]}
-  - call: sys_close
-    syscall: true
-    args:
-    - {index: 0, type: fd}
-    selectors:
-    - matchArgs:
-      - {index: 0, operator: Prefix, values: ["/nonexistent/vigil-bench/"]}
-YAML
+# shellcheck source=storm-policy.sh
+. "$(dirname "$0")/storm-policy.sh"
+storm_policy nomatch /nonexistent/vigil-bench/ >"$work/nomatch.yaml"
 "$BIN/vigil-sensor" --export-file "$work/events.json" --instance "bench-$$" \
   --keep-enforcing-on-exit=false --grpc-socket "" --metrics-address 127.0.0.1:0 \
   --policy "$work/nomatch.yaml" --log-level warn 2>"$work/sensor.log" &

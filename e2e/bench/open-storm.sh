@@ -17,32 +17,10 @@ target=$work/target.txt
 echo data >"$target"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 
-policy() { # NAME PREFIX
-  cat >"$work/$1.yaml" <<YAML
-apiVersion: cilium.io/v1alpha1
-kind: TracingPolicy
-metadata:
-  name: $1
-spec:
-  kprobes:
-  - call: sys_openat
-    syscall: true
-    args:
-    - {index: 1, type: string}
-    selectors:
-    - matchArgs:
-      - {index: 1, operator: Prefix, values: ["$2"]}
-  - call: sys_close
-    syscall: true
-    args:
-    - {index: 0, type: fd}
-    selectors:
-    - matchArgs:
-      - {index: 0, operator: Prefix, values: ["$2"]}
-YAML
-}
-policy nomatch /nonexistent/vigil-bench/
-policy match "$target"
+# shellcheck source=storm-policy.sh
+. "$(dirname "$0")/storm-policy.sh"
+storm_policy nomatch /nonexistent/vigil-bench/ >"$work/nomatch.yaml"
+storm_policy match "$target" >"$work/match.yaml"
 
 storm() { "$BIN/vigil-e2e-workload" open-storm "$N" "$target"; }
 
