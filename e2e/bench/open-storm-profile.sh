@@ -7,9 +7,10 @@
 #     within it the BPF programs (trace_call_bpf and below), and within those the argument reads
 #     (vigil_read_arg), the path walk (vigil_path_walk), user-string reads and the filters;
 #   - everything else: the storm's own work, the baseline.
-# Shares are printed as fractions of the baseline (0.50× = the storm takes half as long again),
-# so they add up to the ratio open-storm.sh measures by wall clock. Needs perf (Debian's
-# linux-perf, installed when missing and run as root).
+# Shares are printed as fractions of the baseline (0.50× = the storm takes half as long again);
+# 1 + the added share estimates the ratio open-storm.sh measures by wall clock (a little lower:
+# caches the programs disturb show up in the baseline's share). Needs perf (Debian's linux-perf,
+# installed when missing and run as root).
 set -euo pipefail
 BIN=${1:?usage: open-storm-profile.sh BIN_DIR}
 N=${N:-300000}
