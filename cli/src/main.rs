@@ -3,6 +3,7 @@
 
 mod compact;
 mod filter;
+mod lenient_event;
 mod observe;
 mod operator_status;
 mod pod;

@@ -11,11 +11,12 @@ use std::io::{self, BufRead, BufReader, Write};
 
 use clap::Args;
 use serde_json::{Value, json};
-use vigil_api::events::{EventError, EventKind, GetEventsResponse};
+use vigil_api::events::{EventError, EventKind};
 use vigil_api::policy::eval::{Evaluator, EventView, Replay, Verdict};
 use vigil_api::policy::ir::{PolicyIr, PolicyMode};
 use vigil_api::policy::{self, PolicyErrors};
 
+use crate::lenient_event;
 use crate::policy::Mode;
 use crate::policy_test_report::{self as report, InputTally, PolicyTally};
 
@@ -243,8 +244,13 @@ fn replay(
         if line.is_empty() {
             continue;
         }
-        let ev = match GetEventsResponse::from_json(line) {
-            Ok(ev) => ev,
+        let ev = match lenient_event::decode(line) {
+            Ok((ev, dropped)) => {
+                for path in dropped {
+                    *t.unknown_fields.entry(path).or_default() += 1;
+                }
+                ev
+            }
             Err(e) => {
                 if other_kind(line).is_some() {
                     t.skipped += 1;

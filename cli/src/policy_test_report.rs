@@ -65,6 +65,9 @@ pub struct InputTally {
     /// vigil_policy_demoted, …).
     pub skipped: usize,
     pub malformed: usize,
+    /// Fields this version does not know (a newer Tetragon or Vigil wrote them), by path:
+    /// dropped from the events that had them, with the number of such events.
+    pub unknown_fields: BTreeMap<String, usize>,
 }
 
 /// The actions of a selector as written; a selector without actions posts.
@@ -277,6 +280,18 @@ pub fn render_text(input: &InputTally, policies: &[PolicyTally], max: usize) -> 
             String::new()
         },
     );
+    if !input.unknown_fields.is_empty() {
+        let fields: Vec<String> = input
+            .unknown_fields
+            .iter()
+            .map(|(path, n)| format!("{path} ({n} event(s))"))
+            .collect();
+        let _ = writeln!(
+            o,
+            "fields this version does not know, ignored (they cannot change a verdict): {}",
+            fields.join(", ")
+        );
+    }
     for p in policies {
         let _ = writeln!(
             o,
@@ -434,6 +449,7 @@ pub fn render_json(input: &InputTally, policies: &[PolicyTally], expectation: Va
             "process_events": input.process_events,
             "skipped": input.skipped,
             "malformed": input.malformed,
+            "unknown_fields": input.unknown_fields,
         },
         "policies": policies,
         "expectation": expectation,

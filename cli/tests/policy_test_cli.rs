@@ -344,7 +344,8 @@ fn bad_input_is_reported_with_its_place_and_exit_2() {
         err(&o),
         "vigil policy test: cannot open /nonexistent/events.json: No such file or directory (os error 2)\n"
     );
-    // Malformed lines are named by line number; other Tetragon event kinds are skipped.
+    // Malformed lines (here: a known field of the wrong type, and not JSON) are named by line
+    // number; other Tetragon event kinds are skipped.
     let first = std::fs::read_to_string(samples())
         .unwrap()
         .lines()
@@ -352,7 +353,7 @@ fn bad_input_is_reported_with_its_place_and_exit_2() {
         .unwrap()
         .to_string();
     let events = format!(
-        "{first}\n{{\"process_kprobe\":{{\"bogus\":1}}}}\n{{\"process_throttle\":{{}}}}\n\nnot json\n"
+        "{first}\n{{\"process_kprobe\":{{\"function_name\":5}}}}\n{{\"process_throttle\":{{}}}}\n\nnot json\n"
     );
     let e = file(&dir, "events.jsonl", &events);
     let o = vigil(
@@ -362,7 +363,9 @@ fn bad_input_is_reported_with_its_place_and_exit_2() {
     assert_eq!(o.status.code(), Some(2));
     let stderr = err(&o);
     assert!(
-        stderr.contains(&format!("{e}:2: column 26: unknown field `bogus`")),
+        stderr.contains(&format!(
+            "{e}:2: column 36: invalid type: integer `5`, expected a string"
+        )),
         "{stderr}"
     );
     assert!(
@@ -448,4 +451,58 @@ fn every_example_policy_that_compiles_runs_over_the_samples() {
         }
     }
     assert!(ran >= 30, "only {ran} policies ran");
+}
+
+#[test]
+fn fields_a_newer_tetragon_writes_are_ignored_and_named() {
+    // The samples with fields this version does not know, as a newer Tetragon may write them:
+    // the verdicts are the same, the expectation is checked, and the report names the fields.
+    let dir = tempfile::tempdir().unwrap();
+    let p = file(&dir, "kill.yaml", KILL_CAT);
+    let plain = vigil(
+        &["policy", "test", &p, "--events", &samples(), "-o", "json"],
+        None,
+    );
+    assert_eq!(plain.status.code(), Some(0), "{}", err(&plain));
+    let mut newer = String::new();
+    for line in std::fs::read_to_string(samples()).unwrap().lines() {
+        let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+        v["future_top_level"] = serde_json::json!({"a": 1});
+        for kind in ["process_exec", "process_kprobe", "process_exit"] {
+            if let Some(ev) = v.get_mut(kind) {
+                ev["process"]["future_process_field"] = serde_json::json!(7);
+            }
+        }
+        newer.push_str(&v.to_string());
+        newer.push('\n');
+    }
+    let e = file(&dir, "newer.jsonl", &newer);
+    let o = vigil(&["policy", "test", &p, "--events", &e, "-o", "json"], None);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let a: serde_json::Value = serde_json::from_str(&out(&plain)).unwrap();
+    let b: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+    assert_eq!(a["policies"], b["policies"]);
+    assert_eq!(a["expectation"], b["expectation"]);
+    assert_eq!(b["input"]["malformed"], 0);
+    let lines = a["input"]["lines"].as_u64().unwrap();
+    assert_eq!(b["input"]["unknown_fields"]["future_top_level"], lines);
+    assert!(
+        b["input"]["unknown_fields"]["process_kprobe.process.future_process_field"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "{}",
+        b["input"]
+    );
+    assert_eq!(a["input"]["unknown_fields"], serde_json::json!({}));
+    // The text report says so.
+    let o = vigil(&["policy", "test", &p, "--events", &e], None);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(
+        out(&o).contains(&format!(
+            "fields this version does not know, ignored (they cannot change a verdict): future_top_level ({lines} event(s)), "
+        )),
+        "{}",
+        out(&o)
+    );
 }
