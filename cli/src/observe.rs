@@ -12,6 +12,7 @@
 
 use crate::compact;
 use crate::filter::Filter;
+use crate::lenient_event;
 use crate::remote;
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
@@ -19,7 +20,7 @@ use regex::Regex;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::PathBuf;
-use vigil_api::events::{EventError, EventKind, GetEventsResponse};
+use vigil_api::events::{EventError, EventKind};
 
 #[derive(Args, Debug)]
 pub struct ObserveArgs {
@@ -171,6 +172,7 @@ fn observe(
     let mut failed = false;
     let mut buf = Vec::new();
     let mut number = 0usize;
+    let mut unknown = std::collections::BTreeSet::new();
     loop {
         buf.clear();
         match input.read_until(b'\n', &mut buf) {
@@ -194,8 +196,21 @@ fn observe(
         if line.is_empty() {
             continue;
         }
-        let ev = match GetEventsResponse::from_json(line) {
-            Ok(ev) => ev,
+        let ev = match lenient_event::decode(line) {
+            Ok((ev, dropped)) => {
+                // Fields a newer Tetragon or Vigil wrote: said once per field, not per line.
+                let new: Vec<String> = dropped
+                    .into_iter()
+                    .filter(|p| unknown.insert(p.clone()))
+                    .collect();
+                if !new.is_empty() {
+                    eprintln!(
+                        "vigil observe: line {number}: fields this version does not know, left out of the output: {}",
+                        new.join(", ")
+                    );
+                }
+                ev
+            }
             Err(EventError::Decode {
                 message, column, ..
             }) => {
@@ -259,6 +274,26 @@ mod tests {
         let (out, code) = run_on(&input, &Filter::default(), Output::Compact);
         assert_eq!(out, "🚀 process n /bin/ls \"-l /\"\n".repeat(2));
         assert_eq!(code, 1);
+    }
+
+    #[test]
+    fn fields_this_version_does_not_know_are_left_out_not_fatal() {
+        let newer = EXEC.replace(
+            r#""binary":"/bin/ls""#,
+            r#""binary":"/bin/ls","future_field":{"a":1}"#,
+        );
+        let input = format!("{newer}\n{newer}\n");
+        let (out, code) = run_on(&input, &Filter::default(), Output::Compact);
+        assert_eq!(code, 0);
+        assert_eq!(out, "🚀 process n /bin/ls \"-l /\"\n".repeat(2));
+        let (json, code) = run_on(&input, &Filter::default(), Output::Json);
+        assert_eq!(code, 0);
+        let (want, _) = run_on(
+            &format!("{EXEC}\n{EXEC}\n"),
+            &Filter::default(),
+            Output::Json,
+        );
+        assert_eq!(json, want);
     }
 
     #[test]
