@@ -1012,3 +1012,90 @@ fn a_policy_over_its_cpu_budget_goes_to_monitor_then_off_and_says_so() {
         "{m}"
     );
 }
+
+/// The fd → path walk that close() runs: whole paths for names of every length the walk copies
+/// differently (inline in the dentry, read with the dentry, up to 32 or 40 bytes; stored apart
+/// beyond, up to NAME_MAX), in a deep directory, and across a mount point (a tmpfs).
+#[test]
+fn fd_paths_are_whole_for_every_name_length_and_across_a_mount() {
+    let work = tempfile::tempdir().unwrap();
+    let d = work.path().join("names");
+    let deep = d.join("a/bb/ccc/dddd/eeeee/ffffff/ggggggg/hhhhhhhh/iiiiiiiii");
+    std::fs::create_dir_all(&deep).unwrap();
+    let fs = vigil_e2e::loss::Tmpfs::mount(1024);
+    let in_mount = fs.path.join("sub");
+    std::fs::create_dir_all(&in_mount).unwrap();
+    let close_policy = format!(
+        "apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: fd-paths
+spec:
+  kprobes:
+  - call: sys_close
+    syscall: true
+    args:
+    - {{index: 0, type: fd}}
+    selectors:
+    - matchArgs:
+      - {{index: 0, operator: Prefix, values: [\"{}/\", \"{}/\"]}}
+",
+        d.display(),
+        fs.path.display()
+    );
+    let policy = write(work.path(), "close.yaml", &close_policy);
+    let sensor = Sensor::start(&["--policy", policy.to_str().unwrap()]);
+
+    // Names whose bytes differ by position, so a word copied to the wrong place shows.
+    let name = |len: usize| -> String {
+        (0..len)
+            .map(|i| char::from(b'a' + ((i * 7 + len) % 26) as u8))
+            .collect()
+    };
+    let mut paths = Vec::new();
+    for len in [
+        1, 2, 7, 8, 9, 15, 16, 17, 23, 24, 25, 31, 32, 33, 39, 40, 41, 47, 48, 63, 64, 100, 200,
+        255,
+    ] {
+        paths.push(d.join(name(len)));
+    }
+    paths.push(deep.join(name(5)));
+    paths.push(deep.join(name(45)));
+    paths.push(in_mount.join(name(35)));
+    paths.push(fs.path.join(name(3)));
+    for p in &paths {
+        drop(std::fs::File::create(p).unwrap()); // the close is what the policy sees
+    }
+
+    let me = std::process::id();
+    let closed = |sensor: &Sensor| -> Vec<String> {
+        sensor
+            .events()
+            .iter()
+            .filter_map(kprobe)
+            .filter(|k| k.function_name == "__x64_sys_close" && pid_of(k) == Some(me))
+            .filter_map(|k| path_arg(k, 0).map(str::to_string))
+            .collect()
+    };
+    let missing = |seen: &[String]| -> Vec<String> {
+        paths
+            .iter()
+            .map(|p| p.to_str().unwrap().to_string())
+            .filter(|p| !seen.contains(p))
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + event_timeout();
+    let mut seen = closed(&sensor);
+    while !missing(&seen).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        seen = closed(&sensor);
+    }
+    assert!(
+        missing(&seen).is_empty(),
+        "close events missing or with another path: {:?}\nclose paths seen: {seen:#?}",
+        missing(&seen)
+    );
+    let expected = missing(&[]);
+    let stray: Vec<&String> = seen.iter().filter(|p| !expected.contains(p)).collect();
+    assert!(stray.is_empty(), "paths no file had: {stray:?}");
+}

@@ -286,6 +286,11 @@ int vigil_sc_enter(struct trace_event_raw_sys_enter *ctx)
 	s = begin(STAGE_ENTRY, 0);
 	if (!s)
 		return 0;
+	/*
+	 * A helper read, not direct loads: the kernel refuses to attach a tracepoint program whose
+	 * context reads reach past the event's record (max_ctx_offset), and close's record holds
+	 * one argument. The words past a short record are never used (nargs bounds every read).
+	 */
 	bpf_probe_read_kernel(s->regs, sizeof(s->regs), ctx->args);
 	vigil_run_attach(*attach);
 	return 0;

@@ -101,17 +101,45 @@ static __always_inline void fetch_raw(struct hook_scratch *s, struct vigil_hook_
 	}
 }
 
+/*
+ * The open file behind descriptor fd of the current task, or NULL. Runs on every call of a hook
+ * with an fd argument (close, read, write...), so it keeps helper calls few: each costs a call
+ * and a return (expensive on CPUs with return-thunk mitigations). Where the kernel has
+ * bpf_get_current_task_btf (5.11+) the task, its files and fd table are read by direct loads
+ * (the verifier turns them into fault-safe loads); the fd array's slot needs one read either
+ * way. Older kernels read the chain with helpers, max_fds and the array pointer in one read
+ * where they sit side by side (every kernel so far; CO-RE checks it, the branch not taken is
+ * removed at load).
+ */
 static __always_inline struct file *fd_file(__u64 fd)
 {
-	struct task_struct *task = (void *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	unsigned int max = BPF_CORE_READ(fdt, max_fds);
-	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct {
+		unsigned int max;
+		struct file **fds;
+	} t = {};
 	struct file *f = 0;
 
-	if ((__s64)fd < 0 || fd >= max)
+	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf)) {
+		struct task_struct *task = bpf_get_current_task_btf();
+		struct fdtable *fdt = task->files->fdt;
+
+		t.max = fdt->max_fds;
+		t.fds = fdt->fd;
+	} else {
+		struct task_struct *task = (void *)bpf_get_current_task();
+		struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+		__u32 max_off = bpf_core_field_offset(struct fdtable, max_fds);
+
+		if (bpf_core_field_offset(struct fdtable, fd) == max_off + 8)
+			bpf_probe_read_kernel(&t, sizeof(t), (void *)fdt + max_off);
+		else {
+			t.max = BPF_CORE_READ(fdt, max_fds);
+			t.fds = BPF_CORE_READ(fdt, fd);
+		}
+	}
+	if ((__s64)fd < 0 || fd >= t.max)
 		return 0;
-	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
+	bpf_probe_read_kernel(&f, sizeof(f), &t.fds[fd]);
 	return f;
 }
 
@@ -295,8 +323,22 @@ static __always_inline int read_path(struct hook_scratch *s, __u32 i, __u32 kind
 		break;
 	}
 	if (p) {
-		dentry = BPF_CORE_READ(p, dentry);
-		vfsmnt = BPF_CORE_READ(p, mnt);
+		/* struct path is {mnt, dentry} in every kernel: one read for both where so. */
+		__u32 mnt_off = bpf_core_field_offset(struct path, mnt);
+
+		if (bpf_core_field_offset(struct path, dentry) == mnt_off + 8) {
+			struct {
+				struct vfsmount *mnt;
+				struct dentry *dentry;
+			} pp = {};
+
+			bpf_probe_read_kernel(&pp, sizeof(pp), (void *)p + mnt_off);
+			vfsmnt = pp.mnt;
+			dentry = pp.dentry;
+		} else {
+			dentry = BPF_CORE_READ(p, dentry);
+			vfsmnt = BPF_CORE_READ(p, mnt);
+		}
 	}
 	if (!dentry) {
 		arg_done(s, i, kind, off, 0, VIGIL_AUX_ERR);
@@ -304,7 +346,6 @@ static __always_inline int read_path(struct hook_scratch *s, __u32 i, __u32 kind
 	}
 	/* A bare dentry is resolved within its own mount. */
 	b->walk.dentry = dentry;
-	b->walk.vfsmnt = vfsmnt;
 	b->walk.mnt = vfsmnt ? container_of(vfsmnt, struct mount, mnt) : 0;
 	b->walk.no_mounts = !vfsmnt;
 	b->walk.pos = VIGIL_PATH_MAX;

@@ -31,14 +31,24 @@ struct {
 /* State of one path walk, kept next to the buffer it fills (see vigil_path_walk()). */
 struct path_walk {
 	struct dentry *dentry;
-	struct vfsmount *vfsmnt;
 	struct mount *mnt;
-	struct dentry *mnt_root; /* vfsmnt's root, read once per mount rather than per step */
+	/* The current mount's root, parent and mount point: read together, once per mount. */
+	struct dentry *mnt_root;
+	struct mount *mnt_parent;
+	struct dentry *mnt_mountpoint;
 	__u32 pos;
 	__u32 done;
 	__u32 no_mounts; /* stop at the mount root instead of crossing (dentry-only paths) */
 	__u32 pad;
 };
+
+/*
+ * Bytes of a dentry read in one go from d_parent on: d_parent, d_name (a qstr: hash, length,
+ * name pointer), d_inode and the inline name that follows them (32 bytes before 6.14, 40 from
+ * it). A name short enough to live inline (most are) comes with the same read.
+ */
+#define DENTRY_WIN 72
+#define DENTRY_WIN_NAME 24 /* the inline name cannot start before d_inode's end */
 
 /*
  * Path assembly writes components backwards from the end of `path`. The buffer is twice
@@ -48,6 +58,8 @@ struct path_walk {
 struct pathbuf {
 	char path[VIGIL_PATH_MAX * 2];
 	struct path_walk walk;
+	/* DENTRY_WIN bytes are read; the rest lets a masked offset (& 127) + 8 stay inside. */
+	__u64 win[17];
 };
 
 struct {
@@ -99,9 +111,41 @@ static __always_inline char *get_pathbuf(void)
 }
 
 /*
+ * The current mount's parent, mount point and root into the walk. They sit side by side in
+ * struct mount (mnt_parent, mnt_mountpoint, then the vfsmount that starts with mnt_root) in
+ * every kernel so far: one read; CO-RE checks it, the other branch is removed at load.
+ */
+static __always_inline void read_mount(struct pathbuf *b, struct mount *mnt)
+{
+	__u32 par = bpf_core_field_offset(struct mount, mnt_parent);
+	struct {
+		struct mount *parent;
+		struct dentry *mountpoint;
+		struct dentry *root;
+	} m = {};
+
+	if (bpf_core_field_offset(struct mount, mnt_mountpoint) == par + 8 &&
+	    bpf_core_field_offset(struct mount, mnt.mnt_root) == par + 16) {
+		bpf_probe_read_kernel(&m, sizeof(m), (void *)mnt + par);
+	} else {
+		m.parent = BPF_CORE_READ(mnt, mnt_parent);
+		m.mountpoint = BPF_CORE_READ(mnt, mnt_mountpoint);
+		m.root = BPF_CORE_READ(mnt, mnt.mnt_root);
+	}
+	b->walk.mnt_parent = m.parent;
+	b->walk.mnt_mountpoint = m.mountpoint;
+	b->walk.mnt_root = m.root;
+}
+
+/*
  * One step of a path walk: prepend the current component, or cross a mount point. Returns 0 to
  * go on, 1 when the walk ended (root reached, or the buffer is full: then `done` stays 0).
  * Global, like vigil_path_walk() below: each is checked once, on its own.
+ *
+ * A step costs one helper read where it can (each call and return costs, more so on CPUs with
+ * return-thunk mitigations, and the fd -> path walk of close() runs on every close): the mount
+ * root is recognised before anything is read, and the dentry's parent, name and inline name
+ * come in one read (DENTRY_WIN).
  */
 __noinline int vigil_path_step(void)
 {
@@ -113,6 +157,8 @@ __noinline int vigil_path_step(void)
 	struct dentry *dentry, *parent;
 	struct mount *mnt;
 	__u32 len, pos, parent_off = bpf_core_field_offset(struct dentry, d_parent);
+	bool wide;
+	__u64 np, base;
 
 	if (!b)
 		return 1;
@@ -122,34 +168,32 @@ __noinline int vigil_path_step(void)
 	 */
 	dentry = b->walk.dentry;
 	mnt = b->walk.mnt;
+	if (!b->walk.no_mounts && dentry == b->walk.mnt_root) {
+		if (mnt == b->walk.mnt_parent) {
+			b->walk.done = 1; /* root of the namespace's mount tree */
+			return 1;
+		}
+		/* Cross to the mount point in the parent mount. */
+		mnt = b->walk.mnt_parent;
+		b->walk.dentry = b->walk.mnt_mountpoint;
+		b->walk.mnt = mnt;
+		read_mount(b, mnt);
+		return 0;
+	}
 	/*
-	 * d_parent and d_name sit side by side in every kernel Vigil runs on: one read for both
-	 * (each helper call costs, more so on CPUs with return-thunk mitigations). CO-RE checks the
-	 * layout; the branch not taken is removed at load.
+	 * d_parent and d_name sit side by side in every kernel Vigil runs on, followed by d_inode
+	 * and the inline name: one read for all. CO-RE checks the layout; the branch not taken is
+	 * removed at load.
 	 */
-	if (bpf_core_field_offset(struct dentry, d_name) == parent_off + sizeof(void *)) {
-		bpf_probe_read_kernel(&pn, sizeof(pn), (void *)dentry + parent_off);
+	wide = bpf_core_field_offset(struct dentry, d_name) == parent_off + sizeof(void *);
+	if (wide) {
+		bpf_probe_read_kernel(b->win, DENTRY_WIN, (void *)dentry + parent_off);
+		__builtin_memcpy(&pn, b->win, sizeof(pn));
 	} else {
 		pn.parent = BPF_CORE_READ(dentry, d_parent);
 		pn.name = BPF_CORE_READ(dentry, d_name);
 	}
 	parent = pn.parent;
-	if (!b->walk.no_mounts) {
-		if (dentry == b->walk.mnt_root) {
-			struct mount *mnt_parent = BPF_CORE_READ(mnt, mnt_parent);
-
-			if (mnt == mnt_parent) {
-				b->walk.done = 1; /* root of the namespace's mount tree */
-				return 1;
-			}
-			/* Cross to the mount point in the parent mount. */
-			b->walk.dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
-			b->walk.mnt = mnt_parent;
-			b->walk.vfsmnt = &mnt_parent->mnt;
-			b->walk.mnt_root = BPF_CORE_READ(mnt_parent, mnt.mnt_root);
-			return 0;
-		}
-	}
 	if (dentry == parent || !dentry) {
 		b->walk.done = 1; /* root of a (detached) tree */
 		return 1;
@@ -158,8 +202,33 @@ __noinline int vigil_path_step(void)
 	pos = b->walk.pos;
 	if (len + 1 > pos || pos > VIGIL_PATH_MAX)
 		return 1; /* longer than the buffer: keep the tail, flagged by !done */
-	pos -= len;
-	bpf_probe_read_kernel(&b->path[pos & PATH_MASK], len, pn.name.name);
+	np = (__u64)pn.name.name;
+	base = (__u64)dentry + parent_off;
+	if (wide && pos >= len + 8 && np >= base + DENTRY_WIN_NAME &&
+	    np + len <= base + DENTRY_WIN) {
+		/*
+		 * The name is inline and came with the read: copy it from the window in 8-byte
+		 * words, last word first, each ending where the previous one starts. The first word
+		 * may take bytes from before the name and put them before the component: that part
+		 * of the buffer is written over next (the '/' and the parent) or lies outside the
+		 * path. pos >= len + 8 keeps those writes inside the buffer.
+		 */
+		__u32 src = (__u32)(np - base) + len, dst = pos;
+
+		for (__u32 k = 0; k < (DENTRY_WIN - DENTRY_WIN_NAME + 7) / 8; k++) {
+			__u32 so, dof;
+
+			if (k * 8 >= len)
+				break;
+			so = (src - 8 * k - 8) & 127;
+			dof = (dst - 8 * k - 8) & PATH_MASK;
+			*(__u64 *)&b->path[dof] = *(__u64 *)((char *)b->win + so);
+		}
+		pos -= len;
+	} else {
+		pos -= len;
+		bpf_probe_read_kernel(&b->path[pos & PATH_MASK], len, pn.name.name);
+	}
 	pos -= 1;
 	b->path[pos & PATH_MASK] = '/';
 	b->walk.pos = pos;
@@ -176,12 +245,13 @@ __noinline int vigil_path_step(void)
 __noinline int vigil_path_walk(void)
 {
 	struct pathbuf *b = get_pathbuf_state();
-	struct vfsmount *vfsmnt;
 
 	if (!b)
 		return 0;
-	vfsmnt = b->walk.vfsmnt;
-	b->walk.mnt_root = b->walk.no_mounts ? 0 : BPF_CORE_READ(vfsmnt, mnt_root);
+	if (b->walk.no_mounts)
+		b->walk.mnt_root = 0;
+	else
+		read_mount(b, b->walk.mnt);
 #pragma clang loop unroll(disable)
 	for (int i = 0; i < VIGIL_PATH_DEPTH; i++) {
 		if (vigil_path_step())
@@ -223,7 +293,6 @@ static __always_inline __u32 resolve_path(struct path *path, char *buf, bool *cu
 		return VIGIL_PATH_MAX - 1;
 	vfsmnt = BPF_CORE_READ(path, mnt);
 	b->walk.dentry = BPF_CORE_READ(path, dentry);
-	b->walk.vfsmnt = vfsmnt;
 	b->walk.mnt = container_of(vfsmnt, struct mount, mnt);
 	b->walk.pos = VIGIL_PATH_MAX;
 	b->walk.done = 0;
@@ -239,7 +308,6 @@ static __always_inline __u32 resolve_dentry(struct dentry *dentry, char *buf, bo
 	if (!b)
 		return VIGIL_PATH_MAX - 1;
 	b->walk.dentry = dentry;
-	b->walk.vfsmnt = 0;
 	b->walk.mnt = 0;
 	b->walk.pos = VIGIL_PATH_MAX;
 	b->walk.done = 0;
