@@ -56,6 +56,9 @@ impl PolicyTarget<PolicyKey> for Engine {
             }
             Err(e) => {
                 fail(report, e.to_string());
+                // What parsing a refused file allocated (up to the parser's budgets) is given
+                // back, so that a hostile file leaves the sensor's memory as it was.
+                crate::heap::release_free_memory();
                 return old;
             }
         }

@@ -105,7 +105,12 @@ impl Inner {
 
 impl PolicyControl for Engine {
     fn add(&self, yaml: &str, origin: PolicyOrigin) -> Result<PolicyInfo, SensorError> {
-        let mut irs = compile_yaml(yaml).map_err(|e| SensorError::PolicyInvalid(e.to_string()))?;
+        let mut irs = compile_yaml(yaml).map_err(|e| {
+            // A refused input (a YAML bomb parses up to its node budget first) leaves nothing
+            // behind, not even glibc's retained peak.
+            crate::heap::release_free_memory();
+            SensorError::PolicyInvalid(e.to_string())
+        })?;
         if irs.len() != 1 {
             return Err(SensorError::PolicyInvalid(format!(
                 "expected exactly one TracingPolicy document, found {}",
