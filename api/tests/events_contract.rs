@@ -30,7 +30,7 @@ fn exec_event_encodes_like_tetragon() {
     };
     let ev = GetEventsResponse::new(
         ProcessExec {
-            process: Some(process),
+            process: Some(process.into()),
             ..Default::default()
         },
         "tetravm",
@@ -326,7 +326,7 @@ fn kprobe_event_with_everything_round_trips() {
     };
     let ev = GetEventsResponse {
         process_kprobe: Some(Box::new(ProcessKprobe {
-            process: Some(proc_),
+            process: Some(proc_.into()),
             function_name: "tcp_connect".into(),
             args: every_variant()
                 .into_iter()
@@ -376,10 +376,13 @@ fn kprobe_event_with_everything_round_trips() {
 #[test]
 fn other_event_kinds_round_trip() {
     let p = || {
-        Some(Process {
-            binary: "/bin/x".into(),
-            ..Default::default()
-        })
+        Some(
+            Process {
+                binary: "/bin/x".into(),
+                ..Default::default()
+            }
+            .into(),
+        )
     };
     let events: Vec<Event> = vec![
         ProcessExit {

@@ -5,7 +5,7 @@ use vigil_api::events::{Capabilities, Pod, ProcessExec, ProcessUprobe, capabilit
 fn exec_of(p: Process) -> GetEventsResponse {
     GetEventsResponse::new(
         ProcessExec {
-            process: Some(p),
+            process: Some(p.into()),
             ..Default::default()
         },
         "node1",
@@ -161,10 +161,13 @@ fn syscall_prefixes_are_cut() {
 fn kprobe_line(function: &str, args: Vec<ArgValue>) -> String {
     let ev = GetEventsResponse::new(
         ProcessKprobe {
-            process: Some(Process {
-                binary: "/bin/x".into(),
-                ..Default::default()
-            }),
+            process: Some(
+                Process {
+                    binary: "/bin/x".into(),
+                    ..Default::default()
+                }
+                .into(),
+            ),
             function_name: function.into(),
             args: args.into_iter().map(KprobeArgument::new).collect(),
             ..Default::default()
@@ -278,10 +281,13 @@ fn sock(proto: &str, saddr: &str, sport: u32, daddr: &str, dport: u32) -> ArgVal
 fn kprobe_ret(function: &str, args: Vec<ArgValue>, ret: ArgValue) -> String {
     let ev = GetEventsResponse::new(
         ProcessKprobe {
-            process: Some(Process {
-                binary: "/bin/x".into(),
-                ..Default::default()
-            }),
+            process: Some(
+                Process {
+                    binary: "/bin/x".into(),
+                    ..Default::default()
+                }
+                .into(),
+            ),
             function_name: function.into(),
             args: args.into_iter().map(KprobeArgument::new).collect(),
             return_value: Some(KprobeArgument::new(ret)),
@@ -419,10 +425,13 @@ fn socket_syscalls_and_tcp_kprobes() {
 fn lsm_and_unknown_hooks() {
     let ev = GetEventsResponse::new(
         vigil_api::events::ProcessLsm {
-            process: Some(Process {
-                binary: "/usr/bin/cat".into(),
-                ..Default::default()
-            }),
+            process: Some(
+                Process {
+                    binary: "/usr/bin/cat".into(),
+                    ..Default::default()
+                }
+                .into(),
+            ),
             function_name: "file_open".into(),
             args: vec![KprobeArgument::new(file("/etc/passwd"))],
             ..Default::default()
@@ -460,10 +469,13 @@ fn tracepoint_uprobe_renderings() {
     let tp = |subsys: &str, event: &str, nr: i64| {
         let ev = GetEventsResponse::new(
             ProcessTracepoint {
-                process: Some(Process {
-                    binary: "/bin/x".into(),
-                    ..Default::default()
-                }),
+                process: Some(
+                    Process {
+                        binary: "/bin/x".into(),
+                        ..Default::default()
+                    }
+                    .into(),
+                ),
                 subsys: subsys.into(),
                 event: event.into(),
                 args: vec![KprobeArgument::new(ArgValue::Long(nr))],
@@ -488,10 +500,13 @@ fn tracepoint_uprobe_renderings() {
     );
     let ev = GetEventsResponse::new(
         ProcessUprobe {
-            process: Some(Process {
-                binary: "/bin/bash".into(),
-                ..Default::default()
-            }),
+            process: Some(
+                Process {
+                    binary: "/bin/bash".into(),
+                    ..Default::default()
+                }
+                .into(),
+            ),
             path: "/bin/bash".into(),
             symbol: "readline".into(),
             ..Default::default()

@@ -59,15 +59,18 @@ mod tests {
     fn exec(binary: &str, pod: Option<(&str, &str)>) -> GetEventsResponse {
         GetEventsResponse::new(
             ProcessExec {
-                process: Some(Process {
-                    binary: binary.into(),
-                    pod: pod.map(|(ns, name)| Pod {
-                        namespace: ns.into(),
-                        name: name.into(),
+                process: Some(
+                    Process {
+                        binary: binary.into(),
+                        pod: pod.map(|(ns, name)| Pod {
+                            namespace: ns.into(),
+                            name: name.into(),
+                            ..Default::default()
+                        }),
                         ..Default::default()
-                    }),
-                    ..Default::default()
-                }),
+                    }
+                    .into(),
+                ),
                 ..Default::default()
             },
             "n",
@@ -172,10 +175,13 @@ mod tests {
         assert!(!f.matches(&exec("/usr/bin/head", None)));
         let exit = GetEventsResponse::new(
             ProcessExit {
-                process: Some(Process {
-                    binary: "/usr/bin/cat".into(),
-                    ..Default::default()
-                }),
+                process: Some(
+                    Process {
+                        binary: "/usr/bin/cat".into(),
+                        ..Default::default()
+                    }
+                    .into(),
+                ),
                 ..Default::default()
             },
             "n",

@@ -158,7 +158,7 @@ impl Drop for FakeContainer {
 pub fn exec_of(e: &GetEventsResponse, pid: u32) -> Option<&Process> {
     e.process_exec
         .as_ref()
-        .and_then(|x| x.process.as_ref())
+        .and_then(|x| x.process.as_deref())
         .filter(|p| p.pid == Some(pid))
 }
 
@@ -187,7 +187,7 @@ fn kprobes_on(sensor: &Sensor, path: &str) -> Vec<vigil_api::events::ProcessKpro
 pub fn opens_of(sensor: &Sensor, path: &str) -> Vec<(u32, Process)> {
     kprobes_on(sensor, path)
         .into_iter()
-        .filter_map(|k| k.process.map(|p| (p.pid.unwrap_or(0), p)))
+        .filter_map(|k| k.process.map(|p| (p.pid.unwrap_or(0), (*p).clone())))
         .collect()
 }
 

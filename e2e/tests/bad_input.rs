@@ -294,6 +294,7 @@ fn hostile_files_in_the_policy_directory_are_refused_once_and_not_read_whole() {
         rss_after < rss_before + 32 * 1024,
         "RSS {rss_before} KiB -> {rss_after} KiB with a 100 MiB file in the directory"
     );
+    println!("figure: hostile files: sensor RSS {rss_before} -> {rss_after} KiB");
 }
 
 /// Raw bytes as a gRPC message body, to send what no well-behaved client would.
@@ -463,7 +464,14 @@ fn prost_types_mask(paths: &[&str]) -> prost_types::FieldMask {
 }
 
 fn exec_of(sensor: &Sensor, pid: u32) -> vigil_api::events::Process {
-    sensor.wait_exec(pid).process_exec.unwrap().process.unwrap()
+    sensor
+        .wait_exec(pid)
+        .process_exec
+        .unwrap()
+        .process
+        .unwrap()
+        .as_ref()
+        .clone()
 }
 
 fn run_args(program: &Path, args: &[&std::ffi::OsStr]) -> u32 {

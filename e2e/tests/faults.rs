@@ -304,7 +304,7 @@ fn heal_case(env: &[(&str, &str)], source: &str) {
                 .iter()
                 .filter_map(|e| e.process_exec.as_ref()?.process.clone())
                 .filter(|q| q.pid == Some(pid))
-                .map(|q| (q.exec_id, q.flags, q.binary))
+                .map(|q| (q.exec_id.clone(), q.flags.clone(), q.binary.clone()))
                 .collect::<Vec<_>>()
         );
         assert!(!c.flags.contains("miss"), "{}", c.flags);

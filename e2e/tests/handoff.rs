@@ -166,7 +166,7 @@ fn a_killed_sensor_keeps_enforcing_and_the_next_takes_over_without_reloading() {
     let mut long = Command::new("sleep").arg("300").spawn().unwrap();
     let long_pid = long.id();
     let exec = a.wait_exec(long_pid);
-    let exec_id = exec.process_exec.unwrap().process.unwrap().exec_id;
+    let exec_id = exec.process_exec.unwrap().process.unwrap().exec_id.clone();
     let ids_before = program_ids();
     a.kill();
 

@@ -288,7 +288,7 @@ fn events_wait_for_a_late_pod_and_go_out_flagged_without_one() {
     // Its exit (held behind it or not) carries the pod too.
     let exit = sensor.wait_exit(pid);
     let xp = exit.process_exit.unwrap().process.unwrap();
-    assert_eq!(xp.pod.expect("the exit's pod").name, "late");
+    assert_eq!(xp.pod.as_ref().expect("the exit's pod").name, "late");
 
     // A pod that never comes: after the bound, out without it and flagged.
     let started = Instant::now();

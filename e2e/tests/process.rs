@@ -164,7 +164,7 @@ fn processes_running_at_start_are_reported_from_procfs() {
     let events = sensor.events();
     let by_id: HashMap<&str, &vigil_api::events::Process> = events
         .iter()
-        .filter_map(|e| e.process_exec.as_ref()?.process.as_ref())
+        .filter_map(|e| e.process_exec.as_ref()?.process.as_deref())
         .map(|p| (p.exec_id.as_str(), p))
         .collect();
     let mut cur = p;

@@ -4,7 +4,7 @@ use super::EventError;
 use super::args::KprobeArgument;
 use super::codec::{f64_json, is_zero_f64, is_zero_u32, is_zero_u64, u64_str};
 use super::format::format_time_ns;
-use super::process::Process;
+use super::process::{Process, SharedProcess};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -220,21 +220,21 @@ impl GetEventsResponse {
 
     /// The `process` of whichever event is set.
     pub fn process(&self) -> Option<&Process> {
-        self.event_ref()?.0.as_ref()
+        self.event_ref()?.0.as_deref()
     }
 
     /// The `parent` of whichever event is set.
     pub fn parent(&self) -> Option<&Process> {
-        self.event_ref()?.1.as_ref()
+        self.event_ref()?.1.as_deref()
     }
 
     /// The event's `process`, `parent` and `ancestors`, mutable (for enrichment).
     pub fn processes_mut(
         &mut self,
     ) -> Option<(
-        &mut Option<Process>,
-        &mut Option<Process>,
-        &mut Vec<Process>,
+        &mut Option<SharedProcess>,
+        &mut Option<SharedProcess>,
+        &mut Vec<SharedProcess>,
     )> {
         Some(match self.kind()? {
             EventKind::ProcessExec => {
@@ -265,7 +265,7 @@ impl GetEventsResponse {
         })
     }
 
-    fn event_ref(&self) -> Option<(&Option<Process>, &Option<Process>)> {
+    fn event_ref(&self) -> Option<(&Option<SharedProcess>, &Option<SharedProcess>)> {
         Some(match self.kind()? {
             EventKind::ProcessExec => {
                 let e = self.process_exec.as_ref()?;
@@ -545,12 +545,12 @@ impl KprobeAction {
 #[serde(deny_unknown_fields)]
 pub struct ProcessExec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub process: Option<Process>,
+    pub process: Option<SharedProcess>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<Process>,
+    pub parent: Option<SharedProcess>,
     /// Ancestors beyond the parent, nearest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ancestors: Vec<Process>,
+    pub ancestors: Vec<SharedProcess>,
 }
 
 /// `process_exit`: the last thread of a process exited.
@@ -558,9 +558,9 @@ pub struct ProcessExec {
 #[serde(deny_unknown_fields)]
 pub struct ProcessExit {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub process: Option<Process>,
+    pub process: Option<SharedProcess>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<Process>,
+    pub parent: Option<SharedProcess>,
     /// Name of the terminating signal (`SIGKILL`), empty for a normal exit.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub signal: String,
@@ -571,7 +571,7 @@ pub struct ProcessExit {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub time: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ancestors: Vec<Process>,
+    pub ancestors: Vec<SharedProcess>,
 }
 
 /// `process_kprobe`: a kprobe (or its syscall-tracepoint fallback) from a policy fired.
@@ -579,9 +579,9 @@ pub struct ProcessExit {
 #[serde(deny_unknown_fields)]
 pub struct ProcessKprobe {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub process: Option<Process>,
+    pub process: Option<SharedProcess>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<Process>,
+    pub parent: Option<SharedProcess>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub function_name: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -604,7 +604,7 @@ pub struct ProcessKprobe {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub user_stack_trace: Vec<StackTraceEntry>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ancestors: Vec<Process>,
+    pub ancestors: Vec<SharedProcess>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub data: Vec<KprobeArgument>,
 }
@@ -614,9 +614,9 @@ pub struct ProcessKprobe {
 #[serde(deny_unknown_fields)]
 pub struct ProcessTracepoint {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub process: Option<Process>,
+    pub process: Option<SharedProcess>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<Process>,
+    pub parent: Option<SharedProcess>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub subsys: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -632,7 +632,7 @@ pub struct ProcessTracepoint {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ancestors: Vec<Process>,
+    pub ancestors: Vec<SharedProcess>,
 }
 
 /// `process_uprobe`: a uprobe from a policy fired.
@@ -640,9 +640,9 @@ pub struct ProcessTracepoint {
 #[serde(deny_unknown_fields)]
 pub struct ProcessUprobe {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub process: Option<Process>,
+    pub process: Option<SharedProcess>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<Process>,
+    pub parent: Option<SharedProcess>,
     /// Path of the probed binary or library.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub path: String,
@@ -657,7 +657,7 @@ pub struct ProcessUprobe {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ancestors: Vec<Process>,
+    pub ancestors: Vec<SharedProcess>,
     /// Offset in the binary (instead of a symbol).
     #[serde(default, skip_serializing_if = "is_zero_u64", with = "u64_str")]
     pub offset: u64,
@@ -674,9 +674,9 @@ pub struct ProcessUprobe {
 #[serde(deny_unknown_fields)]
 pub struct ProcessLsm {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub process: Option<Process>,
+    pub process: Option<SharedProcess>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<Process>,
+    pub parent: Option<SharedProcess>,
     /// LSM hook name without the `security_` prefix, e.g. `file_open`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub function_name: String,
@@ -691,7 +691,7 @@ pub struct ProcessLsm {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ancestors: Vec<Process>,
+    pub ancestors: Vec<SharedProcess>,
     /// IMA hash as `algorithm:hex`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub ima_hash: String,

@@ -17,7 +17,8 @@
 //!     flags: (ProcessFlags::EXECVE | ProcessFlags::CLONE).to_string(),
 //!     ..Default::default()
 //! };
-//! let exec = ProcessExec { process: Some(process), ..Default::default() };
+//! // Events share their processes (`SharedProcess`, an `Arc`): one copy per process.
+//! let exec = ProcessExec { process: Some(process.into()), ..Default::default() };
 //! let ev = GetEventsResponse::new(exec, "node1", format_time_ns(1_700_000_000_000_000_000));
 //! assert_eq!(ev.kind(), Some(EventKind::ProcessExec));
 //! let line = ev.to_json().unwrap();
@@ -55,8 +56,8 @@ pub use format::{
 pub use loss::{LOSS_LABEL_PREFIX, Loss, LossKind, LossReason, LossStage};
 pub use process::{
     BinaryProperties, Capabilities, Container, EnvVar, FileProperties, Image, InodeProperties,
-    Namespace, Namespaces, Pod, Process, ProcessCredentials, SecurityContext, UserNamespace,
-    UserRecord,
+    Namespace, Namespaces, Pod, Process, ProcessCredentials, SecurityContext, SharedProcess,
+    UserNamespace, UserRecord,
 };
 
 /// `auid` value meaning "no audit user set".

@@ -4,6 +4,10 @@ use super::codec::{is_false, is_zero_u32, is_zero_u64, u64_str};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// A process as events hold it: shared, so that the process cache and every event of the
+/// process point at one copy (written once, read many times); changed with `Arc::make_mut`.
+pub type SharedProcess = std::sync::Arc<Process>;
+
 /// A process as it appears in every event (`process`, `parent`, `ancestors`).
 ///
 /// Fields typed `Option<_>` are protobuf wrapper types: they are written whenever they are

@@ -498,11 +498,14 @@ mod tests {
     fn ev(pid: u32) -> GetEventsResponse {
         GetEventsResponse::new(
             ProcessExec {
-                process: Some(Process {
-                    pid: Some(pid),
-                    binary: "/bin/x".into(),
-                    ..Default::default()
-                }),
+                process: Some(
+                    Process {
+                        pid: Some(pid),
+                        binary: "/bin/x".into(),
+                        ..Default::default()
+                    }
+                    .into(),
+                ),
                 ..Default::default()
             },
             "n",

@@ -6,6 +6,7 @@
 //! parent is in the set, that process joins the set for the rest of the stream.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 use regex::Regex;
 use vigil_api::events::{EventKind, GetEventsResponse, LossKind, Process, capability_event_name};
@@ -328,7 +329,7 @@ impl EventFilter {
             return false;
         }
         if !self.ancestor_binary.is_empty() {
-            let mut chain = parent.into_iter().chain(ancestors(ev).iter());
+            let mut chain = parent.into_iter().chain(ancestors(ev).iter().map(|a| &**a));
             if !chain.any(|q| self.ancestor_binary.iter().any(|r| r.is_match(&q.binary))) {
                 return false;
             }
@@ -431,7 +432,7 @@ fn policy_name(ev: &GetEventsResponse) -> &str {
     }
 }
 
-fn ancestors(ev: &GetEventsResponse) -> &[Process] {
+fn ancestors(ev: &GetEventsResponse) -> &[Arc<Process>] {
     if let Some(e) = &ev.process_exec {
         &e.ancestors
     } else if let Some(e) = &ev.process_exit {
@@ -515,8 +516,8 @@ mod tests {
     fn exec(pid: u32, ppid: u32, binary: &str) -> GetEventsResponse {
         GetEventsResponse::new(
             ProcessExec {
-                process: Some(proc_(pid, binary, "-a b")),
-                parent: Some(proc_(ppid, "/bin/sh", "-c x")),
+                process: Some(proc_(pid, binary, "-a b").into()),
+                parent: Some(proc_(ppid, "/bin/sh", "-c x").into()),
                 ..Default::default()
             },
             "n",
@@ -527,8 +528,8 @@ mod tests {
     fn exit(pid: u32, ppid: u32, binary: &str) -> GetEventsResponse {
         GetEventsResponse::new(
             ProcessExit {
-                process: Some(proc_(pid, binary, "")),
-                parent: Some(proc_(ppid, "/bin/sh", "")),
+                process: Some(proc_(pid, binary, "").into()),
+                parent: Some(proc_(ppid, "/bin/sh", "").into()),
                 ..Default::default()
             },
             "n",
@@ -542,7 +543,14 @@ mod tests {
         name: &str,
         labels: &[(&str, &str)],
     ) -> GetEventsResponse {
-        let p = ev.process_exec.as_mut().unwrap().process.as_mut().unwrap();
+        let p = ev
+            .process_exec
+            .as_mut()
+            .unwrap()
+            .process
+            .as_mut()
+            .map(Arc::make_mut)
+            .unwrap();
         p.docker = "abc123".into();
         p.pod = Some(Pod {
             namespace: ns.into(),
@@ -744,13 +752,16 @@ mod tests {
     fn policy_names_and_capabilities() {
         let mut kp = GetEventsResponse::new(
             ProcessKprobe {
-                process: Some(Process {
-                    cap: Some(Capabilities {
-                        effective: vec!["CAP_SYS_ADMIN".into()],
-                        ..Default::default()
-                    }),
-                    ..proc_(1, "/a", "")
-                }),
+                process: Some(
+                    Process {
+                        cap: Some(Capabilities {
+                            effective: vec!["CAP_SYS_ADMIN".into()],
+                            ..Default::default()
+                        }),
+                        ..proc_(1, "/a", "")
+                    }
+                    .into(),
+                ),
                 policy_name: "p1".into(),
                 ..Default::default()
             },
@@ -779,13 +790,15 @@ mod tests {
             vec![],
         );
         assert!(r.matches(&kp));
-        kp.process_kprobe
-            .as_mut()
-            .unwrap()
-            .process
-            .as_mut()
-            .unwrap()
-            .cap = None;
+        Arc::make_mut(
+            kp.process_kprobe
+                .as_mut()
+                .unwrap()
+                .process
+                .as_mut()
+                .unwrap(),
+        )
+        .cap = None;
         assert!(!r.matches(&kp));
     }
 

@@ -6,6 +6,7 @@
 //! could not read keeps its position as an empty value of its type (`{"file_arg":{}}`).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use vigil_api::events::names::{
     bpf_cmd_name, family_name, protocol_name, sock_type_name, tcp_state_name,
@@ -49,10 +50,14 @@ pub fn build(
     builder: &EventBuilder,
     rec: &HookRecord,
     meta: &HookMeta,
-    mut process: Process,
-    parent: Option<Process>,
+    mut process: Arc<Process>,
+    parent: Option<Arc<Process>>,
 ) -> HookEvent {
-    process.tid = Some(rec.tid);
+    // Shared with the process cache (and every other event of the process) unless the thread
+    // differs from the one cached: then this event gets its own copy.
+    if process.tid != Some(rec.tid) {
+        Arc::make_mut(&mut process).tid = Some(rec.tid);
+    }
     let mut arg_errors = 0u64;
     let args: Vec<KprobeArgument> = rec
         .args
@@ -187,8 +192,8 @@ pub fn protect_event(
     let hook = crate::kernel::protect::hook_name(r.hook);
     GetEventsResponse::new(
         ProcessLsm {
-            process: Some(process),
-            parent,
+            process: Some(process.into()),
+            parent: parent.map(Arc::new),
             function_name: hook.to_string(),
             policy_name: SELF_PROTECTION_POLICY.into(),
             message: format!("self-protection refused {hook}"),

@@ -64,7 +64,7 @@ fn event_json(m: &HookMeta, r: abi::HookRec, args: &[RawArg]) -> (Value, u64) {
         pid: Some(77),
         ..Default::default()
     };
-    let built = build(&builder(), &h, m, process, None);
+    let built = build(&builder(), &h, m, process.into(), None);
     let line = built.event.to_json().unwrap();
     // What we write must read back strictly.
     GetEventsResponse::from_json(&line).unwrap();

@@ -2,11 +2,12 @@
 //!
 //! A hook event carries its process and that process's parent, most of its line, and the same
 //! process fires its hooks again and again. The encoder keeps the JSON of the processes it wrote
-//! last and reuses it when the event's process is equal, field for field, to the one it was made
-//! from: the line is the same text as [`GetEventsResponse::to_json`], written with the
+//! last and reuses it when the event's process is the one it was made from (the same shared
+//! process of the process cache, checked by pointer) or equal to it field for field: the line is the same text as [`GetEventsResponse::to_json`], written with the
 //! processes' JSON copied in rather than encoded again.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use vigil_api::events::{EventError, EventKind, GetEventsResponse, Process};
 
@@ -27,7 +28,7 @@ fn weight(json: &str) -> usize {
 #[derive(Debug, Default)]
 pub struct LineEncoder {
     /// By exec_id: the processes last written and their JSON.
-    memo: HashMap<String, Vec<(Process, String)>>,
+    memo: HashMap<String, Vec<(Arc<Process>, String)>>,
     /// Length of the last line: the next one starts with this much room (plus a margin).
     hint: usize,
     /// What the memo holds, by [`weight`].
@@ -76,8 +77,8 @@ impl LineEncoder {
         ev: &GetEventsResponse,
         prefix: &str,
         capacity: usize,
-        process: Option<&Process>,
-        parent: Option<&Process>,
+        process: Option<&Arc<Process>>,
+        parent: Option<&Arc<Process>>,
     ) -> Result<Option<String>, EventError> {
         let rest = ev.to_json_sized(capacity)?;
         let Some(tail) = rest.strip_prefix(prefix) else {
@@ -104,16 +105,20 @@ impl LineEncoder {
     }
 
     /// Appends the JSON of `p`: from the memo when it holds `p`, else encoded now (and kept).
-    fn write_process(&mut self, p: &Process, out: &mut String) -> Result<(), EventError> {
-        if let Some((_, json)) = self
-            .memo
-            .get(&p.exec_id)
-            .and_then(|v| v.iter().find(|(q, _)| q == p))
-        {
+    fn write_process(&mut self, p: &Arc<Process>, out: &mut String) -> Result<(), EventError> {
+        // Events of the same process share it with the process cache: the pointer is checked
+        // first, and only a process made apart (another thread, a pod filled in) is compared
+        // field by field.
+        if let Some((_, json)) = self.memo.get(&p.exec_id).and_then(|v| {
+            v.iter()
+                .find(|(q, _)| Arc::ptr_eq(q, p))
+                .or_else(|| v.iter().find(|(q, _)| q == p))
+        }) {
             out.push_str(json);
             return Ok(());
         }
-        let json = serde_json::to_string(p).map_err(|e| EventError::Encode(e.to_string()))?;
+        let json =
+            serde_json::to_string(p.as_ref()).map_err(|e| EventError::Encode(e.to_string()))?;
         out.push_str(&json);
         let w = weight(&json);
         if w > MEMO_BYTES {
@@ -158,8 +163,8 @@ mod tests {
 
     fn kprobe(p: Option<Process>, q: Option<Process>, full: bool) -> GetEventsResponse {
         let k = ProcessKprobe {
-            process: p,
-            parent: q,
+            process: p.map(Into::into),
+            parent: q.map(Into::into),
             function_name: if full { "f".into() } else { String::new() },
             args: if full {
                 vec![KprobeArgument::new(ArgValue::String("/etc/x".into()))]
@@ -199,8 +204,8 @@ mod tests {
             let events = [
                 GetEventsResponse::new(
                     ProcessTracepoint {
-                        process: p.clone(),
-                        parent: q.clone(),
+                        process: p.clone().map(Into::into),
+                        parent: q.clone().map(Into::into),
                         subsys: "s".into(),
                         ..Default::default()
                     },
@@ -209,8 +214,8 @@ mod tests {
                 ),
                 GetEventsResponse::new(
                     ProcessUprobe {
-                        process: p.clone(),
-                        parent: q.clone(),
+                        process: p.clone().map(Into::into),
+                        parent: q.clone().map(Into::into),
                         ..Default::default()
                     },
                     "n",
@@ -218,8 +223,8 @@ mod tests {
                 ),
                 GetEventsResponse::new(
                     ProcessLsm {
-                        process: p.clone(),
-                        parent: q.clone(),
+                        process: p.clone().map(Into::into),
+                        parent: q.clone().map(Into::into),
                         ..Default::default()
                     },
                     "n",
@@ -227,8 +232,8 @@ mod tests {
                 ),
                 GetEventsResponse::new(
                     ProcessExec {
-                        process: p,
-                        parent: q,
+                        process: p.map(Into::into),
+                        parent: q.map(Into::into),
                         ..Default::default()
                     },
                     "n",

@@ -215,8 +215,8 @@ impl EventBuilder {
         boot_ns: u64,
     ) -> GetEventsResponse {
         let exec = ProcessExec {
-            process: Some(process),
-            parent,
+            process: Some(process.into()),
+            parent: parent.map(Into::into),
             ..Default::default()
         };
         GetEventsResponse::new(exec, self.node_name.clone(), self.time(boot_ns))
@@ -232,8 +232,8 @@ impl EventBuilder {
     ) -> GetEventsResponse {
         let sig = (exit_code & 0x7f) as i32;
         let exit = ProcessExit {
-            process: Some(process),
-            parent,
+            process: Some(process.into()),
+            parent: parent.map(Into::into),
             signal: if sig != 0 {
                 signal_name(sig)
             } else {

@@ -11,3 +11,4 @@ pub mod pipeline;
 pub mod process_cache;
 pub mod procfs_scan;
 pub mod replay;
+pub mod thread_variants;

@@ -23,6 +23,7 @@ use crate::output::metrics::Metrics;
 use crate::process::builder::{EventBuilder, KERNEL_KTIME};
 use crate::process::process_cache::{ProcKey, ProcessCache};
 use crate::process::procfs_scan::ScannedProc;
+use crate::process::thread_variants::ThreadVariants;
 
 /// The `policy_name` of the events Vigil reports about itself.
 pub const SELF_POLICY: &str = "vigil-self-protection";
@@ -53,6 +54,8 @@ pub struct Pipeline {
     kind_counters: Vec<(EventKind, Counter)>,
     /// Writes the JSON lines.
     encoder: LineEncoder,
+    /// Hook events' processes as other threads than the cached one see them.
+    threads: ThreadVariants,
 }
 
 /// How long, and how many, events of containers with no known pod wait for it.
@@ -136,6 +139,7 @@ impl Pipeline {
             policies: Vec::new(),
             kind_counters: Vec::new(),
             encoder: LineEncoder::default(),
+            threads: ThreadVariants::default(),
         }
     }
 
@@ -420,10 +424,9 @@ impl Pipeline {
             parent,
         } = self.hook_context(r)?;
         let process = match process {
-            Some(p) => (*p).clone(),
-            None => self.builder.unknown_process(r.pid, r.ktime),
+            Some(p) => self.threads.for_thread(&p, r.tid),
+            None => self.builder.unknown_process(r.pid, r.ktime).into(),
         };
-        let parent = parent.map(|p| (*p).clone());
         let built = hook_event::build(&self.builder, r, &meta, process, parent);
         if built.arg_errors > 0 {
             self.metrics.hook_arg_errors.inc_by(built.arg_errors);
@@ -491,8 +494,8 @@ impl Pipeline {
             .cache
             .live(pid)
             .and_then(|k| self.cache.get(&k))
-            .map(|e| (*e.process).clone())
-            .unwrap_or_else(|| self.builder.unknown_process(pid, 0));
+            .map(|e| e.process.clone())
+            .unwrap_or_else(|| self.builder.unknown_process(pid, 0).into());
         let ev = GetEventsResponse::new(
             events::ProcessLsm {
                 process: Some(process),
@@ -611,9 +614,13 @@ impl Pipeline {
         let Some((process, parent, ancestors)) = ev.processes_mut() else {
             return true;
         };
-        let fill = |p: &mut Process| -> bool {
+        // The process is shared with the cache and other events: it is copied only when its
+        // pod changes here.
+        let fill = |p: &mut Arc<Process>| -> bool {
             if p.docker.is_empty() {
-                p.pod = None;
+                if p.pod.is_some() {
+                    Arc::make_mut(p).pod = None;
+                }
                 return true;
             }
             let Some((pod, i)) = inv.lookup(&p.docker) else {
@@ -624,7 +631,10 @@ impl Pipeline {
                 .as_ref()
                 .and_then(|p| p.container.as_ref())
                 .and_then(|c| c.pid);
-            p.pod = Some(pod.event_pod(i, pid));
+            let pod = Some(pod.event_pod(i, pid));
+            if p.pod != pod {
+                Arc::make_mut(p).pod = pod;
+            }
             true
         };
         let ready = process.as_mut().is_none_or(fill);
@@ -765,7 +775,7 @@ fn flag_pod_unknown(ev: &mut GetEventsResponse) {
     if let Some((Some(p), _, _)) = ev.processes_mut() {
         let mut f: ProcessFlags = p.flags.parse().unwrap_or_default();
         f.insert(ProcessFlags::POD_UNKNOWN);
-        p.flags = f.to_string();
+        Arc::make_mut(p).flags = f.to_string();
     }
 }
 
@@ -778,7 +788,7 @@ fn strip_stubs(ev: &mut GetEventsResponse) {
             .chain(ancestors.iter_mut())
         {
             if p.pod.as_ref().is_some_and(|pod| pod.name.is_empty()) {
-                p.pod = None;
+                Arc::make_mut(p).pod = None;
             }
         }
     }

@@ -223,6 +223,7 @@ fn scan_reports_parents_first() {
     let procs: Vec<&Process> = ev
         .iter()
         .map(|e| e.process_exec.as_ref().unwrap().process.as_ref().unwrap())
+        .map(|p| &**p)
         .collect();
     assert_eq!(procs[0].binary, "<kernel>");
     assert_eq!(procs[1].parent_exec_id, procs[0].exec_id);

@@ -83,8 +83,12 @@ impl EventView {
         Some(EventView {
             point,
             policy_name: policy_name.clone(),
-            process: process.as_ref().map(proc_view),
-            ancestors: parent.iter().chain(ancestors).map(proc_view).collect(),
+            process: process.as_deref().map(proc_view),
+            ancestors: parent
+                .iter()
+                .chain(ancestors)
+                .map(|p| proc_view(p))
+                .collect(),
             args: args.iter().map(arg_view).collect(),
             ret,
             time_ns: parse_time_ns(&ev.time),
