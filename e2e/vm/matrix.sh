@@ -34,8 +34,7 @@ USERSPACE=(grpc:: grpc_tls:: operator:: operator_tls:: kube_mode:: policy_api:: 
 # Known on 5.10, reported as skipped (docs/testing.md, "Known gaps on 5.10"): kprobe, tracepoint
 # and uprobe attachments have no bpf_link there, so they cannot be pinned and enforcement does
 # not outlive the sensor (the hand-over suite).
-KNOWN_5_10=(handoff::a_killed_sensor handoff::an_upgrade handoff::another_build
-    handoff::cleanup_removes handoff::pins_changed)
+KNOWN_5_10=(handoff::a_killed_sensor handoff::cleanup_removes handoff::pins_changed)
 # The smoke subset: what differs between kernels (probe, budget, golden JSON,
 # every mechanism of the hook engine, BPF-LSM) rather than what depends only on
 # user space (chart, operator, gRPC).
