@@ -226,8 +226,17 @@ __noinline int vigil_path_step(void)
 		}
 		pos -= len;
 	} else {
+		__u32 n = len;
+
 		pos -= len;
-		bpf_probe_read_kernel(&b->path[pos & PATH_MASK], len, pn.name.name);
+		/*
+		 * Bound the length afresh: 6.12's verifier loses len's unsigned bound through the
+		 * comparisons above that link it to other registers, and refuses the read as
+		 * unbounded.
+		 */
+		barrier_var(n);
+		n &= NAME_MASK;
+		bpf_probe_read_kernel(&b->path[pos & PATH_MASK], n, pn.name.name);
 	}
 	pos -= 1;
 	b->path[pos & PATH_MASK] = '/';
