@@ -1,5 +1,5 @@
-//! Recorded events for `vigil policy test`, read the way a replay needs: a newer Tetragon or
-//! Vigil may write fields this version does not know. Such a field cannot change a verdict (the
+//! Recorded events for `vigil policy test` and `vigil observe`: a newer Tetragon or Vigil may
+//! write fields this version does not know. Such a field cannot change a verdict (the
 //! evaluator reads only fields it knows), so it is dropped and reported by its path instead of
 //! making the whole line malformed. Anything else that does not decode (bad JSON, a known field
 //! of the wrong type, no event) stays an error.

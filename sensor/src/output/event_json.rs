@@ -3,8 +3,9 @@
 //! A hook event carries its process and that process's parent, most of its line, and the same
 //! process fires its hooks again and again. The encoder keeps the JSON of the processes it wrote
 //! last and reuses it when the event's process is the one it was made from (the same shared
-//! process of the process cache, checked by pointer) or equal to it field for field: the line is the same text as [`GetEventsResponse::to_json`], written with the
-//! processes' JSON copied in rather than encoded again.
+//! process of the process cache, checked by pointer) or equal to it field for field: the line
+//! is the same text as [`GetEventsResponse::to_json`], written with the processes' JSON copied
+//! in rather than encoded again.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 
-use vigil_api::policy::compile_yaml;
 use vigil_host::policy_files::{Changed, PolicyFiles, PolicyTarget};
 
 use crate::policy::control::{PolicyControl, PolicyKey, PolicyOrigin};
@@ -45,7 +44,7 @@ impl PolicyTarget<PolicyKey> for Engine {
             }
         };
         // Validate before touching what runs: a bad edit leaves the previous version running.
-        match compile_yaml(text) {
+        match crate::policy::compile_yaml(text) {
             Ok(irs) if irs.len() == 1 => {}
             Ok(irs) => {
                 fail(
@@ -56,9 +55,6 @@ impl PolicyTarget<PolicyKey> for Engine {
             }
             Err(e) => {
                 fail(report, e.to_string());
-                // What parsing a refused file allocated (up to the parser's budgets) is given
-                // back, so that a hostile file leaves the sensor's memory as it was.
-                crate::heap::release_free_memory();
                 return old;
             }
         }
@@ -99,7 +95,7 @@ mod tests {
 
     impl PolicyControl for Fake {
         fn add(&self, yaml: &str, _: PolicyOrigin) -> Result<PolicyInfo, SensorError> {
-            let ir = compile_yaml(yaml)
+            let ir = crate::policy::compile_yaml(yaml)
                 .map_err(|e| SensorError::PolicyInvalid(e.to_string()))?
                 .remove(0);
             let name = ir.identity.unwrap_or_default().name;

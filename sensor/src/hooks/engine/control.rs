@@ -1,7 +1,6 @@
 //! What the policy control calls do to a published policy: delete, list, enable/disable, mode
 //! switches; and how a policy is reported.
 
-use vigil_api::policy::compile_yaml;
 use vigil_sensor_bpf::abi::{self, HookCfg};
 
 use super::{Engine, Inner, Policy, policy_cfg};
@@ -105,12 +104,8 @@ impl Inner {
 
 impl PolicyControl for Engine {
     fn add(&self, yaml: &str, origin: PolicyOrigin) -> Result<PolicyInfo, SensorError> {
-        let mut irs = compile_yaml(yaml).map_err(|e| {
-            // A refused input (a YAML bomb parses up to its node budget first) leaves nothing
-            // behind, not even glibc's retained peak.
-            crate::heap::release_free_memory();
-            SensorError::PolicyInvalid(e.to_string())
-        })?;
+        let mut irs = crate::policy::compile_yaml(yaml)
+            .map_err(|e| SensorError::PolicyInvalid(e.to_string()))?;
         if irs.len() != 1 {
             return Err(SensorError::PolicyInvalid(format!(
                 "expected exactly one TracingPolicy document, found {}",
